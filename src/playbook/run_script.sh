@@ -1,0 +1,8 @@
+# Runs the task script that arrives on stdin. It is spooled to a private temp file first so that
+# commands inside it cannot swallow the rest of the script from stdin, and secrets in it never
+# appear on a command line.
+umask 077
+script=$(mktemp /tmp/installer-task.XXXXXXXX) || exit 125
+trap 'rm -f "$script"' EXIT
+cat > "$script"
+sh -e "$script" </dev/null

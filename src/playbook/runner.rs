@@ -1,0 +1,277 @@
+//! Runs a playbook's tasks on hosts: guards first, then the action, with retries and timeouts.
+//! Hosts run in parallel (bounded by --forks) unless the playbook is serial.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::model::{Action, FileSpec, Playbook, Task};
+use super::remote::Remote;
+use super::render::Renderer;
+use super::source::Playbooks;
+use crate::ui::{Event, HostLogs, Reporter, TaskOutcome};
+
+const RUN_SCRIPT: &str = include_str!("run_script.sh");
+const FILE_STATE: &str = include_str!("file_state.sh");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Change the hosts.
+    Apply,
+    /// Dry run: evaluate guards and read-only checks, change nothing.
+    Plan,
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub forks: usize,
+    pub mode: Mode,
+    pub reporter: Reporter,
+    pub logs: Option<HostLogs>,
+    pub playbooks: Playbooks,
+}
+
+/// One host to run on, with the template context (inventory, host, facts, vars).
+pub struct HostTarget<R> {
+    pub name: String,
+    pub remote: R,
+    pub context: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub task: String,
+    pub outcome: TaskOutcome,
+    pub stdout: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    pub host: String,
+    pub tasks: Vec<TaskReport>,
+    /// Why the host stopped, naming the task and the command's output.
+    pub failure: Option<String>,
+    /// `register:`ed outputs, by name.
+    pub registered: serde_json::Map<String, Value>,
+}
+
+impl HostReport {
+    pub fn changed(&self) -> bool {
+        self.tasks.iter().any(|t| t.outcome == TaskOutcome::Changed)
+    }
+}
+
+pub async fn run<R: Remote>(playbook: &Playbook, hosts: Vec<HostTarget<R>>, opts: &RunOptions) -> Vec<HostReport> {
+    let renderer = Renderer::new();
+    if playbook.serial {
+        let mut reports = Vec::new();
+        for host in hosts {
+            let report = run_host(playbook, host, opts, &renderer).await;
+            let failed = report.failure.is_some();
+            reports.push(report);
+            // Serial playbooks guard quorum: never continue past a failed host.
+            if failed {
+                break;
+            }
+        }
+        return reports;
+    }
+    let limit = Arc::new(Semaphore::new(opts.forks.max(1)));
+    let runs = hosts.into_iter().map(|host| {
+        let limit = limit.clone();
+        let renderer = renderer.clone();
+        async move {
+            let _permit = limit.acquire_owned().await.ok();
+            run_host(playbook, host, opts, &renderer).await
+        }
+    });
+    futures::future::join_all(runs).await
+}
+
+async fn run_host<R: Remote>(playbook: &Playbook, host: HostTarget<R>, opts: &RunOptions, renderer: &Renderer) -> HostReport {
+    let mut report = HostReport {
+        host: host.name.clone(),
+        tasks: Vec::new(),
+        failure: None,
+        registered: serde_json::Map::new(),
+    };
+    for task in &playbook.tasks {
+        let mut ctx = host.context.clone();
+        if let Value::Object(map) = &mut ctx {
+            map.insert("registered".into(), Value::Object(report.registered.clone()));
+        }
+        let runner = TaskRun { playbook, task, host: &host, opts, renderer, ctx: &ctx };
+        opts.reporter.emit(Event::TaskStarted { host: host.name.clone(), task: task.name.clone() });
+        let started = Instant::now();
+        let (outcome, stdout) = match runner.run().await {
+            Ok(done) => done,
+            Err(why) => (TaskOutcome::Failed(why), String::new()),
+        };
+        opts.reporter.emit(Event::TaskFinished {
+            host: host.name.clone(),
+            task: task.name.clone(),
+            outcome: outcome.clone(),
+            elapsed_ms: started.elapsed().as_millis(),
+        });
+        if let (Some(name), TaskOutcome::Ok | TaskOutcome::Changed) = (&task.register, &outcome) {
+            report.registered.insert(name.clone(), Value::String(stdout.trim().to_string()));
+        }
+        let failed = match &outcome {
+            TaskOutcome::Failed(why) => Some(format!("task '{}' failed: {why}", task.name)),
+            _ => None,
+        };
+        report.tasks.push(TaskReport { task: task.name.clone(), outcome, stdout });
+        if let Some(why) = failed {
+            report.failure = Some(why);
+            break;
+        }
+    }
+    report
+}
+
+struct TaskRun<'a, R> {
+    playbook: &'a Playbook,
+    task: &'a Task,
+    host: &'a HostTarget<R>,
+    opts: &'a RunOptions,
+    renderer: &'a Renderer,
+    ctx: &'a Value,
+}
+
+impl<R: Remote> TaskRun<'_, R> {
+    async fn run(&self) -> Result<(TaskOutcome, String), String> {
+        if let Some(skip) = self.guard().await? {
+            return Ok((TaskOutcome::Skipped(skip), String::new()));
+        }
+        match &self.task.action {
+            Action::Shell(source) => self.shell(source).await,
+            Action::Template(spec) => {
+                let source = self.opts.playbooks.read(&format!("{}/{}", self.playbook.dir, spec.src)).map_err(|e| e.to_string())?;
+                let body = self.renderer.render(&spec.src, &source, self.ctx)?;
+                self.file(spec, body.into_bytes()).await
+            }
+            Action::Copy(spec) => {
+                let body = self.opts.playbooks.read(&format!("{}/{}", self.playbook.dir, spec.src)).map_err(|e| e.to_string())?;
+                self.file(spec, body.into_bytes()).await
+            }
+        }
+    }
+
+    /// `Some(reason)` when a guard says the task has nothing to do here.
+    async fn guard(&self) -> Result<Option<String>, String> {
+        if let Some(expr) = &self.task.when
+            && !self.renderer.eval_bool(expr, self.ctx)?
+        {
+            return Ok(Some(format!("when: {expr}")));
+        }
+        if let Some(path) = &self.task.creates {
+            let path = self.renderer.render("creates", path, self.ctx)?;
+            let quoted = shlex::try_quote(&path).map_err(|e| e.to_string())?;
+            let out = self.exec(&format!("test -e {quoted}"), None, "creates").await?;
+            if out.success() {
+                return Ok(Some(format!("{path} exists")));
+            }
+        }
+        if let Some(cmd) = &self.task.unless {
+            let cmd = self.renderer.render("unless", cmd, self.ctx)?;
+            let out = self.exec(RUN_SCRIPT, Some(cmd.clone().into_bytes()), "unless").await?;
+            if out.success() {
+                return Ok(Some(format!("unless: {}", first_line(&cmd))));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn shell(&self, source: &str) -> Result<(TaskOutcome, String), String> {
+        let script = self.renderer.render(&self.task.name, source, self.ctx)?;
+        if self.opts.mode == Mode::Plan && !self.task.check {
+            return Ok((TaskOutcome::Changed, String::new()));
+        }
+        let mut attempt = 0;
+        let out = loop {
+            let out = self.exec(RUN_SCRIPT, Some(script.clone().into_bytes()), &self.task.name).await?;
+            if out.success() || attempt >= self.task.retries {
+                break out;
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(self.task.delay)).await;
+        };
+        if !out.success() {
+            return Err(failure_message(&out, attempt + 1));
+        }
+        let changed = if self.task.check {
+            false
+        } else if let Some(expr) = &self.task.changed_when {
+            let ctx = json!({"stdout": out.stdout, "stderr": out.stderr, "rc": out.status});
+            self.renderer.eval_bool(expr, &ctx)?
+        } else {
+            true
+        };
+        Ok((if changed { TaskOutcome::Changed } else { TaskOutcome::Ok }, out.stdout))
+    }
+
+    /// Lays down a file only when content, mode or ownership differ.
+    async fn file(&self, spec: &FileSpec, body: Vec<u8>) -> Result<(TaskOutcome, String), String> {
+        let dest = self.renderer.render("dest", &spec.dest, self.ctx)?;
+        let mode = u32::from_str_radix(spec.mode.trim_start_matches("0o"), 8)
+            .map_err(|_| format!("mode {:?} is not octal (write it like \"0644\")", spec.mode))?;
+        let want = format!("{:o} {} {} {}", mode, spec.owner, spec.group, hex::encode(Sha256::digest(&body)));
+        let probe = format!("{FILE_STATE}\n");
+        let state = self
+            .exec(&format!("sh -s -- {}", shlex::try_quote(&dest).map_err(|e| e.to_string())?), Some(probe.into_bytes()), "file state")
+            .await?;
+        if state.success() && state.stdout.trim() == want {
+            return Ok((TaskOutcome::Ok, String::new()));
+        }
+        if self.opts.mode == Mode::Plan {
+            return Ok((TaskOutcome::Changed, String::new()));
+        }
+        self.log(&format!("$ upload {dest} (mode {:o}, {}:{}, {} bytes)", mode, spec.owner, spec.group, body.len()));
+        self.host
+            .remote
+            .upload(&dest, body, mode, &spec.owner, &spec.group, self.task.privileged)
+            .await?;
+        Ok((TaskOutcome::Changed, String::new()))
+    }
+
+    async fn exec(&self, command: &str, stdin: Option<Vec<u8>>, what: &str) -> Result<super::RemoteOutput, String> {
+        let shown = match (&stdin, command == RUN_SCRIPT) {
+            (Some(script), true) => String::from_utf8_lossy(script).into_owned(),
+            _ => command.to_string(),
+        };
+        self.log(&format!("$ [{what}] {shown}"));
+        let out = self
+            .host
+            .remote
+            .exec(command, stdin, self.task.privileged, Duration::from_secs(self.task.timeout))
+            .await?;
+        let status = out.status.map(|s| s.to_string()).unwrap_or_else(|| "signal".into());
+        self.log(&format!("  exit {status}\n{}{}", indent(&out.stdout, "  out| "), indent(&out.stderr, "  err| ")));
+        Ok(out)
+    }
+
+    fn log(&self, text: &str) {
+        if let Some(logs) = &self.opts.logs {
+            logs.write(&self.host.name, text);
+        }
+    }
+}
+
+fn failure_message(out: &super::RemoteOutput, attempts: u32) -> String {
+    let status = out.status.map(|s| format!("exit {s}")).unwrap_or_else(|| "killed by a signal".into());
+    let tail: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
+    let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
+    format!("{status}{tries}: {tail}")
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("").trim()
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}

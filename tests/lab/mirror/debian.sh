@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the Debian part of the lab mirror: the packages in debian-packages plus everything
+# apt on this machine would install with them onto the base image, as a signed archive
+# (dists/bookworm/main/binary-amd64) that lab hosts use as their only Debian source.
+#
+#   debian.sh OUT ROOTFS DEBCACHE        (GNUPGHOME: the lab's signing key ring)
+#
+# The set is resolved by apt's own solver against the image's dpkg status (all packages at
+# once, and each one alone, so whichever subset the installer asks for resolves the same way).
+# Following every alternative of `apt-cache depends --recurse` instead drags in GTK, Mesa and
+# fonts (~290 MB) through alternatives no host would pick.
+set -Eeuo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: debian.sh OUT ROOTFS DEBCACHE}
+rootfs=${2:?usage: debian.sh OUT ROOTFS DEBCACHE}
+debs=${3:?usage: debian.sh OUT ROOTFS DEBCACHE}
+: "${GNUPGHOME:?GNUPGHOME must point at the lab key ring}"
+. "$here/repo.sh"
+
+mkdir -p "$out"
+mapfile -t wanted < <(grep -v '^#' "$here/debian-packages" | grep .)
+apt_opts=(-o "Dir::State::status=$rootfs/var/lib/dpkg/status" -o APT::Install-Recommends=true)
+
+# "name=version" of every package apt would install (or upgrade) on the image.
+resolve() { # PACKAGE...
+	apt-get -s "${apt_opts[@]}" install "$@" >"$out/.sim" 2>&1 || {
+		grep -E '^(E:| )' "$out/.sim" >&2
+		echo "debian.sh: apt cannot resolve $*; run apt-get update and retry" >&2
+		exit 1
+	}
+	sed -n 's/^Inst \([^ ]*\) \(\[[^]]*\] \)\{0,1\}(\([^ ]*\) .*/\1=\3/p' "$out/.sim"
+}
+
+{
+	resolve "${wanted[@]}"
+	for p in "${wanted[@]}"; do resolve "$p"; done
+} | sort -u >"$out/PACKAGES.txt"
+rm -f "$out/.sim"
+echo "mirror: $(wc -l <"$out/PACKAGES.txt") Debian packages to serve" >&2
+
+# Download what the cache lacks; apt-get download checks every file against the signed
+# indexes of this machine's sources.
+mkdir -p "$debs"
+mapfile -t specs <"$out/PACKAGES.txt"
+apt-get download --print-uris "${specs[@]}" | awk '{ print $2 }' | sort >"$out/.files"
+need=()
+while read -r f; do
+	[ -s "$debs/$f" ] && continue
+	name=${f%%_*}
+	need+=("$(grep -m1 "^$name=" "$out/PACKAGES.txt")")
+done <"$out/.files"
+if [ ${#need[@]} -gt 0 ]; then
+	echo "mirror: downloading ${#need[@]} packages into $debs" >&2
+	(cd "$debs" && apt-get download "${need[@]}" >&2)
+fi
+
+mkdir -p "$out/dists/bookworm/main/binary-amd64"
+while read -r f; do
+	name=${f%%_*}
+	case $name in lib?*) prefix=${name:0:4} ;; *) prefix=${name:0:1} ;; esac
+	dest=$out/pool/main/$prefix/$name/${f/_[0-9]*%3a/_} # pool names carry no epoch
+	mkdir -p "${dest%/*}"
+	ln -f "$debs/$f" "$dest" 2>/dev/null || cp "$debs/$f" "$dest"
+done <"$out/.files"
+rm -f "$out/.files"
+
+index_packages "$out" pool/main "$out/dists/bookworm/main/binary-amd64"
+release_and_sign "$out/dists/bookworm" bookworm bookworm main "installer lab Debian mirror"
+echo "mirror: Debian archive ready ($(du -sh "$out" | cut -f1))" >&2
