@@ -4,6 +4,8 @@
 //! host-side tasks from `playbooks/`), `facts`, `pki`, `inventory`, then `cluster` (the
 //! pipelines, one file per verb) and `ui` (progress, output, redaction).
 
+pub mod cluster;
+pub mod facts;
 pub mod inventory;
 pub mod playbook;
 pub mod ssh;

@@ -38,8 +38,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, InventoryError> {
         source_text: text.to_string(),
         problems,
     };
-    let raw: raw::RawInventory = serde_saphyr::from_str(text).map_err(|e| fail(vec![syntax_problem(&e)]))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let raw: raw::RawInventory =
+        serde_saphyr::from_str(text).map_err(|e| fail(vec![syntax_problem(&e)]))?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let ctx = validate::Context {
         inventory_dir: &dir,
         home: std::env::var_os("HOME").map(PathBuf::from),

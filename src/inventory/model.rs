@@ -260,7 +260,9 @@ impl Inventory {
         self.hosts.iter().filter(|h| h.is_master())
     }
     pub fn workers(&self) -> impl Iterator<Item = &Host> {
-        self.hosts.iter().filter(|h| h.is_worker() && !h.is_master())
+        self.hosts
+            .iter()
+            .filter(|h| h.is_worker() && !h.is_master())
     }
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)

@@ -35,7 +35,10 @@ hosts:
 ";
 
 fn with(from: &str, to: &str) -> String {
-    assert!(VALID.contains(from), "test bug: {from:?} not in the base inventory");
+    assert!(
+        VALID.contains(from),
+        "test bug: {from:?} not in the base inventory"
+    );
     VALID.replacen(from, to, 1)
 }
 
@@ -59,7 +62,12 @@ fn assert_error_at(text: &str, line: u32, column: u32, needle: &str) {
         "message {:?} lacks {needle:?}",
         e.message
     );
-    assert_eq!((e.line, e.column), (line, column), "wrong position for {:?}", e.message);
+    assert_eq!(
+        (e.line, e.column),
+        (line, column),
+        "wrong position for {:?}",
+        e.message
+    );
     assert!(e.hint.is_some(), "no hint for {:?}", e.message);
 }
 
@@ -74,40 +82,70 @@ fn valid_inventory_is_accepted_with_defaults_filled() {
     assert_eq!(inv.workers().count(), 1);
     assert_eq!(inv.hosts[0].ssh.port, 22);
     assert_eq!(inv.hosts[0].ssh.host_key_policy, HostKeyPolicy::Strict);
-    assert_eq!(inv.packages.kubernetes_repo, "https://pkgs.k8s.io/core:/stable:/v1.36/deb/");
+    assert_eq!(
+        inv.packages.kubernetes_repo,
+        "https://pkgs.k8s.io/core:/stable:/v1.36/deb/"
+    );
     assert!(inv.addons.weave.enabled && inv.addons.rook.enabled);
     assert_eq!(inv.state_dir(), Path::new("/inv/.installer/lab"));
 }
 
 #[test]
 fn example_inventory_parses_apart_from_its_key_file() {
-    let text = include_str!("../../inventory/hosts.yaml").replace("identityFile: ~/.ssh/id_ed25519", "# identityFile");
-    let loaded = parse(Path::new("inventory/hosts.yaml"), &text)
-        .expect("documented example must be valid");
+    let text = include_str!("../../inventory/hosts.yaml")
+        .replace("identityFile: ~/.ssh/id_ed25519", "# identityFile");
+    let loaded =
+        parse(Path::new("inventory/hosts.yaml"), &text).expect("documented example must be valid");
     assert_eq!(loaded.inventory.hosts.len(), 5);
     assert_eq!(loaded.inventory.hosts[4].ssh.user, "admin");
     assert_eq!(loaded.inventory.hosts[4].ssh.port, 2222);
-    assert_eq!(loaded.inventory.hosts[3].taints[0].to_string(), "dedicated=db:NoSchedule");
+    assert_eq!(
+        loaded.inventory.hosts[3].taints[0].to_string(),
+        "dedicated=db:NoSchedule"
+    );
 }
 
 #[test]
 fn unknown_field_is_rejected_at_its_position() {
-    assert_error_at(&with("    port: 8443\n", "    port: 8443\n    vipp: 1.2.3.4\n"), 12, 5, "unknown field");
+    assert_error_at(
+        &with("    port: 8443\n", "    port: 8443\n    vipp: 1.2.3.4\n"),
+        12,
+        5,
+        "unknown field",
+    );
 }
 
 #[test]
 fn unknown_host_field_is_rejected_at_its_position() {
-    assert_error_at(&with("    roles: [worker]\n", "    roles: [worker]\n    lables: {a: b}\n"), 28, 5, "unknown field");
+    assert_error_at(
+        &with(
+            "    roles: [worker]\n",
+            "    roles: [worker]\n    lables: {a: b}\n",
+        ),
+        28,
+        5,
+        "unknown field",
+    );
 }
 
 #[test]
 fn duplicate_host_name_is_rejected_at_the_second_use() {
-    assert_error_at(&with("  - name: worker-1", "  - name: master-1"), 25, 11, "used twice");
+    assert_error_at(
+        &with("  - name: worker-1", "  - name: master-1"),
+        25,
+        11,
+        "used twice",
+    );
 }
 
 #[test]
 fn duplicate_address_is_rejected_at_the_second_use() {
-    assert_error_at(&with("192.168.10.21", "192.168.10.11"), 26, 14, "used twice");
+    assert_error_at(
+        &with("192.168.10.21", "192.168.10.11"),
+        26,
+        14,
+        "used twice",
+    );
 }
 
 #[test]
@@ -118,51 +156,99 @@ fn inventory_without_master_is_rejected() {
 
 #[test]
 fn even_number_of_masters_warns_about_quorum() {
-    let text = with("    roles: [master]\n  - name: worker-1", "    roles: [master]\n  - name: master-4")
-        .replacen("    roles: [worker]", "    roles: [master]", 1);
-    let loaded = parse(Path::new("/inv/hosts.yaml"), &text).expect("even masters is only a warning");
+    let text = with(
+        "    roles: [master]\n  - name: worker-1",
+        "    roles: [master]\n  - name: master-4",
+    )
+    .replacen("    roles: [worker]", "    roles: [master]", 1);
+    let loaded =
+        parse(Path::new("/inv/hosts.yaml"), &text).expect("even masters is only a warning");
     assert_eq!(loaded.warnings.len(), 1);
-    assert!(loaded.warnings[0].contains("/inv/hosts.yaml:16:3: warning: 4 masters"), "{}", loaded.warnings[0]);
+    assert!(
+        loaded.warnings[0].contains("/inv/hosts.yaml:16:3: warning: 4 masters"),
+        "{}",
+        loaded.warnings[0]
+    );
 }
 
 #[test]
 fn vip_inside_pod_subnet_is_rejected() {
-    assert_error_at(&with("vip: 192.168.10.100", "vip: 10.244.3.3"), 10, 10, "inside the pod subnet");
+    assert_error_at(
+        &with("vip: 192.168.10.100", "vip: 10.244.3.3"),
+        10,
+        10,
+        "inside the pod subnet",
+    );
 }
 
 #[test]
 fn vip_inside_service_subnet_is_rejected() {
-    assert_error_at(&with("vip: 192.168.10.100", "vip: 10.96.0.50"), 10, 10, "inside the service subnet");
+    assert_error_at(
+        &with("vip: 192.168.10.100", "vip: 10.96.0.50"),
+        10,
+        10,
+        "inside the service subnet",
+    );
 }
 
 #[test]
 fn vip_equal_to_a_host_address_is_rejected() {
-    assert_error_at(&with("vip: 192.168.10.100", "vip: 192.168.10.12"), 20, 14, "has the VIP");
+    assert_error_at(
+        &with("vip: 192.168.10.100", "vip: 192.168.10.12"),
+        20,
+        14,
+        "has the VIP",
+    );
 }
 
 #[test]
 fn overlapping_subnets_are_rejected() {
-    assert_error_at(&with("services: 10.96.0.0/12", "services: 10.244.128.0/17"), 8, 15, "overlap");
+    assert_error_at(
+        &with("services: 10.96.0.0/12", "services: 10.244.128.0/17"),
+        8,
+        15,
+        "overlap",
+    );
 }
 
 #[test]
 fn bad_cidr_is_rejected() {
-    assert_error_at(&with("pods: 10.244.0.0/16", "pods: 10.244.0.0/33"), 7, 11, "is not a CIDR");
+    assert_error_at(
+        &with("pods: 10.244.0.0/16", "pods: 10.244.0.0/33"),
+        7,
+        11,
+        "is not a CIDR",
+    );
 }
 
 #[test]
 fn cidr_with_host_bits_is_rejected() {
-    assert_error_at(&with("pods: 10.244.0.0/16", "pods: 10.244.1.0/16"), 7, 11, "host bits");
+    assert_error_at(
+        &with("pods: 10.244.0.0/16", "pods: 10.244.1.0/16"),
+        7,
+        11,
+        "host bits",
+    );
 }
 
 #[test]
 fn bad_host_address_is_rejected() {
-    assert_error_at(&with("192.168.10.13", "192.168.10.300"), 23, 14, "not an IP address");
+    assert_error_at(
+        &with("192.168.10.13", "192.168.10.300"),
+        23,
+        14,
+        "not an IP address",
+    );
 }
 
 #[test]
 fn bad_vip_is_rejected() {
-    assert_error_at(&with("vip: 192.168.10.100", "vip: my-vip"), 10, 10, "not an IP address");
+    assert_error_at(
+        &with("vip: 192.168.10.100", "vip: my-vip"),
+        10,
+        10,
+        "not an IP address",
+    );
 }
 
 #[test]
@@ -177,23 +263,51 @@ fn missing_identity_file_is_rejected() {
 
 #[test]
 fn kubernetes_minor_outside_supported_range_is_rejected() {
-    assert_error_at(&with("kubernetes: 1.36.2", "kubernetes: 1.34.4"), 5, 15, "not supported");
-    assert_error_at(&with("kubernetes: 1.36.2", "kubernetes: 1.38.0"), 5, 15, "not supported");
+    assert_error_at(
+        &with("kubernetes: 1.36.2", "kubernetes: 1.34.4"),
+        5,
+        15,
+        "not supported",
+    );
+    assert_error_at(
+        &with("kubernetes: 1.36.2", "kubernetes: 1.38.0"),
+        5,
+        15,
+        "not supported",
+    );
 }
 
 #[test]
 fn inexact_kubernetes_version_is_rejected() {
-    assert_error_at(&with("kubernetes: 1.36.2", "kubernetes: \"1.36\""), 5, 15, "not an exact");
+    assert_error_at(
+        &with("kubernetes: 1.36.2", "kubernetes: \"1.36\""),
+        5,
+        15,
+        "not an exact",
+    );
 }
 
 #[test]
 fn unknown_runtime_is_rejected() {
-    assert_error_at(&with("  kubernetes: 1.36.2\n", "  kubernetes: 1.36.2\n  runtime: cri-o\n"), 6, 12, "unknown container runtime");
+    assert_error_at(
+        &with(
+            "  kubernetes: 1.36.2\n",
+            "  kubernetes: 1.36.2\n  runtime: cri-o\n",
+        ),
+        6,
+        12,
+        "unknown container runtime",
+    );
 }
 
 #[test]
 fn unknown_role_is_rejected() {
-    assert_error_at(&with("roles: [worker]", "roles: [wroker]"), 27, 13, "unknown role");
+    assert_error_at(
+        &with("roles: [worker]", "roles: [wroker]"),
+        27,
+        13,
+        "unknown role",
+    );
 }
 
 #[test]
@@ -203,18 +317,34 @@ fn bad_cluster_name_is_rejected() {
 
 #[test]
 fn bad_taint_is_rejected() {
-    assert_error_at(&with("    roles: [worker]\n", "    roles: [worker]\n    taints: [\"a=b:Sometimes\"]\n"), 28, 14, "taint");
+    assert_error_at(
+        &with(
+            "    roles: [worker]\n",
+            "    roles: [worker]\n    taints: [\"a=b:Sometimes\"]\n",
+        ),
+        28,
+        14,
+        "taint",
+    );
 }
 
 #[test]
 fn unknown_host_key_policy_is_rejected() {
-    assert_error_at(&with("  user: ops\n", "  user: ops\n  hostKeyPolicy: yolo\n"), 14, 18, "hostKeyPolicy");
+    assert_error_at(
+        &with("  user: ops\n", "  user: ops\n  hostKeyPolicy: yolo\n"),
+        14,
+        18,
+        "hostKeyPolicy",
+    );
 }
 
 #[test]
 fn vip_and_load_balancer_together_are_rejected() {
     assert_error_at(
-        &with("    port: 8443\n", "    port: 8443\n    loadBalancer: {address: lb.example.com}\n"),
+        &with(
+            "    port: 8443\n",
+            "    port: 8443\n    loadBalancer: {address: lb.example.com}\n",
+        ),
         12,
         19,
         "both",
@@ -223,7 +353,12 @@ fn vip_and_load_balancer_together_are_rejected() {
 
 #[test]
 fn secret_in_place_of_env_name_is_rejected() {
-    assert_error_at(&with("  user: ops\n", "  user: ops\n  passwordEnv: hunter2!\n"), 14, 16, "environment variable");
+    assert_error_at(
+        &with("  user: ops\n", "  user: ops\n  passwordEnv: hunter2!\n"),
+        14,
+        16,
+        "environment variable",
+    );
 }
 
 #[test]
@@ -242,9 +377,19 @@ fn several_errors_are_all_reported() {
 
 #[test]
 fn rendered_error_names_file_line_col_and_hint() {
-    let err = parse(Path::new("/inv/hosts.yaml"), &with("roles: [worker]", "roles: [wroker]")).unwrap_err();
+    let err = parse(
+        Path::new("/inv/hosts.yaml"),
+        &with("roles: [worker]", "roles: [wroker]"),
+    )
+    .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("/inv/hosts.yaml:27:13: error: unknown role"), "{text}");
-    assert!(text.contains("hint: roles are `master` and `worker`"), "{text}");
+    assert!(
+        text.contains("/inv/hosts.yaml:27:13: error: unknown role"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: roles are `master` and `worker`"),
+        "{text}"
+    );
     assert!(text.contains("no host was contacted"), "{text}");
 }

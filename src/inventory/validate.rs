@@ -31,7 +31,8 @@ pub fn check(raw: RawInventory, source: PathBuf, ctx: &Context) -> Checked {
     let inventory = v.inventory(raw, source);
     // Global `ssh:` settings are resolved once per host; report each problem once.
     let mut seen = std::collections::HashSet::new();
-    v.problems.retain(|p| seen.insert((p.line, p.column, p.message.clone())));
+    v.problems
+        .retain(|p| seen.insert((p.line, p.column, p.message.clone())));
     let has_errors = v
         .problems
         .iter()
@@ -127,8 +128,11 @@ impl Validator<'_> {
                         .map(|v| v.referenced)
                         .unwrap_or(at);
                     self.push(
-                        Problem::error(at, format!("VIP {vip} lies inside the {what} subnet {subnet}"))
-                            .hint("pick a free address on the masters' own network for the VIP"),
+                        Problem::error(
+                            at,
+                            format!("VIP {vip} lies inside the {what} subnet {subnet}"),
+                        )
+                        .hint("pick a free address on the masters' own network for the VIP"),
                     );
                 }
             }
@@ -150,8 +154,11 @@ impl Validator<'_> {
             Ok(v) => v,
             Err(_) => {
                 self.push(
-                    Problem::at(raw, format!("{:?} is not an exact Kubernetes version", raw.value))
-                        .hint("write the full version, e.g. `kubernetes: 1.36.2`"),
+                    Problem::at(
+                        raw,
+                        format!("{:?} is not an exact Kubernetes version", raw.value),
+                    )
+                    .hint("write the full version, e.g. `kubernetes: 1.36.2`"),
                 );
                 return None;
             }
@@ -245,7 +252,11 @@ impl Validator<'_> {
                 };
                 let port = self.port(cp.port.as_ref(), d::VIP_PORT)?;
                 if port == 6443 {
-                    let at = cp.port.as_ref().map(|p| p.referenced).unwrap_or(vip.referenced);
+                    let at = cp
+                        .port
+                        .as_ref()
+                        .map(|p| p.referenced)
+                        .unwrap_or(vip.referenced);
                     self.push(
                         Problem::error(at, "VIP port 6443 collides with the apiservers on the masters")
                             .hint("haproxy listens on the VIP port on every master; use another, e.g. 8443"),
@@ -253,11 +264,16 @@ impl Validator<'_> {
                     return None;
                 }
                 if let Some(ifname) = &cp.interface
-                    && (ifname.value.is_empty() || ifname.value.len() > 15 || ifname.value.contains(['/', ' ']))
+                    && (ifname.value.is_empty()
+                        || ifname.value.len() > 15
+                        || ifname.value.contains(['/', ' ']))
                 {
                     self.push(
-                        Problem::at(ifname, format!("{:?} is not a network interface name", ifname.value))
-                            .hint("use the name `ip link` shows on the masters, e.g. eth0, or omit it"),
+                        Problem::at(
+                            ifname,
+                            format!("{:?} is not a network interface name", ifname.value),
+                        )
+                        .hint("use the name `ip link` shows on the masters, e.g. eth0, or omit it"),
                     );
                     return None;
                 }
@@ -269,7 +285,10 @@ impl Validator<'_> {
             }
             (None, Some(lb)) => {
                 if lb.value.address.value.trim().is_empty() {
-                    self.push(Problem::at(&lb.value.address, "loadBalancer address is empty"));
+                    self.push(Problem::at(
+                        &lb.value.address,
+                        "loadBalancer address is empty",
+                    ));
                     return None;
                 }
                 Some(ControlPlane::LoadBalancer {
@@ -344,8 +363,11 @@ impl Validator<'_> {
         let mut ok = true;
         if !is_dns_subdomain(&raw.name.value) {
             self.push(
-                Problem::at(&raw.name, format!("host name {:?} is not a valid node name", raw.name.value))
-                    .hint("node names are lowercase DNS names: letters, digits, '-' and '.'"),
+                Problem::at(
+                    &raw.name,
+                    format!("host name {:?} is not a valid node name", raw.name.value),
+                )
+                .hint("node names are lowercase DNS names: letters, digits, '-' and '.'"),
             );
             ok = false;
         }
@@ -353,14 +375,21 @@ impl Validator<'_> {
             Ok(a) => Some(a),
             Err(_) => {
                 self.push(
-                    Problem::at(&raw.address, format!("address {:?} is not an IP address", raw.address.value))
-                        .hint("use the host's IP address on the cluster network, e.g. 192.168.10.11"),
+                    Problem::at(
+                        &raw.address,
+                        format!("address {:?} is not an IP address", raw.address.value),
+                    )
+                    .hint("use the host's IP address on the cluster network, e.g. 192.168.10.11"),
                 );
                 None
             }
         };
         let roles = self.roles(&raw.roles);
-        let labels = raw.labels.as_ref().map(|l| self.labels(l)).unwrap_or(Some(BTreeMap::new()));
+        let labels = raw
+            .labels
+            .as_ref()
+            .map(|l| self.labels(l))
+            .unwrap_or(Some(BTreeMap::new()));
         let taints = self.taints(raw.taints.as_deref().unwrap_or(&[]));
         let storage = self.storage(raw.storage.as_deref().unwrap_or(&[]));
         let ssh = self.ssh(ssh_defaults, raw.ssh.as_ref().map(|s| &s.value));
@@ -380,7 +409,10 @@ impl Validator<'_> {
 
     fn roles(&mut self, raw: &Spanned<Vec<Spanned<String>>>) -> Option<Vec<Role>> {
         if raw.value.is_empty() {
-            self.push(Problem::at(raw, "a host needs at least one role").hint("use `roles: [master]` or `roles: [worker]`"));
+            self.push(
+                Problem::at(raw, "a host needs at least one role")
+                    .hint("use `roles: [master]` or `roles: [worker]`"),
+            );
             return None;
         }
         let mut roles = Vec::new();
@@ -390,7 +422,8 @@ impl Validator<'_> {
                 "worker" => roles.push(Role::Worker),
                 other => {
                     self.push(
-                        Problem::at(r, format!("unknown role {other:?}")).hint("roles are `master` and `worker`"),
+                        Problem::at(r, format!("unknown role {other:?}"))
+                            .hint("roles are `master` and `worker`"),
                     );
                     return None;
                 }
@@ -401,13 +434,19 @@ impl Validator<'_> {
         Some(roles)
     }
 
-    fn labels(&mut self, raw: &Spanned<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
+    fn labels(
+        &mut self,
+        raw: &Spanned<BTreeMap<String, String>>,
+    ) -> Option<BTreeMap<String, String>> {
         let mut ok = true;
         for (k, v) in &raw.value {
             if !is_label_key(k) || !is_label_value(v) {
                 self.push(
-                    Problem::at(raw, format!("label {k}={v} is not a valid Kubernetes label"))
-                        .hint("keys are [prefix/]name, values at most 63 characters of [A-Za-z0-9._-]"),
+                    Problem::at(
+                        raw,
+                        format!("label {k}={v} is not a valid Kubernetes label"),
+                    )
+                    .hint("keys are [prefix/]name, values at most 63 characters of [A-Za-z0-9._-]"),
                 );
                 ok = false;
             }
@@ -438,8 +477,11 @@ impl Validator<'_> {
         for s in raw {
             if !s.value.starts_with("/dev/") || s.value.contains(char::is_whitespace) {
                 self.push(
-                    Problem::at(s, format!("storage device {:?} is not a /dev path", s.value))
-                        .hint("list raw disks for Rook, e.g. /dev/sdb"),
+                    Problem::at(
+                        s,
+                        format!("storage device {:?} is not a /dev path", s.value),
+                    )
+                    .hint("list raw disks for Rook, e.g. /dev/sdb"),
                 );
                 ok = false;
             }
@@ -449,14 +491,21 @@ impl Validator<'_> {
 
     fn ssh(&mut self, defaults: Option<&RawSsh>, own: Option<&RawSsh>) -> Option<SshSettings> {
         // A host's own setting wins over the inventory-wide one.
-        fn pick<'a, T>(own: Option<&'a RawSsh>, def: Option<&'a RawSsh>, f: impl Fn(&'a RawSsh) -> Option<&'a T>) -> Option<&'a T> {
+        fn pick<'a, T>(
+            own: Option<&'a RawSsh>,
+            def: Option<&'a RawSsh>,
+            f: impl Fn(&'a RawSsh) -> Option<&'a T>,
+        ) -> Option<&'a T> {
             own.and_then(&f).or_else(|| def.and_then(&f))
         }
         let user = pick(own, defaults, |s| s.user.as_ref());
         if let Some(u) = user
             && (u.value.is_empty() || u.value.contains(char::is_whitespace))
         {
-            self.push(Problem::at(u, format!("ssh user {:?} is not a user name", u.value)));
+            self.push(Problem::at(
+                u,
+                format!("ssh user {:?} is not a user name", u.value),
+            ));
             return None;
         }
         let port = self.port(pick(own, defaults, |s| s.port.as_ref()), d::SSH_PORT)?;
@@ -491,7 +540,9 @@ impl Validator<'_> {
                 }
             },
         };
-        let env_name = |v: Option<&Spanned<String>>, this: &mut Self| -> Result<Option<String>, ()> {
+        let env_name = |v: Option<&Spanned<String>>,
+                        this: &mut Self|
+         -> Result<Option<String>, ()> {
             match v {
                 None => Ok(None),
                 Some(e) if is_env_name(&e.value) => Ok(Some(e.value.clone())),
@@ -505,9 +556,13 @@ impl Validator<'_> {
             }
         };
         let password_env = env_name(pick(own, defaults, |s| s.password_env.as_ref()), self).ok()?;
-        let sudo_password_env = env_name(pick(own, defaults, |s| s.sudo_password_env.as_ref()), self).ok()?;
-        let identity_passphrase_env =
-            env_name(pick(own, defaults, |s| s.identity_passphrase_env.as_ref()), self).ok()?;
+        let sudo_password_env =
+            env_name(pick(own, defaults, |s| s.sudo_password_env.as_ref()), self).ok()?;
+        let identity_passphrase_env = env_name(
+            pick(own, defaults, |s| s.identity_passphrase_env.as_ref()),
+            self,
+        )
+        .ok()?;
         let bastion = match pick(own, defaults, |s| s.bastion.as_ref()) {
             None => None,
             Some(b) => Some(Bastion {
@@ -527,7 +582,9 @@ impl Validator<'_> {
             .or_else(|| defaults.and_then(|s| s.agent))
             .unwrap_or(d::SSH_AGENT);
         Some(SshSettings {
-            user: user.map(|u| u.value.clone()).unwrap_or_else(|| d::SSH_USER.to_string()),
+            user: user
+                .map(|u| u.value.clone())
+                .unwrap_or_else(|| d::SSH_USER.to_string()),
             port,
             identity_file,
             identity_passphrase_env,
@@ -550,7 +607,11 @@ impl Validator<'_> {
             return home.join(rest);
         }
         let p = PathBuf::from(raw);
-        if p.is_absolute() { p } else { self.ctx.inventory_dir.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.ctx.inventory_dir.join(p)
+        }
     }
 
     fn packages(&mut self, raw: RawPackages, cluster: Option<&Cluster>) -> Packages {
@@ -564,7 +625,9 @@ impl Validator<'_> {
             }
             Some(v.value)
         };
-        let minor = cluster.map(|c| c.kubernetes.minor_string()).unwrap_or_default();
+        let minor = cluster
+            .map(|c| c.kubernetes.minor_string())
+            .unwrap_or_default();
         Packages {
             kubernetes_repo: url(raw.kubernetes_repo).unwrap_or_else(|| d::kubernetes_repo(&minor)),
             docker_repo: url(raw.docker_repo).unwrap_or_else(|| d::DOCKER_REPO.to_string()),
@@ -592,7 +655,10 @@ impl Validator<'_> {
         };
         Addons {
             weave: Weave {
-                enabled: weave.as_ref().and_then(|w| w.enabled).unwrap_or(d::WEAVE_ENABLED),
+                enabled: weave
+                    .as_ref()
+                    .and_then(|w| w.enabled)
+                    .unwrap_or(d::WEAVE_ENABLED),
                 version: weave
                     .as_ref()
                     .and_then(|w| w.version.as_ref().map(|v| v.value.clone()))
@@ -600,34 +666,62 @@ impl Validator<'_> {
                 password_env: weave.and_then(|w| w.password_env.map(|p| p.value)),
             },
             rook: Rook {
-                enabled: rook.as_ref().and_then(|r| r.enabled).unwrap_or(d::ROOK_ENABLED),
+                enabled: rook
+                    .as_ref()
+                    .and_then(|r| r.enabled)
+                    .unwrap_or(d::ROOK_ENABLED),
                 version: rook
                     .and_then(|r| r.version.map(|v| v.value))
                     .unwrap_or_else(|| d::ROOK_VERSION.into()),
             },
             dashboard: Dashboard {
-                enabled: dashboard.as_ref().and_then(|x| x.enabled).unwrap_or(d::DASHBOARD_ENABLED),
+                enabled: dashboard
+                    .as_ref()
+                    .and_then(|x| x.enabled)
+                    .unwrap_or(d::DASHBOARD_ENABLED),
                 kind: dashboard_kind,
-                admin: dashboard.and_then(|x| x.admin).unwrap_or(d::DASHBOARD_ADMIN),
+                admin: dashboard
+                    .and_then(|x| x.admin)
+                    .unwrap_or(d::DASHBOARD_ADMIN),
             },
         }
     }
 
     /// Rules that need the whole inventory: uniqueness, masters, VIP vs hosts.
-    fn cross_checks(&mut self, cluster: Option<&Cluster>, hosts: &[(Host, Location)], raw: &Spanned<Vec<Spanned<RawHost>>>) {
+    fn cross_checks(
+        &mut self,
+        cluster: Option<&Cluster>,
+        hosts: &[(Host, Location)],
+        raw: &Spanned<Vec<Spanned<RawHost>>>,
+    ) {
         let mut names: HashMap<&str, u32> = HashMap::new();
         let mut addresses: HashMap<IpAddr, u32> = HashMap::new();
         for ((host, _), raw_host) in hosts.iter().zip(&raw.value) {
-            if let Some(first) = names.insert(&host.name, raw_host.value.name.referenced.line() as u32) {
+            if let Some(first) =
+                names.insert(&host.name, raw_host.value.name.referenced.line() as u32)
+            {
                 self.push(
-                    Problem::at(&raw_host.value.name, format!("host name {:?} is used twice", host.name))
-                        .hint(format!("first used on line {first}; every host needs its own name")),
+                    Problem::at(
+                        &raw_host.value.name,
+                        format!("host name {:?} is used twice", host.name),
+                    )
+                    .hint(format!(
+                        "first used on line {first}; every host needs its own name"
+                    )),
                 );
             }
-            if let Some(first) = addresses.insert(host.address, raw_host.value.address.referenced.line() as u32) {
+            if let Some(first) = addresses.insert(
+                host.address,
+                raw_host.value.address.referenced.line() as u32,
+            ) {
                 self.push(
-                    Problem::at(&raw_host.value.address, format!("address {} is used twice", host.address))
-                        .hint(format!("first used on line {first}; list each machine once")),
+                    Problem::at(
+                        &raw_host.value.address,
+                        format!("address {} is used twice", host.address),
+                    )
+                    .hint(format!(
+                        "first used on line {first}; list each machine once"
+                    )),
                 );
             }
             let Some(cluster) = cluster else { continue };
@@ -635,15 +729,31 @@ impl Validator<'_> {
                 && vip == host.address
             {
                 self.push(
-                    Problem::at(&raw_host.value.address, format!("host {} has the VIP {vip} as its address", host.name))
-                        .hint("the VIP must be a free address that keepalived can move between masters"),
+                    Problem::at(
+                        &raw_host.value.address,
+                        format!("host {} has the VIP {vip} as its address", host.name),
+                    )
+                    .hint(
+                        "the VIP must be a free address that keepalived can move between masters",
+                    ),
                 );
             }
-            for (subnet, what) in [(&cluster.network.pods, "pod"), (&cluster.network.services, "service")] {
+            for (subnet, what) in [
+                (&cluster.network.pods, "pod"),
+                (&cluster.network.services, "service"),
+            ] {
                 if subnet.contains(&host.address) {
                     self.push(
-                        Problem::at(&raw_host.value.address, format!("host address {} lies inside the {what} subnet {subnet}", host.address))
-                            .hint("choose cluster.network ranges that do not overlap your hosts' network"),
+                        Problem::at(
+                            &raw_host.value.address,
+                            format!(
+                                "host address {} lies inside the {what} subnet {subnet}",
+                                host.address
+                            ),
+                        )
+                        .hint(
+                            "choose cluster.network ranges that do not overlap your hosts' network",
+                        ),
                     );
                 }
             }
@@ -688,7 +798,8 @@ fn parse_taint(s: &str) -> Option<Taint> {
 pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -700,7 +811,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_label_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

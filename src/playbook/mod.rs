@@ -16,3 +16,6 @@ pub use remote::{LocalShell, Remote, RemoteOutput, SshRemote};
 pub use render::Renderer;
 pub use runner::{HostReport, HostTarget, Mode, RunOptions, TaskReport, run};
 pub use source::{PlaybookError, Playbooks};
+
+#[cfg(test)]
+mod tests;

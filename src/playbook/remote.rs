@@ -153,7 +153,8 @@ impl Remote for LocalShell {
         use std::os::unix::fs::PermissionsExt;
         let tmp = format!("{dest}.tmp");
         std::fs::write(&tmp, contents).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, dest).map_err(|e| e.to_string())
     }
 }

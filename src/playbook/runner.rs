@@ -56,6 +56,8 @@ pub struct HostReport {
     pub failure: Option<String>,
     /// `register:`ed outputs, by name.
     pub registered: serde_json::Map<String, Value>,
+    /// Whether each `register:`ed task changed the host (for "restart if the config changed").
+    pub changed: serde_json::Map<String, Value>,
 }
 
 impl HostReport {
@@ -64,8 +66,12 @@ impl HostReport {
     }
 }
 
-pub async fn run<R: Remote>(playbook: &Playbook, hosts: Vec<HostTarget<R>>, opts: &RunOptions) -> Vec<HostReport> {
-    let renderer = Renderer::new();
+pub async fn run<R: Remote>(
+    playbook: &Playbook,
+    hosts: Vec<HostTarget<R>>,
+    opts: &RunOptions,
+) -> Vec<HostReport> {
+    let renderer = Renderer::with_playbooks(opts.playbooks.clone());
     if playbook.serial {
         let mut reports = Vec::new();
         for host in hosts {
@@ -91,39 +97,81 @@ pub async fn run<R: Remote>(playbook: &Playbook, hosts: Vec<HostTarget<R>>, opts
     futures::future::join_all(runs).await
 }
 
-async fn run_host<R: Remote>(playbook: &Playbook, host: HostTarget<R>, opts: &RunOptions, renderer: &Renderer) -> HostReport {
+async fn run_host<R: Remote>(
+    playbook: &Playbook,
+    host: HostTarget<R>,
+    opts: &RunOptions,
+    renderer: &Renderer,
+) -> HostReport {
     let mut report = HostReport {
         host: host.name.clone(),
         tasks: Vec::new(),
         failure: None,
         registered: serde_json::Map::new(),
+        changed: serde_json::Map::new(),
     };
     for task in &playbook.tasks {
         let mut ctx = host.context.clone();
         if let Value::Object(map) = &mut ctx {
-            map.insert("registered".into(), Value::Object(report.registered.clone()));
+            map.insert(
+                "registered".into(),
+                Value::Object(report.registered.clone()),
+            );
+            map.insert("changed".into(), Value::Object(report.changed.clone()));
         }
-        let runner = TaskRun { playbook, task, host: &host, opts, renderer, ctx: &ctx };
-        opts.reporter.emit(Event::TaskStarted { host: host.name.clone(), task: task.name.clone() });
-        let started = Instant::now();
-        let (outcome, stdout) = match runner.run().await {
-            Ok(done) => done,
-            Err(why) => (TaskOutcome::Failed(why), String::new()),
+        let runner = TaskRun {
+            playbook,
+            task,
+            host: &host,
+            opts,
+            renderer,
+            ctx: &ctx,
         };
-        opts.reporter.emit(Event::TaskFinished {
+        opts.reporter.emit(Event::TaskStarted {
             host: host.name.clone(),
             task: task.name.clone(),
-            outcome: outcome.clone(),
-            elapsed_ms: started.elapsed().as_millis(),
         });
-        if let (Some(name), TaskOutcome::Ok | TaskOutcome::Changed) = (&task.register, &outcome) {
-            report.registered.insert(name.clone(), Value::String(stdout.trim().to_string()));
+        let started = Instant::now();
+        // In a dry run, a check that follows a would-be change would test a host state that
+        // does not exist yet: report it as part of the work instead of running it.
+        let after_change = opts.mode == Mode::Plan && report.changed();
+        let (outcome, stdout) = match (after_change, task.check) {
+            (true, true) => (TaskOutcome::Changed, String::new()),
+            _ => match runner.run().await {
+                Ok(done) => done,
+                Err(why) => (TaskOutcome::Failed(why), String::new()),
+            },
+        };
+        // A dry run prints its own summary; per-task progress would read as real changes.
+        if opts.mode == Mode::Apply || matches!(outcome, TaskOutcome::Failed(_)) {
+            opts.reporter.emit(Event::TaskFinished {
+                host: host.name.clone(),
+                task: task.name.clone(),
+                outcome: outcome.clone(),
+                elapsed_ms: started.elapsed().as_millis(),
+            });
+        }
+        if let Some(name) = &task.register {
+            if let TaskOutcome::Ok | TaskOutcome::Changed = &outcome {
+                report
+                    .registered
+                    .insert(name.clone(), Value::String(stdout.trim().to_string()));
+            }
+            report
+                .changed
+                .insert(name.clone(), Value::Bool(outcome == TaskOutcome::Changed));
         }
         let failed = match &outcome {
-            TaskOutcome::Failed(why) => Some(format!("task '{}' failed: {why}", task.name)),
+            TaskOutcome::Failed(why) if opts.mode == Mode::Apply => {
+                Some(format!("task '{}' failed: {why}", task.name))
+            }
             _ => None,
         };
-        report.tasks.push(TaskReport { task: task.name.clone(), outcome, stdout });
+        report.tasks.push(TaskReport {
+            task: task.name.clone(),
+            outcome,
+            stdout,
+        });
         if let Some(why) = failed {
             report.failure = Some(why);
             break;
@@ -149,12 +197,20 @@ impl<R: Remote> TaskRun<'_, R> {
         match &self.task.action {
             Action::Shell(source) => self.shell(source).await,
             Action::Template(spec) => {
-                let source = self.opts.playbooks.read(&format!("{}/{}", self.playbook.dir, spec.src)).map_err(|e| e.to_string())?;
+                let source = self
+                    .opts
+                    .playbooks
+                    .read(&format!("{}/{}", self.playbook.dir, spec.src))
+                    .map_err(|e| e.to_string())?;
                 let body = self.renderer.render(&spec.src, &source, self.ctx)?;
                 self.file(spec, body.into_bytes()).await
             }
             Action::Copy(spec) => {
-                let body = self.opts.playbooks.read(&format!("{}/{}", self.playbook.dir, spec.src)).map_err(|e| e.to_string())?;
+                let body = self
+                    .opts
+                    .playbooks
+                    .read(&format!("{}/{}", self.playbook.dir, spec.src))
+                    .map_err(|e| e.to_string())?;
                 self.file(spec, body.into_bytes()).await
             }
         }
@@ -170,14 +226,18 @@ impl<R: Remote> TaskRun<'_, R> {
         if let Some(path) = &self.task.creates {
             let path = self.renderer.render("creates", path, self.ctx)?;
             let quoted = shlex::try_quote(&path).map_err(|e| e.to_string())?;
-            let out = self.exec(&format!("test -e {quoted}"), None, "creates").await?;
+            let out = self
+                .exec(&format!("test -e {quoted}"), None, "creates")
+                .await?;
             if out.success() {
                 return Ok(Some(format!("{path} exists")));
             }
         }
         if let Some(cmd) = &self.task.unless {
             let cmd = self.renderer.render("unless", cmd, self.ctx)?;
-            let out = self.exec(RUN_SCRIPT, Some(cmd.clone().into_bytes()), "unless").await?;
+            let out = self
+                .exec(RUN_SCRIPT, Some(cmd.clone().into_bytes()), "unless")
+                .await?;
             if out.success() {
                 return Ok(Some(format!("unless: {}", first_line(&cmd))));
             }
@@ -192,7 +252,13 @@ impl<R: Remote> TaskRun<'_, R> {
         }
         let mut attempt = 0;
         let out = loop {
-            let out = self.exec(RUN_SCRIPT, Some(script.clone().into_bytes()), &self.task.name).await?;
+            let out = self
+                .exec(
+                    RUN_SCRIPT,
+                    Some(script.clone().into_bytes()),
+                    &self.task.name,
+                )
+                .await?;
             if out.success() || attempt >= self.task.retries {
                 break out;
             }
@@ -210,7 +276,14 @@ impl<R: Remote> TaskRun<'_, R> {
         } else {
             true
         };
-        Ok((if changed { TaskOutcome::Changed } else { TaskOutcome::Ok }, out.stdout))
+        Ok((
+            if changed {
+                TaskOutcome::Changed
+            } else {
+                TaskOutcome::Ok
+            },
+            out.stdout,
+        ))
     }
 
     /// Lays down a file only when content, mode or ownership differ.
@@ -218,10 +291,23 @@ impl<R: Remote> TaskRun<'_, R> {
         let dest = self.renderer.render("dest", &spec.dest, self.ctx)?;
         let mode = u32::from_str_radix(spec.mode.trim_start_matches("0o"), 8)
             .map_err(|_| format!("mode {:?} is not octal (write it like \"0644\")", spec.mode))?;
-        let want = format!("{:o} {} {} {}", mode, spec.owner, spec.group, hex::encode(Sha256::digest(&body)));
+        let want = format!(
+            "{:o} {} {} {}",
+            mode,
+            spec.owner,
+            spec.group,
+            hex::encode(Sha256::digest(&body))
+        );
         let probe = format!("{FILE_STATE}\n");
         let state = self
-            .exec(&format!("sh -s -- {}", shlex::try_quote(&dest).map_err(|e| e.to_string())?), Some(probe.into_bytes()), "file state")
+            .exec(
+                &format!(
+                    "sh -s -- {}",
+                    shlex::try_quote(&dest).map_err(|e| e.to_string())?
+                ),
+                Some(probe.into_bytes()),
+                "file state",
+            )
             .await?;
         if state.success() && state.stdout.trim() == want {
             return Ok((TaskOutcome::Ok, String::new()));
@@ -229,15 +315,46 @@ impl<R: Remote> TaskRun<'_, R> {
         if self.opts.mode == Mode::Plan {
             return Ok((TaskOutcome::Changed, String::new()));
         }
-        self.log(&format!("$ upload {dest} (mode {:o}, {}:{}, {} bytes)", mode, spec.owner, spec.group, body.len()));
+        self.log(&format!(
+            "$ upload {dest} (mode {:o}, {}:{}, {} bytes)",
+            mode,
+            spec.owner,
+            spec.group,
+            body.len()
+        ));
+        if let Some(parent) = std::path::Path::new(&dest)
+            .parent()
+            .and_then(|p| p.to_str())
+            .filter(|p| !p.is_empty())
+        {
+            let quoted = shlex::try_quote(parent).map_err(|e| e.to_string())?;
+            let made = self
+                .exec(&format!("mkdir -p {quoted}"), None, "parent directory")
+                .await?;
+            if !made.success() {
+                return Err(format!("cannot create {parent}: {}", made.stderr.trim()));
+            }
+        }
         self.host
             .remote
-            .upload(&dest, body, mode, &spec.owner, &spec.group, self.task.privileged)
+            .upload(
+                &dest,
+                body,
+                mode,
+                &spec.owner,
+                &spec.group,
+                self.task.privileged,
+            )
             .await?;
         Ok((TaskOutcome::Changed, String::new()))
     }
 
-    async fn exec(&self, command: &str, stdin: Option<Vec<u8>>, what: &str) -> Result<super::RemoteOutput, String> {
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        what: &str,
+    ) -> Result<super::RemoteOutput, String> {
         let shown = match (&stdin, command == RUN_SCRIPT) {
             (Some(script), true) => String::from_utf8_lossy(script).into_owned(),
             _ => command.to_string(),
@@ -246,10 +363,22 @@ impl<R: Remote> TaskRun<'_, R> {
         let out = self
             .host
             .remote
-            .exec(command, stdin, self.task.privileged, Duration::from_secs(self.task.timeout))
+            .exec(
+                command,
+                stdin,
+                self.task.privileged,
+                Duration::from_secs(self.task.timeout),
+            )
             .await?;
-        let status = out.status.map(|s| s.to_string()).unwrap_or_else(|| "signal".into());
-        self.log(&format!("  exit {status}\n{}{}", indent(&out.stdout, "  out| "), indent(&out.stderr, "  err| ")));
+        let status = out
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "signal".into());
+        self.log(&format!(
+            "  exit {status}\n{}{}",
+            indent(&out.stdout, "  out| "),
+            indent(&out.stderr, "  err| ")
+        ));
         Ok(out)
     }
 
@@ -261,10 +390,22 @@ impl<R: Remote> TaskRun<'_, R> {
 }
 
 fn failure_message(out: &super::RemoteOutput, attempts: u32) -> String {
-    let status = out.status.map(|s| format!("exit {s}")).unwrap_or_else(|| "killed by a signal".into());
-    let tail: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let status = out
+        .status
+        .map(|s| format!("exit {s}"))
+        .unwrap_or_else(|| "killed by a signal".into());
+    let tail: Vec<&str> = out
+        .stderr
+        .lines()
+        .chain(out.stdout.lines())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
-    let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
+    let tries = if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    };
     format!("{status}{tries}: {tail}")
 }
 

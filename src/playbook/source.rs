@@ -19,7 +19,10 @@ pub enum PlaybookError {
     #[error("playbook file {path} not found{}", where_hint(.dir))]
     NotFound { path: String, dir: Option<PathBuf> },
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid UTF-8")]
     NotText { path: String },
     #[error("playbook {path} is invalid: {message}")]
@@ -28,7 +31,10 @@ pub enum PlaybookError {
 
 fn where_hint(dir: &Option<PathBuf>) -> String {
     match dir {
-        Some(d) => format!(" in --playbooks {}; copy the missing file from the project's playbooks/", d.display()),
+        Some(d) => format!(
+            " in --playbooks {}; copy the missing file from the project's playbooks/",
+            d.display()
+        ),
         None => " among the embedded playbooks (a build problem: please report it)".into(),
     }
 }
@@ -45,10 +51,12 @@ impl Playbooks {
     pub fn read(&self, path: &str) -> Result<String, PlaybookError> {
         match self {
             Playbooks::Embedded => {
-                let file = EMBEDDED.get_file(path).ok_or_else(|| PlaybookError::NotFound {
-                    path: path.into(),
-                    dir: None,
-                })?;
+                let file = EMBEDDED
+                    .get_file(path)
+                    .ok_or_else(|| PlaybookError::NotFound {
+                        path: path.into(),
+                        dir: None,
+                    })?;
                 file.contents_utf8()
                     .map(str::to_string)
                     .ok_or_else(|| PlaybookError::NotText { path: path.into() })
@@ -73,10 +81,11 @@ impl Playbooks {
     pub fn load(&self, name: &str) -> Result<Playbook, PlaybookError> {
         let path = format!("{name}/main.yaml");
         let text = self.read(&path)?;
-        let mut playbook: Playbook = serde_saphyr::from_str(&text).map_err(|e| PlaybookError::Invalid {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let mut playbook: Playbook =
+            serde_saphyr::from_str(&text).map_err(|e| PlaybookError::Invalid {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         playbook.dir = name.to_string();
         Ok(playbook)
     }
@@ -85,17 +94,28 @@ impl Playbooks {
     pub fn names(&self) -> Vec<String> {
         match self {
             Playbooks::Embedded => EMBEDDED
-                .dirs()
-                .filter(|d| d.get_file(d.path().join("main.yaml")).is_some())
-                .map(|d| d.path().display().to_string())
-                .collect(),
-            Playbooks::Dir(root) => std::fs::read_dir(root)
+                .find("**/main.yaml")
                 .into_iter()
                 .flatten()
-                .flatten()
-                .filter(|e| e.path().join("main.yaml").is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter_map(|e| e.path().parent().map(|p| p.display().to_string()))
                 .collect(),
+            Playbooks::Dir(root) => {
+                let mut found = Vec::new();
+                let mut stack = vec![root.clone()];
+                while let Some(dir) = stack.pop() {
+                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else if path.file_name().is_some_and(|n| n == "main.yaml")
+                            && let Some(rel) = path.parent().and_then(|p| p.strip_prefix(root).ok())
+                        {
+                            found.push(rel.display().to_string());
+                        }
+                    }
+                }
+                found
+            }
         }
     }
 }

@@ -89,9 +89,7 @@ impl ClientHandler {
                 label: self.label.clone(),
                 address: self.address.clone(),
                 port: self.port,
-                lookup: known_hosts::lookup_name(&self.address, self.port),
-                key_type: key.algorithm().as_str().to_string(),
-                fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+                offered: describe_key(key),
                 known_hosts: self.known_hosts.clone(),
                 line,
             }),
@@ -100,8 +98,7 @@ impl ClientHandler {
                     label: self.label.clone(),
                     address: self.address.clone(),
                     port: self.port,
-                    key_type: key.algorithm().as_str().to_string(),
-                    fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+                    offered: describe_key(key),
                     known_hosts: self.known_hosts.clone(),
                 }),
                 HostKeyPolicy::AcceptNew => {
@@ -109,9 +106,8 @@ impl ClientHandler {
                         .map_err(|e| self.known_hosts_error(&e))?;
                     tracing::info!(
                         host = %self.label,
-                        "recorded new host key {} {} in {}",
-                        key.algorithm().as_str(),
-                        key.fingerprint(HashAlg::Sha256),
+                        "recorded new host key {} in {}",
+                        describe_key(key),
                         self.known_hosts.display()
                     );
                     Ok(())
@@ -127,6 +123,15 @@ impl ClientHandler {
             reason: err.to_string(),
         }
     }
+}
+
+/// "ssh-ed25519 SHA256:…", the way `ssh-keygen -l` names a key.
+fn describe_key(key: &PublicKey) -> String {
+    format!(
+        "{} {}",
+        key.algorithm().as_str(),
+        key.fingerprint(HashAlg::Sha256)
+    )
 }
 
 pub(crate) async fn connect(spec: ConnectSpec) -> Result<Connection, SshError> {
@@ -332,7 +337,10 @@ async fn auth_with_identity(
     let key = match russh::keys::load_secret_key(path, passphrase) {
         Ok(key) => key,
         Err(err) => {
-            tried.push(format!("key {shown} ({})", unusable_key_reason(&err, passphrase)));
+            tried.push(format!(
+                "key {shown} ({})",
+                unusable_key_reason(&err, passphrase)
+            ));
             return Ok(false);
         }
     };
@@ -442,7 +450,10 @@ fn check_still_connected(
 }
 
 fn lost_during_auth(spec: &ConnectSpec, err: &russh::Error) -> SshError {
-    connect_error(spec, format!("connection lost during authentication: {err}"))
+    connect_error(
+        spec,
+        format!("connection lost during authentication: {err}"),
+    )
 }
 
 /// Shows paths under the home directory as `~/…`, the way users write them.

@@ -30,7 +30,7 @@ pub enum SshError {
 
     #[error(
         "host key of {label} ({address}:{port}) is not in {known_hosts}: the host offered \
-         {key_type} {fingerprint}. Check that fingerprint on the host (ssh-keygen -lf \
+         {offered}. Check that fingerprint on the host (ssh-keygen -lf \
          /etc/ssh/ssh_host_*_key.pub), then add it (ssh-keyscan -p {port} {address} >> \
          {known_hosts}) or set ssh.hostKeyPolicy: accept-new",
         known_hosts = .known_hosts.display()
@@ -39,25 +39,25 @@ pub enum SshError {
         label: String,
         address: String,
         port: u16,
-        key_type: String,
-        fingerprint: String,
+        /// Key type and SHA256 fingerprint ("ssh-ed25519 SHA256:…").
+        offered: String,
         known_hosts: PathBuf,
     },
 
     #[error(
-        "HOST KEY OF {label} ({address}:{port}) HAS CHANGED: it now offers {key_type} \
-         {fingerprint}, but line {line} of {known_hosts} records a different key. This may be \
-         a man-in-the-middle attack. If the host was reinstalled, verify the new fingerprint, \
+        "HOST KEY OF {label} ({address}:{port}) HAS CHANGED: it now offers {offered}, but \
+         line {line} of {known_hosts} records a different key. This may be a \
+         man-in-the-middle attack. If the host was reinstalled, verify the new fingerprint, \
          remove the old entry (ssh-keygen -R '{lookup}' -f {known_hosts}) and run again",
-        known_hosts = .known_hosts.display()
+        known_hosts = .known_hosts.display(),
+        lookup = super::known_hosts::lookup_name(.address, *.port)
     )]
     HostKeyChanged {
         label: String,
         address: String,
         port: u16,
-        lookup: String,
-        key_type: String,
-        fingerprint: String,
+        /// Key type and SHA256 fingerprint ("ssh-ed25519 SHA256:…").
+        offered: String,
         known_hosts: PathBuf,
         line: usize,
     },
@@ -156,9 +156,7 @@ impl SshError {
     pub fn is_transient(&self) -> bool {
         match self {
             SshError::Connect { .. } | SshError::ConnectionLost { .. } => true,
-            SshError::Bastion { transient, .. } | SshError::Channel { transient, .. } => {
-                *transient
-            }
+            SshError::Bastion { transient, .. } | SshError::Channel { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use secrecy::{ExposeSecret, SecretString};
@@ -141,19 +142,28 @@ pub(crate) async fn run(
     stdin: Option<Zeroizing<Vec<u8>>>,
     privilege: &Privilege,
 ) -> Result<ExecOutput, SshError> {
-    let sudo_password = match privilege {
-        Privilege::Root { .. } if conn.inner.user == "root" => return raw(conn, job, command, stdin).await,
-        Privilege::User => return raw(conn, job, command, stdin).await,
-        Privilege::Root { sudo_password } => sudo_password.as_ref(),
-    };
+    let via_sudo = matches!(privilege, Privilege::Root { .. }) && conn.inner.user != "root";
+    if !via_sudo && job.timeout.is_none() {
+        return raw(conn, job, command, stdin).await;
+    }
     let quoted = shlex::try_quote(command).map_err(|_| SshError::Channel {
         label: conn.inner.label.clone(),
         command: job.shown.to_string(),
         reason: "the command contains a NUL byte".to_string(),
         transient: false,
     })?;
+    let guard = job.timeout.map(remote_guard).unwrap_or_default();
+    let sudo_password = match privilege {
+        Privilege::Root { sudo_password } if via_sudo => sudo_password,
+        _ => {
+            // Same login shell as an unguarded command would get.
+            let line = format!("{guard}\"${{SHELL:-/bin/sh}}\" -c {quoted}");
+            return raw(conn, job, &line, stdin).await;
+        }
+    };
+    let body = format!("{guard}sh -c {quoted}");
     let Some(password) = sudo_password else {
-        let out = raw(conn, job, &format!("sudo -n -- sh -c {quoted}"), stdin).await?;
+        let out = raw(conn, job, &format!("sudo -n -- {body}"), stdin).await?;
         return if sudo_wants_password(&out) {
             Err(sudo_password_required(conn))
         } else {
@@ -163,7 +173,7 @@ pub(crate) async fn run(
     // `sudo -S` feeds the first stdin line to sudo only when sudo asks for it; with
     // NOPASSWD it would reach the command. So use the password only where it is needed.
     if sudo_works_without_password(conn).await? {
-        let out = raw(conn, job, &format!("sudo -n -- sh -c {quoted}"), stdin.clone()).await?;
+        let out = raw(conn, job, &format!("sudo -n -- {body}"), stdin.clone()).await?;
         if !sudo_wants_password(&out) {
             return Ok(out);
         }
@@ -177,7 +187,7 @@ pub(crate) async fn run(
         input.extend_from_slice(stdin);
     }
     // -k: ignore cached tickets so sudo always consumes the password line; -p '': no prompt.
-    let line = format!("sudo -S -k -p '' -- sh -c {quoted}");
+    let line = format!("sudo -S -k -p '' -- {body}");
     let out = raw(conn, job, &line, Some(input)).await?;
     if sudo_rejected_password(&out) {
         return Err(SshError::SudoPasswordRejected {
@@ -186,6 +196,14 @@ pub(crate) async fn run(
         });
     }
     Ok(out)
+}
+
+/// `timeout` on the host, a little after the local limit: it runs the command in its
+/// own process group and signals the whole group, so a stopped command leaves no
+/// orphans, even as root under sudo where our own signal cannot reach past sudo's shell.
+fn remote_guard(limit: Duration) -> String {
+    let secs = limit.as_secs() + u64::from(limit.subsec_nanos() > 0) + 1;
+    format!("timeout -k 5 {secs} ")
 }
 
 async fn sudo_works_without_password(conn: &Connection) -> Result<bool, SshError> {
@@ -239,7 +257,7 @@ async fn raw(
         .acquire()
         .await
         .map_err(|_| channel_error("the connection is closed".to_string(), true))?;
-    let channel = conn.inner.handle.channel_open_session().await.map_err(|e| {
+    let channel = open_session(conn).await.map_err(|e| {
         channel_error(
             format!("the host refused a new session ({e})"),
             super::error::russh_is_transient(&e),
@@ -282,6 +300,29 @@ async fn raw(
             command: job.shown.to_string(),
         }),
     }
+}
+
+/// Opens a session channel. sshd frees a finished session's slot only after it has
+/// read our close, possibly after our next open in the same batch: a brief refusal
+/// near MaxSessions is expected and waited out.
+async fn open_session(conn: &Connection) -> Result<russh::Channel<Msg>, russh::Error> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(10);
+    (|| conn.inner.handle.channel_open_session())
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|e| {
+            matches!(
+                e,
+                russh::Error::ChannelOpenFailure(
+                    russh::ChannelOpenFailure::ConnectFailed
+                        | russh::ChannelOpenFailure::ResourceShortage
+                )
+            )
+        })
+        .await
 }
 
 enum Pumped {
@@ -357,5 +398,51 @@ fn signal_text(sig: &Sig) -> String {
     match sig {
         Sig::Custom(name) => name.clone(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(status: u32, stderr: &str) -> ExecOutput {
+        ExecOutput {
+            exit_status: Some(status),
+            stderr: stderr.as_bytes().to_vec(),
+            ..ExecOutput::default()
+        }
+    }
+
+    #[test]
+    fn remote_guard_fires_after_the_local_limit() {
+        assert_eq!(remote_guard(Duration::from_secs(10)), "timeout -k 5 11 ");
+        assert_eq!(remote_guard(Duration::from_millis(1500)), "timeout -k 5 3 ");
+    }
+
+    #[test]
+    fn sudo_refusals_are_told_apart_from_command_failures() {
+        assert!(sudo_wants_password(&finished(
+            1,
+            "sudo: a password is required\n"
+        )));
+        assert!(!sudo_wants_password(&finished(
+            2,
+            "sudo: a password is required\n"
+        )));
+        assert!(!sudo_wants_password(&finished(1, "grep: no match\n")));
+        let rejected = "Sorry, try again.\nsudo: 1 incorrect password attempt\n";
+        assert!(sudo_rejected_password(&finished(1, rejected)));
+        assert!(!sudo_rejected_password(&finished(
+            1,
+            "incorrect password attempt\n"
+        )));
+    }
+
+    #[test]
+    fn request_debug_hides_stdin() {
+        let req = ExecRequest::new("cat").stdin("top secret");
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("top secret"), "{shown}");
+        assert!(shown.contains("stdin_bytes: Some(10)"), "{shown}");
     }
 }

@@ -74,14 +74,21 @@ fn entries_for(path: &Path, host: &str, port: u16) -> io::Result<Vec<(usize, Ent
 pub(crate) fn check(path: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result<Verdict> {
     let entries = entries_for(path, host, port)?;
     let offered = key.key_data();
-    if let Some((line, _)) = entries.iter().find(|(_, e)| {
-        e.marker() == Some(&Marker::Revoked) && e.public_key().key_data() == offered
-    }) {
+    if let Some((line, _)) = entries
+        .iter()
+        .find(|(_, e)| e.marker() == Some(&Marker::Revoked) && e.public_key().key_data() == offered)
+    {
         return Ok(Verdict::Revoked { line: *line });
     }
     // Host certificates are not requested, so @cert-authority lines play no part.
-    let plain: Vec<&(usize, Entry)> = entries.iter().filter(|(_, e)| e.marker().is_none()).collect();
-    if plain.iter().any(|(_, e)| e.public_key().key_data() == offered) {
+    let plain: Vec<&(usize, Entry)> = entries
+        .iter()
+        .filter(|(_, e)| e.marker().is_none())
+        .collect();
+    if plain
+        .iter()
+        .any(|(_, e)| e.public_key().key_data() == offered)
+    {
         return Ok(Verdict::Known);
     }
     let algorithm = offered.algorithm();
@@ -216,28 +223,49 @@ mod tests {
         let (_dir, path) = write(&format!(
             "# comment\n\nother {KEY_B}\n[10.0.0.1]:2222\t{KEY_A} some comment\n"
         ));
-        assert_eq!(check(&path, "10.0.0.1", 2222, &key(KEY_A)).ok(), Some(Verdict::Known));
+        assert_eq!(
+            check(&path, "10.0.0.1", 2222, &key(KEY_A)).ok(),
+            Some(Verdict::Known)
+        );
         assert_eq!(
             check(&path, "10.0.0.1", 2222, &key(KEY_B)).ok(),
             Some(Verdict::Changed { line: 4 })
         );
-        assert_eq!(check(&path, "10.0.0.1", 22, &key(KEY_A)).ok(), Some(Verdict::Unknown));
+        assert_eq!(
+            check(&path, "10.0.0.1", 22, &key(KEY_A)).ok(),
+            Some(Verdict::Unknown)
+        );
     }
 
     #[test]
     fn hashed_names_match_only_their_host() {
         let entry = hashed("[10.0.0.1]:2222", b"0123456789abcdefghij");
         let (_dir, path) = write(&format!("{entry} {KEY_A}\n"));
-        assert_eq!(check(&path, "10.0.0.1", 2222, &key(KEY_A)).ok(), Some(Verdict::Known));
-        assert_eq!(check(&path, "10.0.0.2", 2222, &key(KEY_A)).ok(), Some(Verdict::Unknown));
+        assert_eq!(
+            check(&path, "10.0.0.1", 2222, &key(KEY_A)).ok(),
+            Some(Verdict::Known)
+        );
+        assert_eq!(
+            check(&path, "10.0.0.2", 2222, &key(KEY_A)).ok(),
+            Some(Verdict::Unknown)
+        );
     }
 
     #[test]
     fn globs_and_negations_follow_openssh() {
         let (_dir, path) = write(&format!("*.lab,!bad.lab {KEY_A}\n"));
-        assert_eq!(check(&path, "node1.lab", 22, &key(KEY_A)).ok(), Some(Verdict::Known));
-        assert_eq!(check(&path, "bad.lab", 22, &key(KEY_A)).ok(), Some(Verdict::Unknown));
-        assert_eq!(check(&path, "node1.lan", 22, &key(KEY_A)).ok(), Some(Verdict::Unknown));
+        assert_eq!(
+            check(&path, "node1.lab", 22, &key(KEY_A)).ok(),
+            Some(Verdict::Known)
+        );
+        assert_eq!(
+            check(&path, "bad.lab", 22, &key(KEY_A)).ok(),
+            Some(Verdict::Unknown)
+        );
+        assert_eq!(
+            check(&path, "node1.lan", 22, &key(KEY_A)).ok(),
+            Some(Verdict::Unknown)
+        );
     }
 
     #[test]
@@ -261,7 +289,13 @@ mod tests {
             &std::fs::metadata(&path).expect("metadata").permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(check(&path, "10.0.0.1", 2222, &key(KEY_A)).ok(), Some(Verdict::Known));
-        assert_eq!(known_algorithms(&path, "host", 22), vec![Algorithm::Ed25519]);
+        assert_eq!(
+            check(&path, "10.0.0.1", 2222, &key(KEY_A)).ok(),
+            Some(Verdict::Known)
+        );
+        assert_eq!(
+            known_algorithms(&path, "host", 22),
+            vec![Algorithm::Ed25519]
+        );
     }
 }

@@ -19,7 +19,10 @@ pub struct HostLogs {
 
 impl HostLogs {
     pub fn open(dir: &Path, redactor: Redactor) -> std::io::Result<Self> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         // An existing directory keeps its old mode unless we tighten it.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         Ok(HostLogs {
@@ -50,7 +53,9 @@ impl HostLogs {
             stamp.minute(),
             stamp.second()
         );
-        let Ok(mut files) = self.files.lock() else { return };
+        let Ok(mut files) = self.files.lock() else {
+            return;
+        };
         let file = match files.get_mut(host) {
             Some(f) => f,
             None => {
@@ -83,9 +88,15 @@ mod tests {
         let r = Redactor::new();
         r.add_secret("correct-horse-battery");
         let logs = HostLogs::open(&dir, r).unwrap();
-        logs.write("master-1", "$ kubeadm join --token abcdef.0123456789abcdef\npassword is correct-horse-battery");
+        logs.write(
+            "master-1",
+            "$ kubeadm join --token abcdef.0123456789abcdef\npassword is correct-horse-battery",
+        );
         let text = fs::read_to_string(logs.path_for("master-1")).unwrap();
-        assert!(!text.contains("abcdef.0123456789abcdef") && !text.contains("correct-horse-battery"), "{text}");
+        assert!(
+            !text.contains("abcdef.0123456789abcdef") && !text.contains("correct-horse-battery"),
+            "{text}"
+        );
         assert!(text.contains("$ kubeadm join --token [REDACTED]"), "{text}");
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);

@@ -29,11 +29,29 @@ pub enum TaskOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
-    PhaseStarted { phase: String },
-    TaskStarted { host: String, task: String },
-    TaskFinished { host: String, task: String, #[serde(flatten)] outcome: TaskOutcome, elapsed_ms: u128 },
-    HostMessage { host: String, level: Level, message: String },
-    Message { level: Level, message: String },
+    PhaseStarted {
+        phase: String,
+    },
+    TaskStarted {
+        host: String,
+        task: String,
+    },
+    TaskFinished {
+        host: String,
+        task: String,
+        #[serde(flatten)]
+        outcome: TaskOutcome,
+        elapsed_ms: u128,
+    },
+    HostMessage {
+        host: String,
+        level: Level,
+        message: String,
+    },
+    Message {
+        level: Level,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,19 +138,31 @@ impl Reporter {
     }
 
     pub fn phase(&self, phase: &str) {
-        self.emit(Event::PhaseStarted { phase: phase.into() });
+        self.emit(Event::PhaseStarted {
+            phase: phase.into(),
+        });
     }
 
     pub fn info(&self, message: impl Into<String>) {
-        self.emit(Event::Message { level: Level::Info, message: message.into() });
+        self.emit(Event::Message {
+            level: Level::Info,
+            message: message.into(),
+        });
     }
 
     pub fn warn(&self, message: impl Into<String>) {
-        self.emit(Event::Message { level: Level::Warn, message: message.into() });
+        self.emit(Event::Message {
+            level: Level::Warn,
+            message: message.into(),
+        });
     }
 
     pub fn host_info(&self, host: &str, message: impl Into<String>) {
-        self.emit(Event::HostMessage { host: host.into(), level: Level::Info, message: message.into() });
+        self.emit(Event::HostMessage {
+            host: host.into(),
+            level: Level::Info,
+            message: message.into(),
+        });
     }
 
     /// Removes the progress lines; call before printing a final table.
@@ -166,7 +196,12 @@ impl Reporter {
     fn redact_event(&self, event: Event) -> Event {
         let r = &self.inner.redactor;
         match event {
-            Event::TaskFinished { host, task, outcome, elapsed_ms } => Event::TaskFinished {
+            Event::TaskFinished {
+                host,
+                task,
+                outcome,
+                elapsed_ms,
+            } => Event::TaskFinished {
                 host,
                 task: r.redact(&task),
                 outcome: match outcome {
@@ -176,9 +211,23 @@ impl Reporter {
                 },
                 elapsed_ms,
             },
-            Event::HostMessage { host, level, message } => Event::HostMessage { host, level, message: r.redact(&message) },
-            Event::Message { level, message } => Event::Message { level, message: r.redact(&message) },
-            Event::TaskStarted { host, task } => Event::TaskStarted { host, task: r.redact(&task) },
+            Event::HostMessage {
+                host,
+                level,
+                message,
+            } => Event::HostMessage {
+                host,
+                level,
+                message: r.redact(&message),
+            },
+            Event::Message { level, message } => Event::Message {
+                level,
+                message: r.redact(&message),
+            },
+            Event::TaskStarted { host, task } => Event::TaskStarted {
+                host,
+                task: r.redact(&task),
+            },
             e => e,
         }
     }
@@ -190,8 +239,10 @@ impl Reporter {
                     let (bar, _) = st.host_bars.entry(host.clone()).or_insert_with(|| {
                         let bar = bars.add(ProgressBar::new_spinner());
                         bar.set_style(
-                            ProgressStyle::with_template("{spinner} {prefix:<14} [{elapsed:>4}] {msg}")
-                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            ProgressStyle::with_template(
+                                "{spinner} {prefix:<14} [{elapsed:>4}] {msg}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
                         bar.set_prefix(host.clone());
                         bar.enable_steady_tick(Duration::from_millis(120));
@@ -200,12 +251,24 @@ impl Reporter {
                     bar.set_message(task.clone());
                 }
             }
-            (Some(_), Event::TaskFinished { outcome: TaskOutcome::Ok | TaskOutcome::Skipped(_), .. }) if !self.inner.verbose => {}
+            (
+                Some(_),
+                Event::TaskFinished {
+                    outcome: TaskOutcome::Ok | TaskOutcome::Skipped(_),
+                    ..
+                },
+            ) if !self.inner.verbose => {}
             (Some(bars), e) => {
                 let _ = bars.println(render_line(e));
             }
             (None, Event::TaskStarted { .. }) if !self.inner.verbose => {}
-            (None, Event::TaskFinished { outcome: TaskOutcome::Ok | TaskOutcome::Skipped(_), .. }) if !self.inner.verbose => {}
+            (
+                None,
+                Event::TaskFinished {
+                    outcome: TaskOutcome::Ok | TaskOutcome::Skipped(_),
+                    ..
+                },
+            ) if !self.inner.verbose => {}
             (None, e) => {
                 let mut err = std::io::stderr().lock();
                 let _ = writeln!(err, "{}", render_line(e));
@@ -218,7 +281,12 @@ fn render_line(e: &Event) -> String {
     match e {
         Event::PhaseStarted { phase } => format!("==> {phase}"),
         Event::TaskStarted { host, task } => format!("    {host}: {task} ..."),
-        Event::TaskFinished { host, task, outcome, elapsed_ms } => {
+        Event::TaskFinished {
+            host,
+            task,
+            outcome,
+            elapsed_ms,
+        } => {
             let secs = *elapsed_ms as f64 / 1000.0;
             match outcome {
                 TaskOutcome::Ok => format!("    {host}: ok       {task} ({secs:.1}s)"),
@@ -227,7 +295,11 @@ fn render_line(e: &Event) -> String {
                 TaskOutcome::Failed(why) => format!("    {host}: FAILED   {task}: {why}"),
             }
         }
-        Event::HostMessage { host, level, message } => format!("    {host}: {}{message}", level_tag(*level)),
+        Event::HostMessage {
+            host,
+            level,
+            message,
+        } => format!("    {host}: {}{message}", level_tag(*level)),
         Event::Message { level, message } => format!("{}{message}", level_tag(*level)),
     }
 }

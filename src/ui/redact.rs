@@ -27,7 +27,10 @@ impl Redactor {
             (r"\b()[a-z0-9]{6}\.[a-z0-9]{16}\b", "${1}[REDACTED]"),
             // --certificate-key / certificate key values (64 hex chars)
             (r"(--certificate-key[= ]+)[0-9a-fA-F]{64}", "${1}[REDACTED]"),
-            (r"(?i)((?:password|passwd|secret|token)[\x22']?\s*[:=]\s*[\x22']?)[^\s\x22',}]+", "${1}[REDACTED]"),
+            (
+                r"(?i)((?:password|passwd|secret|token)[\x22']?\s*[:=]\s*[\x22']?)[^\s\x22',}]+",
+                "${1}[REDACTED]",
+            ),
             (r"(?i)(authorization:\s*bearer\s+)\S+", "${1}[REDACTED]"),
             // PEM private keys of any kind, whole block
             (
@@ -98,7 +101,10 @@ mod tests {
         let r = Redactor::new();
         let out = r.redact("kubeadm join 10.0.0.1:8443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1234");
         assert!(!out.contains("abcdef.0123456789abcdef"), "{out}");
-        assert!(out.contains("sha256:1234"), "the CA hash is public and must stay: {out}");
+        assert!(
+            out.contains("sha256:1234"),
+            "the CA hash is public and must stay: {out}"
+        );
     }
 
     #[test]
@@ -119,14 +125,18 @@ mod tests {
 
     #[test]
     fn kubeconfig_client_key_data_is_masked() {
-        let out = Redactor::new().redact("    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo=");
+        let out = Redactor::new()
+            .redact("    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo=");
         assert!(!out.contains("LS0tLS1CRUdJTi"), "{out}");
     }
 
     #[test]
     fn password_assignments_are_masked() {
         let out = Redactor::new().redact("WEAVE_PASSWORD=hunter22 and {\"token\": \"eyJhbGciOi\"}");
-        assert!(!out.contains("hunter22") && !out.contains("eyJhbGciOi"), "{out}");
+        assert!(
+            !out.contains("hunter22") && !out.contains("eyJhbGciOi"),
+            "{out}"
+        );
     }
 
     #[test]

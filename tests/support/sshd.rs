@@ -86,8 +86,7 @@ fn ensure_users() -> &'static str {
     PASSWORD.get_or_init(|| {
         for user in [TEST_USER, PW_USER] {
             if !user_exists(user) {
-                run(Command::new("useradd")
-                    .args(["--create-home", "--shell", "/bin/bash", user]));
+                run(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", user]));
             }
         }
         // useradd leaves the password "!" (locked); without PAM sshd refuses locked
@@ -104,7 +103,10 @@ fn ensure_users() -> &'static str {
             .expect("chpasswd stdin")
             .write_all(format!("{PW_USER}:{password}\n").as_bytes())
             .expect("write to chpasswd");
-        assert!(chpasswd.wait().expect("chpasswd").success(), "chpasswd failed");
+        assert!(
+            chpasswd.wait().expect("chpasswd").success(),
+            "chpasswd failed"
+        );
 
         let rules = format!(
             "# Written by the installer test suite (tests/support/sshd.rs).\n\
@@ -124,7 +126,16 @@ fn ensure_users() -> &'static str {
 
 fn keygen(path: &Path, passphrase: &str) {
     run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-C", "installer-test", "-N", passphrase, "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-C",
+            "installer-test",
+            "-N",
+            passphrase,
+            "-f",
+        ])
         .arg(path));
 }
 
@@ -438,7 +449,9 @@ async fn forward(
                 return;
             }
             sent += allowed as u64;
-            stats.client_bytes.fetch_add(allowed as u64, Ordering::SeqCst);
+            stats
+                .client_bytes
+                .fetch_add(allowed as u64, Ordering::SeqCst);
             if allowed < n || cut_after.is_some_and(|limit| sent >= limit) {
                 return; // the cut: both sockets are dropped below
             }

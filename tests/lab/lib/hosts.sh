@@ -1,0 +1,227 @@
+# Hosts: systemd-nspawn machines booted on an overlay of the base image, each in its own
+# network namespace. Per host, $LAB_RUN/<lab>/hosts/<host>/ holds upper/ work/ merged/ (the
+# overlay), nspawn.pid, console.log, cgroups and the public halves of its SSH host keys.
+
+host_dir() { printf '%s/hosts/%s\n' "$(lab_dir "$1")" "$2"; }
+host_machine() { printf 'il-%s-%s\n' "$1" "$2"; }
+
+# Mounts the host's overlay root and writes its identity into the upper layer the first time:
+# hostname, hosts, empty resolv.conf, machine-id, SSH host keys, the lab user's authorized key,
+# and apt sources pointing at the lab mirror.
+host_prepare() { # LAB HOST (after load_state)
+	local lab=$1 host=$2 hdir m t uid gid h
+	hdir=$(host_dir "$lab" "$host")
+	m=$hdir/merged
+	mkdir -p "$hdir/upper" "$hdir/work" "$m"
+	if ! mountpoint -q "$m"; then
+		mount -t overlay overlay \
+			-o "lowerdir=$LAB_IMAGE,upperdir=$hdir/upper,workdir=$hdir/work" "$m"
+	fi
+	[ -f "$hdir/prepared" ] && return 0
+
+	printf '%s\n' "$host" >"$m/etc/hostname"
+	{
+		printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+		while read -r h; do printf '%s\t%s\n' "$(host_ip "$h")" "$h"; done < <(host_names "$LAB_MASTERS" "$LAB_WORKERS")
+		printf '%s\t%s\n' "$LAB_GATEWAY" "$LAB_MIRROR_NAME"
+	} >"$m/etc/hosts"
+	# No name servers: nothing on a host may try to leave the lab network.
+	: >"$m/etc/resolv.conf"
+	od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$m/etc/machine-id"
+	echo >>"$m/etc/machine-id"
+
+	for t in ed25519 ecdsa rsa; do
+		rm -f "$m/etc/ssh/ssh_host_${t}_key" "$m/etc/ssh/ssh_host_${t}_key.pub"
+		ssh-keygen -q -t "$t" -N '' -C "root@$host" -f "$m/etc/ssh/ssh_host_${t}_key"
+		cp "$m/etc/ssh/ssh_host_${t}_key.pub" "$hdir/ssh_host_${t}_key.pub"
+	done
+
+	uid=$(awk -F: -v u="$LAB_USER" '$1 == u { print $3 }' "$m/etc/passwd")
+	gid=$(awk -F: -v u="$LAB_USER" '$1 == u { print $4 }' "$m/etc/passwd")
+	[ -n "$uid" ] || die "the base image has no user '$LAB_USER'; rebuild it (tests/lab/image/)"
+	install -d -m 0700 -o "$uid" -g "$gid" "$m/home/$LAB_USER/.ssh"
+	install -m 0600 -o "$uid" -g "$gid" "$(lab_dir "$lab")/id_ed25519.pub" \
+		"$m/home/$LAB_USER/.ssh/authorized_keys"
+
+	install -m 0644 "$LAB_KEYDIR/archive-keyring.gpg" "$m/usr/share/keyrings/installer-lab-archive-keyring.gpg"
+	{
+		printf 'Types: deb\nURIs: http://%s%s/debian\n' "$LAB_MIRROR_NAME" "$(port_suffix)"
+		printf 'Suites: %s\nComponents: main\n' "$LAB_SUITE"
+		printf 'Signed-By: /usr/share/keyrings/installer-lab-archive-keyring.gpg\n'
+	} >"$m/etc/apt/sources.list.d/debian.sources"
+	touch "$hdir/prepared"
+}
+
+port_suffix() { [ "$LAB_PORT" = 80 ] || printf ':%s' "$LAB_PORT"; }
+
+host_pid() { # LAB HOST -> pid of the host's running systemd-nspawn
+	local hdir pid
+	hdir=$(host_dir "$1" "$2")
+	pid=$(cat "$hdir/nspawn.pid" 2>/dev/null) || return 1
+	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--directory=$hdir/merged" || return 1
+	printf '%s\n' "$pid"
+}
+
+host_init_pid() { # LAB HOST -> pid of the host's init (nspawn's only child)
+	local pid child
+	pid=$(host_pid "$1" "$2") || return 1
+	child=$(awk '{ print $1 }' "/proc/$pid/task/$pid/children" 2>/dev/null)
+	[ -n "$child" ] || return 1
+	printf '%s\n' "$child"
+}
+
+host_running() { host_pid "$1" "$2" >/dev/null; }
+
+# Moves the calling (sub)shell into its own cgroup in each hierarchy nspawn and the figures
+# care about, so hosts never share a leftover cgroup and each has its own memory/CPU counters.
+# The created directories are listed in FILE for `down`.
+cgroup_enter() { # RELPATH FILE
+	local rel=$1 file=$2 mnt type opts key ctl cur dir
+	: >"$file"
+	while read -r _ mnt type opts _; do
+		case $type in
+		cgroup2) key="" ;;
+		cgroup)
+			key=$(tr ',' '\n' <<<"$opts" | grep -E '^(name=systemd|memory|pids|cpu|cpuacct)$' | paste -sd, -)
+			[ -n "$key" ] || continue
+			;;
+		*) continue ;;
+		esac
+		cur=""
+		while IFS=: read -r _ ctl cur_path; do
+			if [ "$ctl" = "$key" ]; then cur=${cur_path%/}; fi
+		done </proc/self/cgroup
+		dir=$mnt$cur/$rel
+		if mkdir -p "$dir" 2>/dev/null && echo "$BASHPID" >"$dir/cgroup.procs" 2>/dev/null; then
+			printf '%s\n' "$dir" >>"$file"
+		fi
+	done </proc/self/mounts
+}
+
+host_boot() { # LAB HOST (after load_state, host_net_up and host_prepare)
+	local lab=$1 host=$2 hdir
+	host_running "$lab" "$host" && return 0
+	hdir=$(host_dir "$lab" "$host")
+	(
+		cd /
+		exec 6>&- 7>&- 8>&- 9>&- # lock files of this script
+		cgroup_enter "installer-lab/$lab/$host" "$hdir/cgroups"
+		echo "$BASHPID" >"$hdir/nspawn.pid"
+		# API_VFS_WRITABLE=network: per-netns sysctls (ip_forward, bridge-nf-call-*) writable.
+		# CAP_NET_ADMIN: keepalived and kube-proxy-like tools manage addresses and rules.
+		exec setsid env SYSTEMD_NSPAWN_API_VFS_WRITABLE=network systemd-nspawn \
+			--register=no --keep-unit --boot \
+			--directory="$hdir/merged" \
+			--machine="$(host_machine "$lab" "$host")" --hostname="$host" \
+			--network-namespace-path="/run/netns/$(host_netns "$lab" "$host")" \
+			--capability=CAP_NET_ADMIN \
+			--console=passive --resolv-conf=off --link-journal=no
+	) </dev/null >>"$hdir/console.log" 2>&1 &
+}
+
+# Waits until sshd answers on every HOST; lists those that do not after TIMEOUT seconds.
+wait_ssh() { # TIMEOUT HOST...
+	local deadline=$(($(date +%s) + $1)) h pending
+	shift
+	pending=("$@")
+	while [ ${#pending[@]} -gt 0 ]; do
+		local left=()
+		for h in "${pending[@]}"; do
+			ssh_banner "$(host_ip "$h")" || left+=("$h")
+		done
+		pending=("${left[@]}")
+		[ ${#pending[@]} -eq 0 ] && break
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			printf '%s\n' "${pending[@]}"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+ssh_banner() { # IP -> true when an SSH server greets on port 22
+	timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/22" && head -c 4 <&3' "$1" 2>/dev/null | grep -q '^SSH-'
+}
+
+host_wait_gone() { # PID SECONDS
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		[ -d "/proc/$1" ] || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Hard crash: the host's init dies at once, taking every process of the host with it.
+host_kill() { # LAB HOST
+	local pid init
+	pid=$(host_pid "$1" "$2") || return 0
+	init=$(host_init_pid "$1" "$2") || init=""
+	[ -z "$init" ] || kill -KILL "$init" 2>/dev/null || true
+	host_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+	host_wait_gone "$pid" 5 || true
+}
+
+# Clean shutdown: SIGTERM to nspawn makes systemd inside power off.
+host_stop() { # LAB HOST
+	local pid
+	pid=$(host_pid "$1" "$2") || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	host_wait_gone "$pid" "${LAB_STOP_TIMEOUT:-30}" && return 0
+	warn "$2 did not shut down cleanly; killing it"
+	host_kill "$1" "$2"
+}
+
+# Everything a lab's hosts hold on this machine, found by name and path so that it also works
+# when the state is incomplete (a failed or interrupted `up`).
+hosts_down() { # LAB
+	local lab=$1 dir pid p hdir
+	dir=$(lab_dir "$lab")
+	local pids=()
+	for p in /proc/[0-9]*; do
+		if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -q "^--directory=$dir/hosts/"; then
+			pids+=("${p#/proc/}")
+		fi
+	done
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do
+		host_wait_gone "$pid" "${LAB_STOP_TIMEOUT:-30}" && continue
+		for p in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+		kill -KILL "$pid" 2>/dev/null || true
+		host_wait_gone "$pid" 5 || warn "process $pid of lab $lab does not exit"
+	done
+	for hdir in "$dir"/hosts/*; do
+		[ -f "$hdir/cgroups" ] || continue
+		while read -r p; do
+			[ -d "$p" ] && find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
+		done <"$hdir/cgroups"
+	done
+	for p in /sys/fs/cgroup/*/installer-lab/"$lab" /sys/fs/cgroup/*/*/*/installer-lab/"$lab"; do
+		[ -d "$p" ] && find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
+	done
+	for p in /run/systemd/nspawn/propagate/"il-$lab"-*; do
+		[ -d "$p" ] && rmdir "$p" 2>/dev/null
+	done
+	return 0
+}
+
+# Pairs "name,address type key" for every host, so clients can check host keys strictly.
+write_known_hosts() { # LAB
+	local dir h f
+	dir=$(lab_dir "$1")
+	while read -r h; do
+		for f in "$(host_dir "$1" "$h")"/ssh_host_*_key.pub; do
+			[ -f "$f" ] || continue
+			awk -v n="$h,$(host_ip "$h")" '{ print n, $1, $2 }' "$f"
+		done
+	done < <(host_names "$LAB_MASTERS" "$LAB_WORKERS") >"$dir/known_hosts.tmp"
+	mv "$dir/known_hosts.tmp" "$dir/known_hosts"
+}
+
+ssh_opts() { # LAB -> options for ssh/scp that use the lab's key and known_hosts, strictly
+	local dir
+	dir=$(lab_dir "$1")
+	printf '%s\n' -F /dev/null -i "$dir/id_ed25519" -o IdentitiesOnly=yes \
+		-o UserKnownHostsFile="$dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+		-o StrictHostKeyChecking=yes -o ConnectTimeout=5 -o LogLevel=ERROR
+}

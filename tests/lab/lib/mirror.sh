@@ -1,0 +1,223 @@
+# The lab mirror: content built by tests/lab/mirror/*.sh and cached under $LAB_CACHE, served
+# per lab over HTTP on the lab bridge by python3's http.server (GET/HEAD only: read-only).
+#
+#   $LAB_CACHE/mirror-key/        the lab's archive signing key (gnupg home, armored + binary public key)
+#   $LAB_CACHE/debs/              downloaded Debian packages (kept across rebuilds)
+#   $LAB_CACHE/debian-<hash>/     signed Debian archive for the hosts
+#   $LAB_CACHE/kube-<hash>/       kubernetes/ and docker/ upstream-like repos
+#   $LAB_RUN/<lab>/www/           what the lab's server serves: links to the above + addons/
+
+LAB_KEYDIR=$LAB_CACHE/mirror-key
+LAB_MIRROR_PORT_DEFAULT=80
+
+mirror_lock() {
+	mkdir -p "$LAB_CACHE"
+	exec 7>"$LAB_CACHE/.mirror.lock"
+	flock 7
+}
+mirror_unlock() {
+	flock -u 7
+	exec 7>&-
+}
+
+# Creates the lab's signing key once. It signs only lab repositories and never leaves the
+# cache directory; hosts get the public half.
+ensure_mirror_key() {
+	export GNUPGHOME=$LAB_KEYDIR/gnupg
+	export LAB_ARCHIVE_KEY=$LAB_KEYDIR/archive-key.asc
+	[ -s "$LAB_KEYDIR/archive-keyring.gpg" ] && return 0
+	rm -rf --one-file-system "$LAB_KEYDIR"
+	install -d -m 0700 "$LAB_KEYDIR" "$GNUPGHOME"
+	gpg --batch --quiet --passphrase '' --quick-gen-key \
+		'installer lab mirror <lab@mirror.lab>' ed25519 sign never 2>/dev/null
+	gpg --batch --armor --export >"$LAB_ARCHIVE_KEY.tmp"
+	gpg --batch --export >"$LAB_KEYDIR/archive-keyring.gpg.tmp"
+	mv "$LAB_ARCHIVE_KEY.tmp" "$LAB_ARCHIVE_KEY"
+	mv "$LAB_KEYDIR/archive-keyring.gpg.tmp" "$LAB_KEYDIR/archive-keyring.gpg"
+	log "created the lab's archive signing key in $LAB_KEYDIR"
+}
+
+# gpg starts an agent per key ring; it must not outlive the build.
+stop_gpg_agent() { gpgconf --homedir "$GNUPGHOME" --kill gpg-agent 2>/dev/null || true; }
+
+# Builds DIR (absent) with CMD into a temporary sibling, renamed into place when complete, so
+# a killed build never leaves a half-made cache entry.
+build_atomically() { # DIR LOG CMD...
+	local dir=$1 logf=$2 tmp=$1.tmp-$$ d
+	shift 2
+	for d in "${dir%-*}"-*.tmp-*; do remove_tree "$d"; done
+	if ! "$@" "$tmp" >"$logf" 2>&1; then
+		grep -v '^Get:\|^Fetched' "$logf" | tail -n 30 >&2
+		remove_tree "$tmp"
+		return 1
+	fi
+	mv "$tmp" "$dir"
+}
+
+apt_lists_stamp() {
+	stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -c1-16
+}
+
+# Prints the Debian archive's directory for the image ROOTFS, building it when needed.
+ensure_debian_mirror() { # ROOTFS
+	local rootfs=$1 key dir start
+	if [ -z "$(apt_lists_stamp_files)" ]; then
+		log "this machine has no apt package lists yet: running apt-get update"
+		apt-get update >&2 || die "apt-get update failed; check the machine's apt sources"
+	fi
+	key=$({
+		cat "$LAB_HOME"/mirror/debian-packages "$LAB_HOME"/mirror/debian.sh "$LAB_HOME"/mirror/repo.sh
+		printf '%s\n' "$rootfs" "$(apt_lists_stamp)" "$(cat "$LAB_KEYDIR/archive-key.asc")"
+	} | sha256sum | cut -c1-16)
+	dir=$LAB_CACHE/debian-$key
+	if [ ! -d "$dir" ]; then
+		start=$(now_ms)
+		log "building the Debian mirror $key (downloads are cached in $LAB_CACHE/debs)"
+		build_atomically "$dir" "$LAB_CACHE/debian.log" \
+			debian_build "$rootfs" ||
+			die "building the Debian mirror failed (log above, full log: $LAB_CACHE/debian.log)"
+		log "Debian mirror built in $(elapsed "$start"): $(wc -l <"$dir/PACKAGES.txt") packages"
+	fi
+	printf '%s\n' "$dir"
+}
+apt_lists_stamp_files() { ls /var/lib/apt/lists/*Packages* 2>/dev/null || true; }
+debian_build() { "$LAB_HOME/mirror/debian.sh" "$2" "$1" "$LAB_CACHE/debs"; }
+
+# Builds the simulators (unless LAB_SIM_BUILD=0). A failed build is reported, not fatal: the
+# packages are made from whatever binaries exist and the missing ones are listed.
+build_simulators() {
+	local cargo=${CARGO:-}
+	[ "${LAB_SIM_BUILD:-1}" = 0 ] && return 0
+	[ -n "$cargo" ] || cargo=$(command -v cargo || true)
+	[ -n "$cargo" ] || [ ! -x "$HOME/.cargo/bin/cargo" ] || cargo=$HOME/.cargo/bin/cargo
+	if [ -z "$cargo" ]; then
+		warn "cargo not found: the simulators cannot be built; install Rust or set CARGO"
+		return 0
+	fi
+	local start
+	start=$(now_ms)
+	if (cd "$LAB_REPO" && "$cargo" build --release -p sim-node -p sim-apiserver) >"$LAB_CACHE/sim-build.log" 2>&1; then
+		log "simulators built ($(elapsed "$start"))"
+	else
+		grep -E '^(error|warning: unused)' "$LAB_CACHE/sim-build.log" | head -n 10 >&2 || true
+		warn "building the simulators failed (full log: $LAB_CACHE/sim-build.log);
+       packaging whatever binaries exist from earlier builds"
+	fi
+}
+
+sim_bindir() { printf '%s/release\n' "${CARGO_TARGET_DIR:-$LAB_REPO/target}"; }
+kubectl_path() { printf '%s\n' "${LAB_KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}"; }
+
+# Prints the upstream-like repos' directory, building it when an input changed.
+ensure_kube_mirror() { # DEBIAN_DIR
+	local debian=$1 key dir start bindir b
+	bindir=$(sim_bindir)
+	key=$({
+		cat "$LAB_HOME"/mirror/kubernetes.sh "$LAB_HOME"/mirror/repo.sh "$LAB_HOME"/mirror/versions
+		find "$LAB_HOME/mirror/packaging" -type f | LC_ALL=C sort | xargs cat
+		for b in kubeadm kubelet crictl cri-dockerd kube-apiserver kube-controller-manager kube-scheduler; do
+			[ -x "$bindir/$b" ] && sha256sum <"$bindir/$b"
+		done
+		[ -x "$(kubectl_path)" ] && stat -c '%n %s %Y' "$(kubectl_path)"
+		find "$debian/pool" -name 'etcd-*' -o -name 'containernetworking-plugins*'
+		cat "$LAB_KEYDIR/archive-key.asc"
+	} 2>/dev/null | sha256sum | cut -c1-16)
+	dir=$LAB_CACHE/kube-$key
+	if [ ! -d "$dir" ]; then
+		start=$(now_ms)
+		log "building the Kubernetes/Docker repos $key"
+		build_atomically "$dir" "$LAB_CACHE/kube.log" kube_build "$debian" ||
+			die "building the Kubernetes repos failed (log above, full log: $LAB_CACHE/kube.log)"
+		log "Kubernetes/Docker repos built in $(elapsed "$start")"
+	fi
+	if [ -s "$dir/MISSING.txt" ]; then
+		warn "the lab's Kubernetes packages are incomplete:"
+		sed 's/^/         /' "$dir/MISSING.txt" >&2
+	fi
+	printf '%s\n' "$dir"
+}
+kube_build() { "$LAB_HOME/mirror/kubernetes.sh" "$2" "$(sim_bindir)" "$1/pool" "$(kubectl_path)"; }
+
+# Builds or finds all mirror content; sets LAB_WWW_DEBIAN and LAB_WWW_KUBE.
+ensure_mirror() { # ROOTFS
+	mirror_lock
+	ensure_mirror_key
+	LAB_WWW_DEBIAN=$(ensure_debian_mirror "$1")
+	build_simulators
+	LAB_WWW_KUBE=$(ensure_kube_mirror "$LAB_WWW_DEBIAN")
+	stop_gpg_agent
+	prune_mirrors
+	mirror_unlock
+}
+
+# Cached mirror builds no lab uses any more (and that are not the current ones) go away.
+prune_mirrors() {
+	local d in_use
+	in_use=$(cat "$LAB_RUN"/*/lab.env 2>/dev/null || true)
+	for d in "$LAB_CACHE"/debian-* "$LAB_CACHE"/kube-*; do
+		[ -d "$d" ] || continue
+		case $d in *.tmp-* | "$LAB_WWW_DEBIAN" | "$LAB_WWW_KUBE") continue ;; esac
+		grep -qF "$d" <<<"$in_use" && continue
+		remove_tree "$d"
+	done
+}
+
+# The tree the lab's HTTP server serves.
+mirror_www() { # LAB
+	local www
+	www=$(lab_dir "$1")/www
+	mkdir -p "$www"
+	ln -sfn "$LAB_WWW_DEBIAN" "$www/debian"
+	ln -sfn "$LAB_WWW_KUBE/kubernetes" "$www/kubernetes"
+	ln -sfn "$LAB_WWW_KUBE/docker" "$www/docker"
+	ln -sfn "$LAB_KEYDIR/archive-key.asc" "$www/lab-archive-key.asc"
+	# The addon manifests, as a user's internal mirror would serve them.
+	if [ -d "$LAB_REPO/../shared/upstream" ]; then
+		ln -sfn "$(cd "$LAB_REPO/../shared/upstream" && pwd)" "$www/addons"
+	else
+		warn "no addon manifests at $LAB_REPO/../shared/upstream: addons/ is not served"
+		rm -f "$www/addons"
+	fi
+}
+
+mirror_pid() { # LAB -> pid of the lab's running server, if any
+	local dir pid
+	dir=$(lab_dir "$1")
+	pid=$(cat "$dir/mirror.pid" 2>/dev/null) || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--directory $dir/www" || return 1
+	printf '%s\n' "$pid"
+}
+
+mirror_url() { printf 'http://%s:%s\n' "$LAB_GATEWAY" "$LAB_PORT"; }
+
+mirror_start() { # LAB (after load_state and net_up)
+	local dir pid i
+	dir=$(lab_dir "$1")
+	mirror_pid "$1" >/dev/null && return 0
+	(
+		cd /
+		exec 6>&- 7>&- 8>&- 9>&- # lock files of this script
+		exec setsid /usr/bin/python3 -m http.server --bind "$LAB_GATEWAY" --directory "$dir/www" "$LAB_PORT"
+	) </dev/null >"$dir/mirror.log" 2>&1 &
+	echo $! >"$dir/mirror.pid"
+	for ((i = 0; i < 50; i++)); do
+		if (exec 3<>"/dev/tcp/$LAB_GATEWAY/$LAB_PORT") 2>/dev/null; then
+			return 0
+		fi
+		mirror_pid "$1" >/dev/null || break
+		sleep 0.1
+	done
+	tail -n 5 "$dir/mirror.log" >&2
+	die "the mirror server did not start on $LAB_GATEWAY:$LAB_PORT (is the port taken? set LAB_MIRROR_PORT)"
+}
+
+mirror_stop() { # LAB
+	local pid dir
+	dir=$(lab_dir "$1")
+	if pid=$(mirror_pid "$1"); then
+		kill "$pid" 2>/dev/null || true
+		for _ in 1 2 3 4 5 6 7 8 9 10; do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$dir/mirror.pid"
+}

@@ -66,5 +66,5 @@ done <"$out/.files"
 rm -f "$out/.files"
 
 index_packages "$out" pool/main "$out/dists/bookworm/main/binary-amd64"
-release_and_sign "$out/dists/bookworm" bookworm bookworm main "installer lab Debian mirror"
+release_and_sign "$out/dists/bookworm" "installer lab Debian mirror" bookworm bookworm main
 echo "mirror: Debian archive ready ($(du -sh "$out" | cut -f1))" >&2

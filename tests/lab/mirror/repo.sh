@@ -7,19 +7,19 @@ index_packages() { # ROOT POOL OUTDIR
 	gzip -9n <"$3/Packages" >"$3/Packages.gz"
 }
 
-# Release (hashes of everything below DIR), then InRelease and Release.gpg signed by the lab
-# key, as apt expects from any signed repository.
-release_and_sign() { # DIR SUITE CODENAME COMPONENTS LABEL
-	local dir=$1 tmp
+# Release (hashes of the indexes below DIR), then InRelease and Release.gpg signed by the lab
+# key, as apt expects from any signed repository. Empty fields are left out (flat repos).
+release_and_sign() { # DIR LABEL [SUITE CODENAME COMPONENTS]
+	local dir=$1 tmp opts=() field value
+	opts+=(-o APT::FTPArchive::Release::Origin=installer-lab)
+	opts+=(-o APT::FTPArchive::Release::Label="$2")
+	opts+=(-o APT::FTPArchive::Release::Architectures=amd64)
+	for field in Suite Codename Components; do
+		case $field in Suite) value=${3:-} ;; Codename) value=${4:-} ;; Components) value=${5:-} ;; esac
+		[ -z "$value" ] || opts+=(-o "APT::FTPArchive::Release::$field=$value")
+	done
 	tmp=$(mktemp)
-	apt-ftparchive \
-		-o APT::FTPArchive::Release::Origin="installer-lab" \
-		-o APT::FTPArchive::Release::Label="$5" \
-		-o APT::FTPArchive::Release::Suite="$2" \
-		-o APT::FTPArchive::Release::Codename="$3" \
-		-o APT::FTPArchive::Release::Architectures="amd64" \
-		-o APT::FTPArchive::Release::Components="$4" \
-		release "$dir" >"$tmp"
+	apt-ftparchive "${opts[@]}" release "$dir" >"$tmp"
 	mv "$tmp" "$dir/Release"
 	chmod 644 "$dir/Release"
 	gpg --batch --yes --quiet --clearsign --output "$dir/InRelease" "$dir/Release"

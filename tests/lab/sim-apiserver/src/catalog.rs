@@ -73,69 +73,421 @@ impl ResourceType {
     }
 }
 
-const CRUD: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const CRUD: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// (group, version, plural, kind, namespaced, short names, subresources)
-type Builtin = (&'static str, &'static str, &'static str, &'static str, bool, &'static [&'static str], &'static [&'static str]);
+type Builtin = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 const BUILTINS: &[Builtin] = &[
-    ("", "v1", "namespaces", "Namespace", false, &["ns"], &["status", "finalize"]),
+    (
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        false,
+        &["ns"],
+        &["status", "finalize"],
+    ),
     ("", "v1", "nodes", "Node", false, &["no"], &["status"]),
-    ("", "v1", "pods", "Pod", true, &["po"], &["status", "eviction", "binding", "log"]),
+    (
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        true,
+        &["po"],
+        &["status", "eviction", "binding", "log"],
+    ),
     ("", "v1", "services", "Service", true, &["svc"], &["status"]),
     ("", "v1", "endpoints", "Endpoints", true, &["ep"], &[]),
     ("", "v1", "configmaps", "ConfigMap", true, &["cm"], &[]),
     ("", "v1", "secrets", "Secret", true, &[], &[]),
-    ("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], &["token"]),
+    (
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        &["token"],
+    ),
     ("", "v1", "events", "Event", true, &["ev"], &[]),
-    ("", "v1", "persistentvolumes", "PersistentVolume", false, &["pv"], &["status"]),
-    ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"], &["status"]),
-    ("", "v1", "limitranges", "LimitRange", true, &["limits"], &[]),
-    ("", "v1", "resourcequotas", "ResourceQuota", true, &["quota"], &["status"]),
-    ("", "v1", "replicationcontrollers", "ReplicationController", true, &["rc"], &["status", "scale"]),
+    (
+        "",
+        "v1",
+        "persistentvolumes",
+        "PersistentVolume",
+        false,
+        &["pv"],
+        &["status"],
+    ),
+    (
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        &["pvc"],
+        &["status"],
+    ),
+    (
+        "",
+        "v1",
+        "limitranges",
+        "LimitRange",
+        true,
+        &["limits"],
+        &[],
+    ),
+    (
+        "",
+        "v1",
+        "resourcequotas",
+        "ResourceQuota",
+        true,
+        &["quota"],
+        &["status"],
+    ),
+    (
+        "",
+        "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        true,
+        &["rc"],
+        &["status", "scale"],
+    ),
     ("", "v1", "podtemplates", "PodTemplate", true, &[], &[]),
-    ("apps", "v1", "deployments", "Deployment", true, &["deploy"], &["status", "scale"]),
-    ("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"], &["status", "scale"]),
-    ("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], &["status"]),
-    ("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], &["status", "scale"]),
-    ("apps", "v1", "controllerrevisions", "ControllerRevision", true, &[], &[]),
+    (
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        &["status", "scale"],
+    ),
+    (
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        &["status", "scale"],
+    ),
+    (
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        true,
+        &["ds"],
+        &["status"],
+    ),
+    (
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        &["sts"],
+        &["status", "scale"],
+    ),
+    (
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        true,
+        &[],
+        &[],
+    ),
     ("batch", "v1", "jobs", "Job", true, &[], &["status"]),
-    ("batch", "v1", "cronjobs", "CronJob", true, &["cj"], &["status"]),
-    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, &["hpa"], &["status"]),
-    ("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], &[]),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[], &[]),
-    ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[], &[]),
-    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], &[]),
-    ("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", false, &["csr"], &["status", "approval"]),
-    ("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"], &[]),
-    ("storage.k8s.io", "v1", "csidrivers", "CSIDriver", false, &[], &[]),
-    ("storage.k8s.io", "v1", "csinodes", "CSINode", false, &[], &[]),
-    ("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", false, &[], &["status"]),
-    ("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", false, &["pc"], &[]),
-    ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], &["status"]),
-    ("apiregistration.k8s.io", "v1", "apiservices", "APIService", false, &[], &["status"]),
-    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], &["status"]),
-    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], &[]),
-    ("networking.k8s.io", "v1", "ingresses", "Ingress", true, &["ing"], &["status"]),
-    ("networking.k8s.io", "v1", "ingressclasses", "IngressClass", false, &[], &[]),
-    ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], &[]),
-    ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, &[], &[]),
+    (
+        "batch",
+        "v1",
+        "cronjobs",
+        "CronJob",
+        true,
+        &["cj"],
+        &["status"],
+    ),
+    (
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        &["status"],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        false,
+        &["csr"],
+        &["status", "approval"],
+    ),
+    (
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "StorageClass",
+        false,
+        &["sc"],
+        &[],
+    ),
+    (
+        "storage.k8s.io",
+        "v1",
+        "csidrivers",
+        "CSIDriver",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "storage.k8s.io",
+        "v1",
+        "csinodes",
+        "CSINode",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "storage.k8s.io",
+        "v1",
+        "volumeattachments",
+        "VolumeAttachment",
+        false,
+        &[],
+        &["status"],
+    ),
+    (
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        &["pc"],
+        &[],
+    ),
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        &["status"],
+    ),
+    (
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        "APIService",
+        false,
+        &[],
+        &["status"],
+    ),
+    (
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        &["status"],
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+        &[],
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        true,
+        &["ing"],
+        &["status"],
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "IngressClass",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        &[],
+        &[],
+    ),
+    (
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        &[],
+        &[],
+    ),
     ("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[]),
-    ("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", false, &[], &[]),
-    ("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, &[], &[]),
-    ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", false, &[], &[]),
-    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", false, &[], &["status"]),
-    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false, &[], &[]),
-    ("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", false, &[], &["status"]),
-    ("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations", "PriorityLevelConfiguration", false, &[], &["status"]),
+    (
+        "node.k8s.io",
+        "v1",
+        "runtimeclasses",
+        "RuntimeClass",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        false,
+        &[],
+        &["status"],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "flowschemas",
+        "FlowSchema",
+        false,
+        &[],
+        &["status"],
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "prioritylevelconfigurations",
+        "PriorityLevelConfiguration",
+        false,
+        &[],
+        &["status"],
+    ),
 ];
 
 /// Virtual (create-only, never stored) kinds.
 const VIRTUAL: &[(&str, &str, &str, &str)] = &[
     ("authentication.k8s.io", "v1", "tokenreviews", "TokenReview"),
-    ("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview"),
-    ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
-    ("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview"),
+    (
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+    ),
 ];
 
 fn singular_of(kind: &str) -> String {
@@ -153,7 +505,19 @@ fn builtins() -> Vec<ResourceType> {
             kind: (*k).into(),
             namespaced: *ns,
             short_names: short.iter().map(|s| (*s).into()).collect(),
-            categories: if matches!(*r, "pods" | "services" | "deployments" | "replicasets" | "daemonsets" | "statefulsets" | "jobs" | "cronjobs" | "replicationcontrollers" | "horizontalpodautoscalers") {
+            categories: if matches!(
+                *r,
+                "pods"
+                    | "services"
+                    | "deployments"
+                    | "replicasets"
+                    | "daemonsets"
+                    | "statefulsets"
+                    | "jobs"
+                    | "cronjobs"
+                    | "replicationcontrollers"
+                    | "horizontalpodautoscalers"
+            ) {
                 vec!["all".into()]
             } else {
                 vec![]
@@ -201,22 +565,35 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
     }
     let strs = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let kind = names["kind"].as_str()?.to_owned();
     Some(ResourceType {
         group: spec["group"].as_str()?.to_owned(),
-        versions: ordered.iter().filter_map(|v| v["name"].as_str().map(str::to_owned)).collect(),
+        versions: ordered
+            .iter()
+            .filter_map(|v| v["name"].as_str().map(str::to_owned))
+            .collect(),
         resource: names["plural"].as_str()?.to_owned(),
-        singular: names["singular"].as_str().map(str::to_owned).unwrap_or_else(|| kind.to_lowercase()),
+        singular: names["singular"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| kind.to_lowercase()),
         kind,
         namespaced: spec["scope"].as_str() != Some("Cluster"),
         short_names: strs(&names["shortNames"]),
         categories: strs(&names["categories"]),
         subresources,
         stored: true,
-        printer_columns: first["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+        printer_columns: first["additionalPrinterColumns"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 
@@ -231,7 +608,10 @@ impl Catalog {
         for crd in crds {
             if let Some(t) = from_crd(crd) {
                 // A CRD may not shadow a built-in type.
-                if !types.iter().any(|b| b.group == t.group && b.resource == t.resource) {
+                if !types
+                    .iter()
+                    .any(|b| b.group == t.group && b.resource == t.resource)
+                {
                     types.push(t);
                 }
             }
@@ -246,7 +626,9 @@ impl Catalog {
     }
 
     pub fn find_kind(&self, group: &str, kind: &str) -> Option<&ResourceType> {
-        self.types.iter().find(|t| t.group == group && t.kind == kind && t.stored)
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind && t.stored)
     }
 
     /// Group → served versions (preferred first), in a stable order: built-ins, then CRDs.
@@ -272,10 +654,22 @@ impl Catalog {
 
     /// Discovery's APIResourceList for one group version.
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
-        let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+        let gv = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
         let mut resources = vec![];
-        for t in self.types.iter().filter(|t| t.group == group && t.versions.iter().any(|v| v == version)) {
-            let verbs: Vec<&str> = if t.stored { CRUD.to_vec() } else { vec!["create"] };
+        for t in self
+            .types
+            .iter()
+            .filter(|t| t.group == group && t.versions.iter().any(|v| v == version))
+        {
+            let verbs: Vec<&str> = if t.stored {
+                CRUD.to_vec()
+            } else {
+                vec!["create"]
+            };
             let mut r = json!({
                 "name": t.resource, "singularName": t.singular, "namespaced": t.namespaced,
                 "kind": t.kind, "verbs": verbs,
@@ -294,7 +688,9 @@ impl Catalog {
         if resources.is_empty() {
             return None;
         }
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
     }
 }
 
@@ -325,7 +721,10 @@ mod tests {
     fn core_keys_follow_the_real_registry_layout() {
         let c = Catalog::new(&[]);
         let pods = c.find("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("kube-system"), "p"), "/registry/pods/kube-system/p");
+        assert_eq!(
+            pods.key(Some("kube-system"), "p"),
+            "/registry/pods/kube-system/p"
+        );
         let deps = c.find("apps", "v1", "deployments").unwrap();
         assert_eq!(deps.key(Some("a"), "d"), "/registry/apps/deployments/a/d");
         let nodes = c.find("", "v1", "nodes").unwrap();
@@ -338,7 +737,11 @@ mod tests {
             "names": {"plural": "cephclusters", "singular": "cephcluster", "kind": "CephCluster", "shortNames": ["ceph"]},
             "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}}]}});
         let c = Catalog::new(&[crd]);
-        assert!(c.groups().iter().any(|(g, v)| g == "ceph.rook.io" && v == &vec!["v1".to_string()]));
+        assert!(
+            c.groups()
+                .iter()
+                .any(|(g, v)| g == "ceph.rook.io" && v == &vec!["v1".to_string()])
+        );
         let list = c.resource_list("ceph.rook.io", "v1").unwrap();
         assert_eq!(list["resources"][0]["kind"], "CephCluster");
         assert_eq!(list["resources"][1]["name"], "cephclusters/status");
@@ -348,7 +751,12 @@ mod tests {
     fn drain_finds_the_policy_eviction_subresource() {
         let c = Catalog::new(&[]);
         let list = c.resource_list("", "v1").unwrap();
-        let ev = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap();
+        let ev = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
         assert_eq!(ev["group"], "policy");
         assert_eq!(ev["kind"], "Eviction");
     }

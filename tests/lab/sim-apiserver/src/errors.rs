@@ -14,7 +14,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: Value::Null }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: Value::Null,
+        }
     }
 
     pub fn status(&self) -> Value {
@@ -33,7 +38,11 @@ impl ApiError {
     }
 
     pub fn not_found(rt: &ResourceType, name: &str) -> ApiError {
-        let mut e = ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()));
+        let mut e = ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.qualified()),
+        );
         e.details = details(rt, name);
         e
     }
@@ -43,7 +52,11 @@ impl ApiError {
     }
 
     pub fn already_exists(rt: &ResourceType, name: &str) -> ApiError {
-        let mut e = ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", rt.qualified()));
+        let mut e = ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", rt.qualified()),
+        );
         e.details = details(rt, name);
         e
     }
@@ -62,13 +75,21 @@ impl ApiError {
     }
 
     pub fn forbidden(rt: &ResourceType, name: &str, why: &str) -> ApiError {
-        let mut e = ApiError::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", rt.qualified()));
+        let mut e = ApiError::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", rt.qualified()),
+        );
         e.details = details(rt, name);
         e
     }
 
     pub fn method_not_allowed() -> ApiError {
-        ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn unavailable(msg: impl Into<String>) -> ApiError {
@@ -82,8 +103,16 @@ impl ApiError {
     /// 422 Invalid with the causes, formatted as the API formats field.ErrorList.
     pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
         let parts: Vec<String> = causes.iter().map(Cause::render).collect();
-        let joined = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
-        let mut e = ApiError::new(422, "Invalid", format!("{} \"{name}\" is invalid: {joined}", rt.qualified_kind()));
+        let joined = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("[{}]", parts.join(", "))
+        };
+        let mut e = ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {joined}", rt.qualified_kind()),
+        );
         let mut d = details(rt, name);
         d["kind"] = json!(rt.kind);
         d["causes"] = causes
@@ -115,11 +144,21 @@ pub struct Cause {
 
 impl Cause {
     pub fn required(field: &str) -> Cause {
-        Cause { field: field.into(), reason: "FieldValueRequired", value: None, detail: String::new() }
+        Cause {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            value: None,
+            detail: String::new(),
+        }
     }
 
     pub fn required_because(field: &str, detail: &str) -> Cause {
-        Cause { field: field.into(), reason: "FieldValueRequired", value: None, detail: detail.into() }
+        Cause {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            value: None,
+            detail: detail.into(),
+        }
     }
 
     pub fn invalid(field: &str, value: &Value, detail: &str) -> Cause {
@@ -127,11 +166,21 @@ impl Cause {
             Value::String(s) => format!("{s:?}"),
             other => other.to_string(),
         };
-        Cause { field: field.into(), reason: "FieldValueInvalid", value: Some(value), detail: detail.into() }
+        Cause {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            value: Some(value),
+            detail: detail.into(),
+        }
     }
 
     pub fn forbidden(field: &str, detail: &str) -> Cause {
-        Cause { field: field.into(), reason: "FieldValueForbidden", value: None, detail: detail.into() }
+        Cause {
+            field: field.into(),
+            reason: "FieldValueForbidden",
+            value: None,
+            detail: detail.into(),
+        }
     }
 
     pub fn immutable(field: &str, value: &Value) -> Cause {
@@ -144,7 +193,11 @@ impl Cause {
             "FieldValueForbidden" => "Forbidden".to_owned(),
             _ => format!("Invalid value: {}", self.value.clone().unwrap_or_default()),
         };
-        if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }
+        if self.detail.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", self.detail)
+        }
     }
 
     fn render(&self) -> String {

@@ -50,7 +50,8 @@ pub struct Kv {
 
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
-    Put(Kv),
+    /// The new value, and the previous one when the key existed before.
+    Put(Kv, Option<Kv>),
     /// The deleted key with its last value (prev_kv) and the deletion revision.
     Delete(Kv, i64),
 }
@@ -160,13 +161,18 @@ impl Etcd {
     /// Linearizable read of the cluster revision: fails without quorum (used by /readyz).
     pub async fn health(&self) -> Result<i64, EtcdError> {
         let r = self
-            .call("kv/range", json!({"key": b64(b"/registry/health"), "count_only": true}))
+            .call(
+                "kv/range",
+                json!({"key": b64(b"/registry/health"), "count_only": true}),
+            )
             .await?;
         Ok(int(&r["header"]["revision"]))
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
-        let r = self.call("kv/range", json!({"key": b64(key.as_bytes())})).await?;
+        let r = self
+            .call("kv/range", json!({"key": b64(key.as_bytes())}))
+            .await?;
         Ok(r["kvs"].as_array().and_then(|a| a.first()).map(parse_kv))
     }
 
@@ -316,7 +322,8 @@ async fn forward(msg: &Value, tx: &mpsc::Sender<Result<WatchEvent, EtcdError>>) 
             prev.key = kv.key;
             WatchEvent::Delete(prev, rev)
         } else {
-            WatchEvent::Put(kv)
+            let prev = ev.get("prev_kv").filter(|p| p.is_object()).map(parse_kv);
+            WatchEvent::Put(kv, prev)
         };
         if tx.send(Ok(event)).await.is_err() {
             return false;
@@ -332,5 +339,17 @@ mod tests {
     #[test]
     fn prefix_end_increments_last_byte() {
         assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
+    }
+}
+
+impl Etcd {
+    /// Delete every key under `prefix` (used when a CRD goes away with its objects).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), EtcdError> {
+        self.call(
+            "kv/deleterange",
+            json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
+        )
+        .await
+        .map(|_| ())
     }
 }

@@ -76,10 +76,19 @@ pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Flags, String> {
                     continue;
                 }
                 Some("h") => {
-                    flags.values.entry("help".into()).or_default().push("true".into());
+                    flags
+                        .values
+                        .entry("help".into())
+                        .or_default()
+                        .push("true".into());
                     continue;
                 }
-                _ => return Err(format!("unknown shorthand flag: '{}' in {arg}", first_char(b))),
+                _ => {
+                    return Err(format!(
+                        "unknown shorthand flag: '{}' in {arg}",
+                        first_char(b)
+                    ));
+                }
             }
         } else {
             return Err(format!("unknown command \"{arg}\" for this program"));
@@ -90,7 +99,10 @@ pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Flags, String> {
         };
         let value = match (inline, spec.boolean) {
             (Some(v), true) => {
-                if !matches!(v, "true" | "false" | "1" | "0" | "t" | "f" | "TRUE" | "FALSE") {
+                if !matches!(
+                    v,
+                    "true" | "false" | "1" | "0" | "t" | "f" | "TRUE" | "FALSE"
+                ) {
                     return Err(format!(
                         "invalid argument \"{v}\" for \"--{name}\" flag: strconv.ParseBool: parsing \"{v}\": invalid syntax"
                     ));
@@ -158,10 +170,16 @@ pub fn parse_or_exit(program: &str, specs: &[FlagSpec]) -> Flags {
 }
 
 const fn v(name: &'static str) -> FlagSpec {
-    FlagSpec { name, boolean: false }
+    FlagSpec {
+        name,
+        boolean: false,
+    }
 }
 const fn b(name: &'static str) -> FlagSpec {
-    FlagSpec { name, boolean: true }
+    FlagSpec {
+        name,
+        boolean: true,
+    }
 }
 
 /// Flags shared by every component (logging, profiling, feature gates, serving).
@@ -442,8 +460,11 @@ mod tests {
 
     #[test]
     fn unknown_flag_is_rejected_with_cobra_wording() {
-        let err = parse(&specs_for(APISERVER), &args(&["--secure-port=6443", "--foo=bar"]))
-            .unwrap_err();
+        let err = parse(
+            &specs_for(APISERVER),
+            &args(&["--secure-port=6443", "--foo=bar"]),
+        )
+        .unwrap_err();
         assert_eq!(err, "unknown flag: --foo");
     }
 

@@ -30,7 +30,14 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Random lowercase alphanumeric suffix as used by generateName (no vowels, like the real one).
@@ -54,8 +61,15 @@ pub fn uid(o: &Value) -> &str {
     o["metadata"]["uid"].as_str().unwrap_or("")
 }
 
+pub fn meta_rv(o: &Value) -> &str {
+    o["metadata"]["resourceVersion"].as_str().unwrap_or("")
+}
+
 pub fn labels(o: &Value) -> Map<String, Value> {
-    o["metadata"]["labels"].as_object().cloned().unwrap_or_default()
+    o["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Mutable access to `o.metadata`, creating it when missing.
@@ -183,10 +197,20 @@ fn parse_req(p: &str) -> Result<Req, String> {
             let inner = rest
                 .strip_prefix('(')
                 .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(|| format!("unable to parse requirement: found '{rest}', expected: '('"))?;
-            let vals = inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+                .ok_or_else(|| {
+                    format!("unable to parse requirement: found '{rest}', expected: '('")
+                })?;
+            let vals = inner
+                .split(',')
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect();
             let k = k.trim().to_owned();
-            return Ok(if notin { Req::NotIn(k, vals) } else { Req::In(k, vals) });
+            return Ok(if notin {
+                Req::NotIn(k, vals)
+            } else {
+                Req::In(k, vals)
+            });
         }
     }
     if let Some((k, v)) = p.split_once("!=") {
@@ -215,7 +239,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let k = k.trim();
             if !field_supported(resource, k) {
@@ -239,13 +265,27 @@ fn field_supported(resource: &str, field: &str) -> bool {
     }
     let extra: &[&str] = match resource {
         "pods" => &[
-            "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
         ],
         "events" => &[
-            "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-            "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-            "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ],
         "secrets" => &["type"],
         "nodes" => &["spec.unschedulable"],

@@ -23,8 +23,13 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Value {
 /// The merge key of list fields that the built-in types declare `patchStrategy:"merge"` for.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "conditions" | "addresses" => "type",
@@ -70,7 +75,11 @@ pub fn strategic_merge(target: &Value, patch: &Value) -> Option<Value> {
             continue;
         }
         if k == "$retainKeys" {
-            retain = v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect());
+            retain = v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            });
             continue;
         }
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
@@ -114,7 +123,10 @@ fn strip_directives(items: &[Value]) -> Vec<Value> {
 }
 
 fn merge_list(field: &str, cur: &[Value], patch: &[Value]) -> Option<Value> {
-    if patch.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if patch
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Some(Value::Array(strip_directives(patch)));
     }
     if merges_primitives(field) {
@@ -173,10 +185,15 @@ fn parent_mut<'a>(doc: &'a mut Value, toks: &[String]) -> Result<&'a mut Value, 
     let mut cur = doc;
     for t in toks {
         cur = match cur {
-            Value::Object(m) => m.get_mut(t).ok_or_else(|| format!("missing path element {t:?}"))?,
+            Value::Object(m) => m
+                .get_mut(t)
+                .ok_or_else(|| format!("missing path element {t:?}"))?,
             Value::Array(a) => {
-                let i: usize = t.parse().map_err(|_| format!("invalid array index {t:?}"))?;
-                a.get_mut(i).ok_or_else(|| format!("array index {i} out of range"))?
+                let i: usize = t
+                    .parse()
+                    .map_err(|_| format!("invalid array index {t:?}"))?;
+                a.get_mut(i)
+                    .ok_or_else(|| format!("array index {i} out of range"))?
             }
             _ => return Err(format!("cannot index a scalar with {t:?}")),
         };
@@ -185,16 +202,22 @@ fn parent_mut<'a>(doc: &'a mut Value, toks: &[String]) -> Result<&'a mut Value, 
 }
 
 fn get_at(doc: &Value, pointer: &str) -> Result<Value, String> {
-    doc.pointer(pointer).cloned().ok_or_else(|| format!("path {pointer:?} does not exist"))
+    doc.pointer(pointer)
+        .cloned()
+        .ok_or_else(|| format!("path {pointer:?} does not exist"))
 }
 
 fn remove_at(doc: &mut Value, pointer: &str) -> Result<Value, String> {
     let toks = tokens(pointer)?;
     let (last, parents) = toks.split_last().ok_or("cannot remove the document root")?;
     match parent_mut(doc, parents)? {
-        Value::Object(m) => m.remove(last).ok_or_else(|| format!("path {pointer:?} does not exist")),
+        Value::Object(m) => m
+            .remove(last)
+            .ok_or_else(|| format!("path {pointer:?} does not exist")),
         Value::Array(a) => {
-            let i: usize = last.parse().map_err(|_| format!("invalid array index {last:?}"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("invalid array index {last:?}"))?;
             if i >= a.len() {
                 return Err(format!("array index {i} out of range"));
             }
@@ -220,7 +243,9 @@ fn add_at(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
                 a.push(value);
                 return Ok(());
             }
-            let i: usize = last.parse().map_err(|_| format!("invalid array index {last:?}"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("invalid array index {last:?}"))?;
             if i > a.len() {
                 return Err(format!("array index {i} out of range"));
             }
@@ -233,7 +258,9 @@ fn add_at(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, String> {
-    let ops = ops.as_array().ok_or("a JSON patch must be a list of operations")?;
+    let ops = ops
+        .as_array()
+        .ok_or("a JSON patch must be a list of operations")?;
     let mut out = doc.clone();
     for op in ops {
         let path = op["path"].as_str().ok_or("operation without path")?;
@@ -304,7 +331,10 @@ mod tests {
         let p = json!({"spec": {"taints": [{"key": "b", "effect": "NoExecute"}], "unschedulable": null,
             "volumes": [{"name": "v1", "$patch": "delete"}]}});
         let r = strategic_merge(&t, &p).unwrap();
-        assert_eq!(r["spec"]["taints"], json!([{"key": "b", "effect": "NoExecute"}]));
+        assert_eq!(
+            r["spec"]["taints"],
+            json!([{"key": "b", "effect": "NoExecute"}])
+        );
         assert!(r["spec"].get("unschedulable").is_none());
         assert_eq!(r["spec"]["volumes"], json!([{"name": "v2"}]));
     }
@@ -312,8 +342,12 @@ mod tests {
     #[test]
     fn json_patch_applies_and_test_failure_is_an_error() {
         let t = json!({"a": [1, 2], "b": {"c": 1}});
-        let r = json_patch(&t, &json!([{"op": "add", "path": "/a/-", "value": 3},
-            {"op": "replace", "path": "/b/c", "value": 2}, {"op": "remove", "path": "/a/0"}])).unwrap();
+        let r = json_patch(
+            &t,
+            &json!([{"op": "add", "path": "/a/-", "value": 3},
+            {"op": "replace", "path": "/b/c", "value": 2}, {"op": "remove", "path": "/a/0"}]),
+        )
+        .unwrap();
         assert_eq!(r, json!({"a": [2, 3], "b": {"c": 2}}));
         assert!(json_patch(&t, &json!([{"op": "test", "path": "/b/c", "value": 9}])).is_err());
         assert!(json_patch(&t, &json!([{"op": "remove", "path": "/zz"}])).is_err());

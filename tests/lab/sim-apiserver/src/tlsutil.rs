@@ -81,7 +81,8 @@ pub fn server_config(
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {
         Some(ca) => {
-            let pem = std::fs::read(ca).with_context(|| format!("reading --client-ca-file {ca}"))?;
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading --client-ca-file {ca}"))?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots(&pem)?),
                 provider(),

@@ -12,15 +12,18 @@ use crate::obj::LabelSelector;
 const LABEL_RE: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const SUBDOMAIN_RE: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 
-static LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!("^{LABEL_RE}$")).unwrap_or_else(|e| panic!("{e}")));
+static LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!("^{LABEL_RE}$")).unwrap_or_else(|e| panic!("{e}")));
 static SUBDOMAIN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&format!("^{SUBDOMAIN_RE}$")).unwrap_or_else(|e| panic!("{e}")));
 static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").unwrap_or_else(|e| panic!("{e}"))
 });
-static QUALIFIED_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap_or_else(|e| panic!("{e}")));
-static CONFIG_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").unwrap_or_else(|e| panic!("{e}")));
+static QUALIFIED_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap_or_else(|e| panic!("{e}"))
+});
+static CONFIG_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").unwrap_or_else(|e| panic!("{e}")));
 
 /// RFC 1123 label (namespaces, services, container names).
 pub fn dns_label(s: &str) -> Option<String> {
@@ -89,14 +92,25 @@ fn label_key(k: &str) -> Option<String> {
 fn validate_meta(rt: &ResourceType, o: &Value, causes: &mut Vec<Cause>) {
     let name = o["metadata"]["name"].as_str().unwrap_or("");
     if name.is_empty() {
-        causes.push(Cause::required_because("metadata.name", "name or generateName is required"));
+        causes.push(Cause::required_because(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else if let Some(e) = name_rule(rt)(name) {
-        causes.push(Cause::invalid("metadata.name", &Value::String(name.into()), &e));
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &Value::String(name.into()),
+            &e,
+        ));
     }
     if let Some(labels) = o["metadata"]["labels"].as_object() {
         for (k, v) in labels {
             if let Some(e) = label_key(k) {
-                causes.push(Cause::invalid("metadata.labels", &Value::String(k.clone()), &e));
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &Value::String(k.clone()),
+                    &e,
+                ));
             }
             let vs = v.as_str().unwrap_or("");
             if vs.len() > 63 || !LABEL_VALUE.is_match(vs) || !v.is_string() {
@@ -121,7 +135,11 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         if cname.is_empty() {
             causes.push(Cause::required(&format!("{path}.containers[{i}].name")));
         } else if let Some(e) = dns_label(cname) {
-            causes.push(Cause::invalid(&format!("{path}.containers[{i}].name"), &c["name"], &e));
+            causes.push(Cause::invalid(
+                &format!("{path}.containers[{i}].name"),
+                &c["name"],
+                &e,
+            ));
         }
         if c["image"].as_str().unwrap_or("").is_empty() {
             causes.push(Cause::required(&format!("{path}.containers[{i}].image")));
@@ -137,9 +155,16 @@ fn validate_workload(o: &Value, causes: &mut Vec<Cause>) {
     }
     let s = LabelSelector::from_object(sel);
     if s.is_empty() {
-        causes.push(Cause::invalid("spec.selector", sel, "empty selector is invalid for deployment"));
+        causes.push(Cause::invalid(
+            "spec.selector",
+            sel,
+            "empty selector is invalid for deployment",
+        ));
     }
-    let tl = o["spec"]["template"]["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    let tl = o["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     if !s.matches(&tl) {
         causes.push(Cause::invalid(
             "spec.template.metadata.labels",
@@ -173,12 +198,29 @@ fn validate_crd(o: &Value, causes: &mut Vec<Cause>) {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes.push(Cause::invalid("spec.versions", &spec["versions"], "must have exactly one version marked as storage version"));
-    } else if versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count() != 1 {
-        causes.push(Cause::invalid("spec.versions", &spec["versions"], "must have exactly one version marked as storage version"));
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &spec["versions"],
+            "must have exactly one version marked as storage version",
+        ));
+    } else if versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .count()
+        != 1
+    {
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &spec["versions"],
+            "must have exactly one version marked as storage version",
+        ));
     }
     if !matches!(spec["scope"].as_str(), Some("Namespaced" | "Cluster")) {
-        causes.push(Cause::invalid("spec.scope", &spec["scope"], "should be either Cluster or Namespaced"));
+        causes.push(Cause::invalid(
+            "spec.scope",
+            &spec["scope"],
+            "should be either Cluster or Namespaced",
+        ));
     }
 }
 
@@ -188,12 +230,15 @@ pub fn validate_create(rt: &ResourceType, o: &Value) -> Vec<Cause> {
     validate_meta(rt, o, &mut causes);
     match (rt.group.as_str(), rt.resource.as_str()) {
         ("", "pods") => validate_pod_spec(&o["spec"], "spec", &mut causes),
-        ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets") => validate_workload(o, &mut causes),
+        ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets") => {
+            validate_workload(o, &mut causes)
+        }
         ("apiextensions.k8s.io", "customresourcedefinitions") => validate_crd(o, &mut causes),
         ("", "services") => {
             let headless = o["spec"]["clusterIP"].as_str() == Some("None");
             let external = o["spec"]["type"].as_str() == Some("ExternalName");
-            if !headless && !external && o["spec"]["ports"].as_array().is_none_or(|p| p.is_empty()) {
+            if !headless && !external && o["spec"]["ports"].as_array().is_none_or(|p| p.is_empty())
+            {
                 causes.push(Cause::required("spec.ports"));
             }
         }
@@ -237,7 +282,12 @@ pub fn validate_create(rt: &ResourceType, o: &Value) -> Vec<Cause> {
 fn mutable_pod_spec(spec: &Value) -> Value {
     let mut s = spec.clone();
     if let Some(m) = s.as_object_mut() {
-        for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"] {
+        for f in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+            "schedulingGates",
+        ] {
             m.remove(f);
         }
         for list in ["containers", "initContainers"] {
@@ -289,7 +339,14 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
             let strip = |o: &Value| {
                 let mut s = o["spec"].clone();
                 if let Some(m) = s.as_object_mut() {
-                    for f in ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"] {
+                    for f in [
+                        "replicas",
+                        "ordinals",
+                        "template",
+                        "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy",
+                        "minReadySeconds",
+                    ] {
                         m.remove(f);
                     }
                 }
@@ -314,18 +371,27 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
             let old_ip = old["spec"]["clusterIP"].as_str().unwrap_or("");
             let new_ip = new["spec"]["clusterIP"].as_str().unwrap_or("");
             if !old_ip.is_empty() && !new_ip.is_empty() && old_ip != new_ip {
-                causes.push(Cause::immutable("spec.clusterIPs[0]", &new["spec"]["clusterIP"]));
+                causes.push(Cause::immutable(
+                    "spec.clusterIPs[0]",
+                    &new["spec"]["clusterIP"],
+                ));
             }
         }
         ("", "configmaps" | "secrets") => {
             if old["immutable"].as_bool() == Some(true) {
                 for f in ["data", "binaryData"] {
                     if old[f] != new[f] {
-                        causes.push(Cause::forbidden(f, "field is immutable when `immutable` is set"));
+                        causes.push(Cause::forbidden(
+                            f,
+                            "field is immutable when `immutable` is set",
+                        ));
                     }
                 }
                 if new["immutable"].as_bool() != Some(true) {
-                    causes.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
+                    causes.push(Cause::forbidden(
+                        "immutable",
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
             if rt.resource == "secrets" && changed("/type") {
@@ -333,20 +399,35 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
             }
         }
         ("storage.k8s.io", "storageclasses") => {
-            for (f, what) in [("parameters", "parameters"), ("provisioner", "provisioner"), ("reclaimPolicy", "reclaimPolicy"), ("volumeBindingMode", "volumeBindingMode")] {
+            for (f, what) in [
+                ("parameters", "parameters"),
+                ("provisioner", "provisioner"),
+                ("reclaimPolicy", "reclaimPolicy"),
+                ("volumeBindingMode", "volumeBindingMode"),
+            ] {
                 if old[f] != new[f] {
-                    causes.push(Cause::forbidden(f, &format!("updates to {what} are forbidden.")));
+                    causes.push(Cause::forbidden(
+                        f,
+                        &format!("updates to {what} are forbidden."),
+                    ));
                 }
             }
         }
         ("scheduling.k8s.io", "priorityclasses") => {
             if old["value"] != new["value"] {
-                causes.push(Cause::forbidden("value", "may not be changed in an update."));
+                causes.push(Cause::forbidden(
+                    "value",
+                    "may not be changed in an update.",
+                ));
             }
         }
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
             if old["roleRef"] != new["roleRef"] {
-                causes.push(Cause::invalid("roleRef", &new["roleRef"], "cannot change roleRef"));
+                causes.push(Cause::invalid(
+                    "roleRef",
+                    &new["roleRef"],
+                    "cannot change roleRef",
+                ));
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
@@ -373,7 +454,16 @@ mod tests {
 
     fn rt(g: &str, r: &str) -> ResourceType {
         let c = Catalog::new(&[]);
-        let v = if g.is_empty() { "v1" } else { c.types.iter().find(|t| t.group == g).map(|t| t.versions[0].clone()).unwrap_or_default().leak() };
+        let v = if g.is_empty() {
+            "v1"
+        } else {
+            c.types
+                .iter()
+                .find(|t| t.group == g)
+                .map(|t| t.versions[0].clone())
+                .unwrap_or_default()
+                .leak()
+        };
         c.find(g, v, r).cloned().unwrap()
     }
 
@@ -393,7 +483,10 @@ mod tests {
 
     #[test]
     fn pod_without_containers_is_rejected() {
-        let c = validate_create(&rt("", "pods"), &json!({"metadata": {"name": "p"}, "spec": {}}));
+        let c = validate_create(
+            &rt("", "pods"),
+            &json!({"metadata": {"name": "p"}, "spec": {}}),
+        );
         assert_eq!(c[0].field, "spec.containers");
     }
 
@@ -407,10 +500,15 @@ mod tests {
 
     #[test]
     fn deployment_selector_is_immutable() {
-        let mk = |v: &str| json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": v}},
-            "template": {"metadata": {"labels": {"app": v}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let mk = |v: &str| {
+            json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": v}},
+            "template": {"metadata": {"labels": {"app": v}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+        };
         let c = validate_update(&rt("apps", "deployments"), &mk("a"), &mk("b"));
-        assert!(c.iter().any(|c| c.field == "spec.selector" && c.detail == "field is immutable"));
+        assert!(
+            c.iter()
+                .any(|c| c.field == "spec.selector" && c.detail == "field is immutable")
+        );
     }
 
     #[test]
@@ -419,28 +517,40 @@ mod tests {
         let img = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i:2"}]}});
         let cmd = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i:1", "command": ["x"]}]}});
         assert!(validate_update(&rt("", "pods"), &old, &img).is_empty());
-        assert_eq!(validate_update(&rt("", "pods"), &old, &cmd)[0].reason, "FieldValueForbidden");
+        assert_eq!(
+            validate_update(&rt("", "pods"), &old, &cmd)[0].reason,
+            "FieldValueForbidden"
+        );
     }
 
     #[test]
     fn immutable_configmap_data_cannot_change() {
         let old = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "1"}});
         let new = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "2"}});
-        assert_eq!(validate_update(&rt("", "configmaps"), &old, &new)[0].field, "data");
+        assert_eq!(
+            validate_update(&rt("", "configmaps"), &old, &new)[0].field,
+            "data"
+        );
     }
 
     #[test]
     fn storageclass_provisioner_cannot_change() {
         let old = json!({"metadata": {"name": "s"}, "provisioner": "a"});
         let new = json!({"metadata": {"name": "s"}, "provisioner": "b"});
-        assert_eq!(validate_update(&rt("storage.k8s.io", "storageclasses"), &old, &new)[0].detail, "updates to provisioner are forbidden.");
+        assert_eq!(
+            validate_update(&rt("storage.k8s.io", "storageclasses"), &old, &new)[0].detail,
+            "updates to provisioner are forbidden."
+        );
     }
 
     #[test]
     fn crd_name_must_be_plural_dot_group() {
         let crd = json!({"metadata": {"name": "foo.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
             "names": {"plural": "bars", "kind": "Bar"}, "versions": [{"name": "v1", "served": true, "storage": true}]}});
-        let c = validate_create(&rt("apiextensions.k8s.io", "customresourcedefinitions"), &crd);
+        let c = validate_create(
+            &rt("apiextensions.k8s.io", "customresourcedefinitions"),
+            &crd,
+        );
         assert_eq!(c[0].detail, "must be spec.names.plural+\".\"+spec.group");
     }
 
@@ -448,6 +558,9 @@ mod tests {
     fn rolebinding_roleref_cannot_change() {
         let old = json!({"metadata": {"name": "b"}, "roleRef": {"name": "a"}});
         let new = json!({"metadata": {"name": "b"}, "roleRef": {"name": "b"}});
-        assert_eq!(validate_update(&rt("rbac.authorization.k8s.io", "rolebindings"), &old, &new)[0].detail, "cannot change roleRef");
+        assert_eq!(
+            validate_update(&rt("rbac.authorization.k8s.io", "rolebindings"), &old, &new)[0].detail,
+            "cannot change roleRef"
+        );
     }
 }

@@ -186,9 +186,17 @@ pub struct LocalEtcd {
     pub extra_args: Vec<Arg>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_envs: Vec<Value>,
-    #[serde(default, rename = "serverCertSANs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "serverCertSANs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub server_cert_sans: Vec<String>,
-    #[serde(default, rename = "peerCertSANs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "peerCertSANs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub peer_cert_sans: Vec<String>,
 }
 
@@ -323,7 +331,8 @@ pub struct Documents {
 
 /// Parses a multi-document YAML configuration file, rejecting what the real kubeadm rejects.
 pub fn parse_documents(text: &str) -> Result<Documents> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| anyhow!("error converting YAML to JSON: {e}"))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| anyhow!("error converting YAML to JSON: {e}"))?;
     let mut out = Documents::default();
     let mut seen = Vec::new();
     for doc in docs {
@@ -333,8 +342,16 @@ pub fn parse_documents(text: &str) -> Result<Documents> {
         let Value::Object(map) = doc else {
             bail!("invalid configuration: a document is not a YAML mapping");
         };
-        let api = map.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        let kind = map.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let api = map
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let kind = map
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if api.is_empty() || kind.is_empty() {
             bail!(
                 "invalid configuration for GroupVersionKind {api}, Kind={kind}: kind and apiVersion is mandatory information that must be specified"
@@ -364,7 +381,9 @@ pub fn parse_documents(text: &str) -> Result<Documents> {
 }
 
 fn no_kind(api: &str, kind: &str) -> anyhow::Error {
-    anyhow!("no kind {kind:?} is registered for version {api:?} in scheme \"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31\"")
+    anyhow!(
+        "no kind {kind:?} is registered for version {api:?} in scheme \"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31\""
+    )
 }
 
 fn strict_error(api: &str, kind: &str, e: impl std::fmt::Display) -> anyhow::Error {
@@ -374,7 +393,12 @@ fn strict_error(api: &str, kind: &str, e: impl std::fmt::Display) -> anyhow::Err
     )
 }
 
-fn decode_kubeadm(api: &str, kind: &str, mut map: Map<String, Value>, out: &mut Documents) -> Result<()> {
+fn decode_kubeadm(
+    api: &str,
+    kind: &str,
+    mut map: Map<String, Value>,
+    out: &mut Documents,
+) -> Result<()> {
     match api {
         V1BETA4 => {}
         V1BETA3 => {
@@ -430,12 +454,19 @@ fn from_v1beta3(api: &str, kind: &str, mut map: Map<String, Value>) -> Result<Ma
                 for key in ["extraArgs", "kubeletExtraArgs"] {
                     if let Some(args) = m.get_mut(key) {
                         let Value::Object(a) = args else {
-                            return Err(strict_error(api, kind, format!("{key}: expected a map of strings")));
+                            return Err(strict_error(
+                                api,
+                                kind,
+                                format!("{key}: expected a map of strings"),
+                            ));
                         };
                         let list: Vec<Value> = a
                             .iter()
                             .map(|(k, v)| {
-                                let val = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                                let val = v
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string());
                                 serde_json::json!({"name": k, "value": val})
                             })
                             .collect();
@@ -457,7 +488,9 @@ fn from_v1beta3(api: &str, kind: &str, mut map: Map<String, Value>) -> Result<Ma
     }
     let mut v = Value::Object(std::mem::take(&mut map));
     walk(api, kind, &mut v)?;
-    let Value::Object(mut m) = v else { unreachable!("walk keeps objects") };
+    let Value::Object(mut m) = v else {
+        unreachable!("walk keeps objects")
+    };
     m.insert("apiVersion".into(), Value::String(V1BETA4.into()));
     Ok(m)
 }
@@ -482,47 +515,161 @@ fn check_component(
 }
 
 const KUBELET_FIELDS: &[&str] = &[
-    "apiVersion", "kind", "enableServer", "staticPodPath", "podLogsDir", "syncFrequency",
-    "fileCheckFrequency", "httpCheckFrequency", "staticPodURL", "staticPodURLHeader", "address",
-    "port", "readOnlyPort", "tlsCertFile", "tlsPrivateKeyFile", "tlsCipherSuites", "tlsMinVersion",
-    "rotateCertificates", "serverTLSBootstrap", "authentication", "authorization",
-    "registryPullQPS", "registryBurst", "imagePullCredentialsVerificationPolicy",
-    "preloadedImagesVerificationAllowlist", "eventRecordQPS", "eventBurst",
-    "enableDebuggingHandlers", "enableContentionProfiling", "healthzPort", "healthzBindAddress",
-    "oomScoreAdj", "clusterDomain", "clusterDNS", "streamingConnectionIdleTimeout",
-    "nodeStatusUpdateFrequency", "nodeStatusReportFrequency", "nodeLeaseDurationSeconds",
-    "imageMinimumGCAge", "imageMaximumGCAge", "imageGCHighThresholdPercent",
-    "imageGCLowThresholdPercent", "volumeStatsAggPeriod", "kubeletCgroups", "systemCgroups",
-    "cgroupRoot", "cgroupsPerQOS", "cgroupDriver", "cpuManagerPolicy", "singleProcessOOMKill",
-    "cpuManagerPolicyOptions", "cpuManagerReconcilePeriod", "memoryManagerPolicy",
-    "topologyManagerPolicy", "topologyManagerScope", "topologyManagerPolicyOptions",
-    "qosReserved", "runtimeRequestTimeout", "hairpinMode", "maxPods", "podCIDR", "podPidsLimit",
-    "resolvConf", "runOnce", "cpuCFSQuota", "cpuCFSQuotaPeriod", "nodeStatusMaxImages",
-    "maxOpenFiles", "contentType", "kubeAPIQPS", "kubeAPIBurst", "serializeImagePulls",
-    "maxParallelImagePulls", "evictionHard", "evictionSoft", "evictionSoftGracePeriod",
-    "evictionPressureTransitionPeriod", "evictionMaxPodGracePeriod", "evictionMinimumReclaim",
-    "mergeDefaultEvictionSettings", "podsPerCore", "enableControllerAttachDetach",
-    "protectKernelDefaults", "makeIPTablesUtilChains", "iptablesMasqueradeBit", "iptablesDropBit",
-    "featureGates", "failSwapOn", "memorySwap", "containerLogMaxSize", "containerLogMaxFiles",
-    "containerLogMaxWorkers", "containerLogMonitorInterval",
-    "configMapAndSecretChangeDetectionStrategy", "systemReserved", "kubeReserved",
-    "reservedSystemCPUs", "showHiddenMetricsForVersion", "systemReservedCgroup",
-    "kubeReservedCgroup", "enforceNodeAllocatable", "allowedUnsafeSysctls", "volumePluginDir",
-    "providerID", "kernelMemcgNotification", "logging", "enableSystemLogHandler",
-    "enableSystemLogQuery", "shutdownGracePeriod", "shutdownGracePeriodCriticalPods",
-    "shutdownGracePeriodByPodPriority", "crashLoopBackOff", "reservedMemory",
-    "enableProfilingHandler", "enableDebugFlagsHandler", "seccompDefault",
-    "memoryThrottlingFactor", "registerWithTaints", "registerNode", "tracing",
-    "localStorageCapacityIsolation", "containerRuntimeEndpoint", "imageServiceEndpoint",
-    "failCgroupV1", "userNamespaces",
+    "apiVersion",
+    "kind",
+    "enableServer",
+    "staticPodPath",
+    "podLogsDir",
+    "syncFrequency",
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "staticPodURL",
+    "staticPodURLHeader",
+    "address",
+    "port",
+    "readOnlyPort",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "tlsCipherSuites",
+    "tlsMinVersion",
+    "rotateCertificates",
+    "serverTLSBootstrap",
+    "authentication",
+    "authorization",
+    "registryPullQPS",
+    "registryBurst",
+    "imagePullCredentialsVerificationPolicy",
+    "preloadedImagesVerificationAllowlist",
+    "eventRecordQPS",
+    "eventBurst",
+    "enableDebuggingHandlers",
+    "enableContentionProfiling",
+    "healthzPort",
+    "healthzBindAddress",
+    "oomScoreAdj",
+    "clusterDomain",
+    "clusterDNS",
+    "streamingConnectionIdleTimeout",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
+    "imageMinimumGCAge",
+    "imageMaximumGCAge",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "volumeStatsAggPeriod",
+    "kubeletCgroups",
+    "systemCgroups",
+    "cgroupRoot",
+    "cgroupsPerQOS",
+    "cgroupDriver",
+    "cpuManagerPolicy",
+    "singleProcessOOMKill",
+    "cpuManagerPolicyOptions",
+    "cpuManagerReconcilePeriod",
+    "memoryManagerPolicy",
+    "topologyManagerPolicy",
+    "topologyManagerScope",
+    "topologyManagerPolicyOptions",
+    "qosReserved",
+    "runtimeRequestTimeout",
+    "hairpinMode",
+    "maxPods",
+    "podCIDR",
+    "podPidsLimit",
+    "resolvConf",
+    "runOnce",
+    "cpuCFSQuota",
+    "cpuCFSQuotaPeriod",
+    "nodeStatusMaxImages",
+    "maxOpenFiles",
+    "contentType",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "serializeImagePulls",
+    "maxParallelImagePulls",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionPressureTransitionPeriod",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "mergeDefaultEvictionSettings",
+    "podsPerCore",
+    "enableControllerAttachDetach",
+    "protectKernelDefaults",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+    "featureGates",
+    "failSwapOn",
+    "memorySwap",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "containerLogMaxWorkers",
+    "containerLogMonitorInterval",
+    "configMapAndSecretChangeDetectionStrategy",
+    "systemReserved",
+    "kubeReserved",
+    "reservedSystemCPUs",
+    "showHiddenMetricsForVersion",
+    "systemReservedCgroup",
+    "kubeReservedCgroup",
+    "enforceNodeAllocatable",
+    "allowedUnsafeSysctls",
+    "volumePluginDir",
+    "providerID",
+    "kernelMemcgNotification",
+    "logging",
+    "enableSystemLogHandler",
+    "enableSystemLogQuery",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods",
+    "shutdownGracePeriodByPodPriority",
+    "crashLoopBackOff",
+    "reservedMemory",
+    "enableProfilingHandler",
+    "enableDebugFlagsHandler",
+    "seccompDefault",
+    "memoryThrottlingFactor",
+    "registerWithTaints",
+    "registerNode",
+    "tracing",
+    "localStorageCapacityIsolation",
+    "containerRuntimeEndpoint",
+    "imageServiceEndpoint",
+    "failCgroupV1",
+    "userNamespaces",
 ];
 
 const KUBEPROXY_FIELDS: &[&str] = &[
-    "apiVersion", "kind", "featureGates", "clientConnection", "logging", "hostnameOverride",
-    "bindAddress", "healthzBindAddress", "metricsBindAddress", "bindAddressHardFail",
-    "enableProfiling", "showHiddenMetricsForVersion", "mode", "iptables", "ipvs", "nftables",
-    "winkernel", "detectLocalMode", "detectLocal", "clusterCIDR", "nodePortAddresses",
-    "oomScoreAdj", "conntrack", "configSyncPeriod", "portRange", "windowsRunAsService", "linux",
+    "apiVersion",
+    "kind",
+    "featureGates",
+    "clientConnection",
+    "logging",
+    "hostnameOverride",
+    "bindAddress",
+    "healthzBindAddress",
+    "metricsBindAddress",
+    "bindAddressHardFail",
+    "enableProfiling",
+    "showHiddenMetricsForVersion",
+    "mode",
+    "iptables",
+    "ipvs",
+    "nftables",
+    "winkernel",
+    "detectLocalMode",
+    "detectLocal",
+    "clusterCIDR",
+    "nodePortAddresses",
+    "oomScoreAdj",
+    "conntrack",
+    "configSyncPeriod",
+    "portRange",
+    "windowsRunAsService",
+    "linux",
 ];
 
 /// A parsed IPv4/IPv6 CIDR.
@@ -534,9 +681,15 @@ pub struct Cidr {
 
 impl Cidr {
     pub fn parse(s: &str) -> Result<Self> {
-        let (a, p) = s.split_once('/').ok_or_else(|| anyhow!("invalid CIDR address: {s}"))?;
-        let addr: IpAddr = a.parse().map_err(|_| anyhow!("invalid CIDR address: {s}"))?;
-        let prefix: u8 = p.parse().map_err(|_| anyhow!("invalid CIDR address: {s}"))?;
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow!("invalid CIDR address: {s}"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| anyhow!("invalid CIDR address: {s}"))?;
+        let prefix: u8 = p
+            .parse()
+            .map_err(|_| anyhow!("invalid CIDR address: {s}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             bail!("invalid CIDR address: {s}");
@@ -548,12 +701,24 @@ impl Cidr {
     pub fn nth(&self, offset: u32) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 IpAddr::from((u32::from(a) & mask).wrapping_add(offset).to_be_bytes())
             }
             IpAddr::V6(a) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
-                IpAddr::from((u128::from(a) & mask).wrapping_add(offset as u128).to_be_bytes())
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                IpAddr::from(
+                    (u128::from(a) & mask)
+                        .wrapping_add(offset as u128)
+                        .to_be_bytes(),
+                )
             }
         }
     }
@@ -653,8 +818,14 @@ impl ClusterConfiguration {
             ));
         }
         for (field, d) in [
-            ("certificateValidityPeriod", &self.certificate_validity_period),
-            ("caCertificateValidityPeriod", &self.ca_certificate_validity_period),
+            (
+                "certificateValidityPeriod",
+                &self.certificate_validity_period,
+            ),
+            (
+                "caCertificateValidityPeriod",
+                &self.ca_certificate_validity_period,
+            ),
         ] {
             if let Some(d) = d
                 && parse_duration(d).is_err()
@@ -666,7 +837,10 @@ impl ClusterConfiguration {
             errs.push(e.to_string());
         }
         if self.etcd.external.is_some() && self.etcd.local.is_some() {
-            errs.push("etcd: Invalid value: \"\": etcd.local and etcd.external are mutually exclusive".into());
+            errs.push(
+                "etcd: Invalid value: \"\": etcd.local and etcd.external are mutually exclusive"
+                    .into(),
+            );
         }
         if !errs.is_empty() {
             bail!("{}", errs.join("\n"));
@@ -705,18 +879,22 @@ pub fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16)> {
         bail!("empty address");
     }
     if let Some(rest) = s.strip_prefix('[') {
-        let (h, p) = rest.split_once(']').ok_or_else(|| anyhow!("missing ']' in address"))?;
+        let (h, p) = rest
+            .split_once(']')
+            .ok_or_else(|| anyhow!("missing ']' in address"))?;
         let port = match p.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| anyhow!("port must be a valid number between 1 and 65535, inclusive"))?,
+            Some(p) => p.parse().map_err(|_| {
+                anyhow!("port must be a valid number between 1 and 65535, inclusive")
+            })?,
             None => default_port,
         };
         return Ok((h.to_string(), port));
     }
     match s.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => {
-            let port: u16 = p
-                .parse()
-                .map_err(|_| anyhow!("port must be a valid number between 1 and 65535, inclusive"))?;
+            let port: u16 = p.parse().map_err(|_| {
+                anyhow!("port must be a valid number between 1 and 65535, inclusive")
+            })?;
             if port == 0 {
                 bail!("port must be a valid number between 1 and 65535, inclusive");
             }
@@ -771,13 +949,17 @@ pub fn effective_init(docs: Documents, kubeadm_version: KubeVersion) -> Result<E
     let version = cluster.validate(kubeadm_version)?;
     for (i, t) in init.bootstrap_tokens.iter().enumerate() {
         if crate::token::Token::parse(&t.token).is_err() {
-            bail!("bootstrapTokens[{i}].token: Invalid value: \"<redacted>\": the bootstrap token is invalid");
+            bail!(
+                "bootstrapTokens[{i}].token: Invalid value: \"<redacted>\": the bootstrap token is invalid"
+            );
         }
     }
     let advertise: IpAddr = if init.local_api_endpoint.advertise_address.is_empty() {
-        crate::util::default_ipv4()
-            .map(IpAddr::V4)
-            .ok_or_else(|| anyhow!("unable to select an IP from default routes: set localAPIEndpoint.advertiseAddress"))?
+        crate::util::default_ipv4().map(IpAddr::V4).ok_or_else(|| {
+            anyhow!(
+                "unable to select an IP from default routes: set localAPIEndpoint.advertiseAddress"
+            )
+        })?
     } else {
         init.local_api_endpoint.advertise_address.parse().map_err(|_| {
             anyhow!(
@@ -786,7 +968,11 @@ pub fn effective_init(docs: Documents, kubeadm_version: KubeVersion) -> Result<E
             )
         })?
     };
-    let bind_port = if init.local_api_endpoint.bind_port == 0 { 6443 } else { init.local_api_endpoint.bind_port };
+    let bind_port = if init.local_api_endpoint.bind_port == 0 {
+        6443
+    } else {
+        init.local_api_endpoint.bind_port
+    };
     let node_name = if init.node_registration.name.is_empty() {
         crate::util::hostname()
     } else {
@@ -808,13 +994,20 @@ pub fn effective_init(docs: Documents, kubeadm_version: KubeVersion) -> Result<E
 mod tests {
     use super::*;
 
-    const V: KubeVersion = KubeVersion { major: 1, minor: 36, patch: 2 };
+    const V: KubeVersion = KubeVersion {
+        major: 1,
+        minor: 36,
+        patch: 2,
+    };
 
     #[test]
     fn unknown_field_in_cluster_configuration_is_a_strict_decoding_error() {
         let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.36.2\nnetworkin: {}\n";
         let e = parse_documents(y).unwrap_err().to_string();
-        assert!(e.contains("strict decoding error") && e.contains("networkin"), "{e}");
+        assert!(
+            e.contains("strict decoding error") && e.contains("networkin"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -827,9 +1020,19 @@ mod tests {
     #[test]
     fn unknown_kubeadm_api_version_is_refused() {
         let y = "apiVersion: kubeadm.k8s.io/v1beta9\nkind: InitConfiguration\n";
-        assert!(parse_documents(y).unwrap_err().to_string().contains("no kind"));
+        assert!(
+            parse_documents(y)
+                .unwrap_err()
+                .to_string()
+                .contains("no kind")
+        );
         let y = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n";
-        assert!(parse_documents(y).unwrap_err().to_string().contains("old API spec"));
+        assert!(
+            parse_documents(y)
+                .unwrap_err()
+                .to_string()
+                .contains("old API spec")
+        );
     }
 
     #[test]
@@ -838,7 +1041,13 @@ mod tests {
         let d = parse_documents(y).unwrap();
         assert!(d.warnings.iter().any(|w| w.contains("deprecated")));
         let c = d.cluster.unwrap();
-        assert_eq!(c.api_server.extra_args, vec![Arg { name: "audit-log-maxage".into(), value: "30".into() }]);
+        assert_eq!(
+            c.api_server.extra_args,
+            vec![Arg {
+                name: "audit-log-maxage".into(),
+                value: "30".into()
+            }]
+        );
     }
 
     #[test]
@@ -850,25 +1059,42 @@ mod tests {
     #[test]
     fn v1beta3_refuses_fields_only_v1beta4_has() {
         let y = "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nencryptionAlgorithm: RSA-2048\n";
-        assert!(parse_documents(y).unwrap_err().to_string().contains("unknown field"));
+        assert!(
+            parse_documents(y)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field")
+        );
     }
 
     #[test]
     fn documents_without_kind_or_api_version_are_refused() {
-        let e = parse_documents("kind: InitConfiguration\n").unwrap_err().to_string();
+        let e = parse_documents("kind: InitConfiguration\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mandatory"), "{e}");
     }
 
     #[test]
     fn the_same_kind_twice_is_refused() {
         let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n";
-        assert!(parse_documents(y).unwrap_err().to_string().contains("specified twice"));
+        assert!(
+            parse_documents(y)
+                .unwrap_err()
+                .to_string()
+                .contains("specified twice")
+        );
     }
 
     #[test]
     fn unknown_kubelet_configuration_field_is_refused() {
         let y = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriverr: systemd\n";
-        assert!(parse_documents(y).unwrap_err().to_string().contains("cgroupDriverr"));
+        assert!(
+            parse_documents(y)
+                .unwrap_err()
+                .to_string()
+                .contains("cgroupDriverr")
+        );
         let y = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nfailSwapOn: false\n";
         assert!(parse_documents(y).unwrap().kubelet.is_some());
     }
@@ -882,7 +1108,10 @@ mod tests {
 
     #[test]
     fn control_plane_version_two_minors_behind_kubeadm_is_refused() {
-        let mut c = ClusterConfiguration { kubernetes_version: "v1.34.0".into(), ..Default::default() };
+        let mut c = ClusterConfiguration {
+            kubernetes_version: "v1.34.0".into(),
+            ..Default::default()
+        };
         c.default_fields(V);
         assert!(c.validate(V).unwrap_err().to_string().contains(">= 1.35.0"));
         c.kubernetes_version = "v1.35.4".into();
@@ -896,7 +1125,10 @@ mod tests {
         c.networking.pod_subnet = "10.244.0.0/33".into();
         c.control_plane_endpoint = "vip:notaport".into();
         let e = c.validate(V).unwrap_err().to_string();
-        assert!(e.contains("networking.podSubnet") && e.contains("controlPlaneEndpoint"), "{e}");
+        assert!(
+            e.contains("networking.podSubnet") && e.contains("controlPlaneEndpoint"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -910,7 +1142,9 @@ mod tests {
     #[test]
     fn malformed_bootstrap_token_in_init_configuration_is_refused() {
         let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: abc.def\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.1\n";
-        let e = effective_init(parse_documents(y).unwrap(), V).unwrap_err().to_string();
+        let e = effective_init(parse_documents(y).unwrap(), V)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bootstrapTokens[0].token"), "{e}");
         assert!(!e.contains("abc.def"), "the token must not be echoed: {e}");
     }

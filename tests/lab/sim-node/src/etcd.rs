@@ -35,7 +35,11 @@ impl Member {
         };
         let urls = |k: &str| -> Vec<String> {
             v[k].as_array()
-                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Self {
@@ -72,7 +76,10 @@ impl Etcd {
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status != 200 {
-            let msg = v["message"].as_str().or(v["error"].as_str()).unwrap_or(&text);
+            let msg = v["message"]
+                .as_str()
+                .or(v["error"].as_str())
+                .unwrap_or(&text);
             return Err(EtcdError(msg.to_string()).into());
         }
         Ok(v)
@@ -88,7 +95,10 @@ impl Etcd {
                 Err(e) => last = e,
             }
         }
-        Err(last.context(format!("no etcd endpoint answered ({})", self.endpoints.join(","))))
+        Err(last.context(format!(
+            "no etcd endpoint answered ({})",
+            self.endpoints.join(",")
+        )))
     }
 
     pub fn member_list(&self) -> Result<Vec<Member>> {

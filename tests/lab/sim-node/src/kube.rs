@@ -47,7 +47,11 @@ impl Reply {
     }
 }
 
-pub fn tls_config(ca_pem: Option<&str>, cert_pem: Option<&str>, key_pem: Option<&str>) -> Result<TlsConfig> {
+pub fn tls_config(
+    ca_pem: Option<&str>,
+    cert_pem: Option<&str>,
+    key_pem: Option<&str>,
+) -> Result<TlsConfig> {
     let mut b = TlsConfig::builder();
     match ca_pem {
         Some(ca) => {
@@ -117,7 +121,13 @@ impl Kube {
         self
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>, content_type: &str) -> Result<Reply> {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        content_type: &str,
+    ) -> Result<Reply> {
         let url = format!("{}{}", self.server, path);
         let mut req = ureq::http::Request::builder()
             .method(method)
@@ -183,7 +193,8 @@ impl Kube {
         let current = self.get(&item)?.into_result(&format!("reading {what}"))?;
         let mut obj = obj.clone();
         obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        self.put(&item, &obj)?.into_result(&format!("updating {what}"))
+        self.put(&item, &obj)?
+            .into_result(&format!("updating {what}"))
     }
 
     /// Whether `path` answers 200 `ok`-ish.
@@ -207,8 +218,12 @@ pub fn collection(api: &str, namespace: Option<&str>, resource: &str) -> String 
 
 /// The collection an object belongs in, from its apiVersion, kind and namespace.
 pub fn collection_of(obj: &Value) -> Result<String> {
-    let api = obj["apiVersion"].as_str().ok_or_else(|| anyhow!("object without apiVersion"))?;
-    let kind = obj["kind"].as_str().ok_or_else(|| anyhow!("object without kind"))?;
+    let api = obj["apiVersion"]
+        .as_str()
+        .ok_or_else(|| anyhow!("object without apiVersion"))?;
+    let kind = obj["kind"]
+        .as_str()
+        .ok_or_else(|| anyhow!("object without kind"))?;
     let resource = match kind {
         "ConfigMap" => "configmaps",
         "Secret" => "secrets",

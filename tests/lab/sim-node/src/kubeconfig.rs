@@ -34,9 +34,17 @@ pub struct NamedCluster {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Cluster {
-    #[serde(rename = "certificate-authority-data", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "certificate-authority-data",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ca_data: String,
-    #[serde(rename = "certificate-authority", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "certificate-authority",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ca_file: String,
     pub server: String,
 }
@@ -61,13 +69,29 @@ pub struct NamedUser {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct User {
-    #[serde(rename = "client-certificate-data", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "client-certificate-data",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cert_data: String,
-    #[serde(rename = "client-key-data", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "client-key-data",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub key_data: String,
-    #[serde(rename = "client-certificate", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "client-certificate",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cert_file: String,
-    #[serde(rename = "client-key", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "client-key",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub key_file: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
@@ -114,7 +138,14 @@ impl KubeConfig {
         }
     }
 
-    pub fn with_cert(cluster: &str, server: &str, ca_pem: &str, user: &str, cert: &str, key: &str) -> Self {
+    pub fn with_cert(
+        cluster: &str,
+        server: &str,
+        ca_pem: &str,
+        user: &str,
+        cert: &str,
+        key: &str,
+    ) -> Self {
         let u = User {
             cert_data: B64.encode(cert),
             key_data: B64.encode(key),
@@ -193,7 +224,9 @@ impl KubeConfig {
 
 fn data_or_file(data: &str, file: &str) -> Result<Option<String>> {
     if !data.is_empty() {
-        let bytes = B64.decode(data.trim()).context("kubeconfig holds malformed base64 data")?;
+        let bytes = B64
+            .decode(data.trim())
+            .context("kubeconfig holds malformed base64 data")?;
         return Ok(Some(String::from_utf8_lossy(&bytes).into_owned()));
     }
     if !file.is_empty() {
@@ -208,9 +241,19 @@ mod tests {
 
     #[test]
     fn kubeconfig_round_trips_in_kubeadm_shape() {
-        let kc = KubeConfig::with_cert("kubernetes", "https://10.0.0.1:6443", "CA", "kubernetes-admin", "C", "K");
+        let kc = KubeConfig::with_cert(
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            "CA",
+            "kubernetes-admin",
+            "C",
+            "K",
+        );
         let yaml = kc.to_yaml().unwrap();
-        assert!(yaml.contains("current-context: kubernetes-admin@kubernetes"), "{yaml}");
+        assert!(
+            yaml.contains("current-context: kubernetes-admin@kubernetes"),
+            "{yaml}"
+        );
         assert!(yaml.contains("client-certificate-data"), "{yaml}");
         let back = KubeConfig::parse(&yaml).unwrap();
         let c = back.credentials().unwrap();

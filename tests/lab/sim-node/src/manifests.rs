@@ -23,7 +23,9 @@ pub fn build_args(defaults: &[(&str, String)], extra: &[Arg]) -> Vec<String> {
         .collect();
     args.extend(extra.iter().map(|a| (a.name.clone(), a.value.clone())));
     args.sort_by(|a, b| a.0.cmp(&b.0));
-    args.into_iter().map(|(n, v)| format!("--{n}={v}")).collect()
+    args.into_iter()
+        .map(|(n, v)| format!("--{n}={v}"))
+        .collect()
 }
 
 fn host_path(name: &str, path: &str, kind: &str) -> Value {
@@ -127,30 +129,63 @@ impl Local<'_> {
             ("etcd-certfile", self.pki("apiserver-etcd-client.crt")),
             ("etcd-keyfile", self.pki("apiserver-etcd-client.key")),
             ("etcd-servers", "https://127.0.0.1:2379".into()),
-            ("kubelet-client-certificate", self.pki("apiserver-kubelet-client.crt")),
-            ("kubelet-client-key", self.pki("apiserver-kubelet-client.key")),
-            ("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname".into()),
+            (
+                "kubelet-client-certificate",
+                self.pki("apiserver-kubelet-client.crt"),
+            ),
+            (
+                "kubelet-client-key",
+                self.pki("apiserver-kubelet-client.key"),
+            ),
+            (
+                "kubelet-preferred-address-types",
+                "InternalIP,ExternalIP,Hostname".into(),
+            ),
             ("proxy-client-cert-file", self.pki("front-proxy-client.crt")),
             ("proxy-client-key-file", self.pki("front-proxy-client.key")),
             ("requestheader-allowed-names", "front-proxy-client".into()),
-            ("requestheader-client-ca-file", self.pki("front-proxy-ca.crt")),
-            ("requestheader-extra-headers-prefix", "X-Remote-Extra-".into()),
+            (
+                "requestheader-client-ca-file",
+                self.pki("front-proxy-ca.crt"),
+            ),
+            (
+                "requestheader-extra-headers-prefix",
+                "X-Remote-Extra-".into(),
+            ),
             ("requestheader-group-headers", "X-Remote-Group".into()),
             ("requestheader-username-headers", "X-Remote-User".into()),
             ("secure-port", self.bind_port.to_string()),
-            ("service-account-issuer", format!("https://kubernetes.default.svc.{}", self.cfg.networking.dns_domain)),
+            (
+                "service-account-issuer",
+                format!(
+                    "https://kubernetes.default.svc.{}",
+                    self.cfg.networking.dns_domain
+                ),
+            ),
             ("service-account-key-file", self.pki("sa.pub")),
             ("service-account-signing-key-file", self.pki("sa.key")),
-            ("service-cluster-ip-range", self.cfg.networking.service_subnet.clone()),
+            (
+                "service-cluster-ip-range",
+                self.cfg.networking.service_subnet.clone(),
+            ),
             ("tls-cert-file", self.pki("apiserver.crt")),
             ("tls-private-key-file", self.pki("apiserver.key")),
         ];
         let mut cmd = vec!["kube-apiserver".to_string()];
         cmd.extend(build_args(&d, &self.cfg.api_server.extra_args));
         let mut probes = Map::new();
-        probes.insert("livenessProbe".into(), probe(&adv, "/livez", self.bind_port, "HTTPS", 8));
-        probes.insert("readinessProbe".into(), probe(&adv, "/readyz", self.bind_port, "HTTPS", 3));
-        probes.insert("startupProbe".into(), probe(&adv, "/livez", self.bind_port, "HTTPS", 24));
+        probes.insert(
+            "livenessProbe".into(),
+            probe(&adv, "/livez", self.bind_port, "HTTPS", 8),
+        );
+        probes.insert(
+            "readinessProbe".into(),
+            probe(&adv, "/readyz", self.bind_port, "HTTPS", 3),
+        );
+        probes.insert(
+            "startupProbe".into(),
+            probe(&adv, "/livez", self.bind_port, "HTTPS", 24),
+        );
         let certs = &self.cfg.certificates_dir;
         pod(
             "kube-apiserver",
@@ -161,15 +196,35 @@ impl Local<'_> {
                 mount("ca-certs", "/etc/ssl/certs", true),
                 mount("etc-ca-certificates", "/etc/ca-certificates", true),
                 mount("k8s-certs", certs, true),
-                mount("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates", true),
-                mount("usr-share-ca-certificates", "/usr/share/ca-certificates", true),
+                mount(
+                    "usr-local-share-ca-certificates",
+                    "/usr/local/share/ca-certificates",
+                    true,
+                ),
+                mount(
+                    "usr-share-ca-certificates",
+                    "/usr/share/ca-certificates",
+                    true,
+                ),
             ],
             vec![
                 host_path("ca-certs", "/etc/ssl/certs", "DirectoryOrCreate"),
-                host_path("etc-ca-certificates", "/etc/ca-certificates", "DirectoryOrCreate"),
+                host_path(
+                    "etc-ca-certificates",
+                    "/etc/ca-certificates",
+                    "DirectoryOrCreate",
+                ),
                 host_path("k8s-certs", certs, "DirectoryOrCreate"),
-                host_path("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates", "DirectoryOrCreate"),
-                host_path("usr-share-ca-certificates", "/usr/share/ca-certificates", "DirectoryOrCreate"),
+                host_path(
+                    "usr-local-share-ca-certificates",
+                    "/usr/local/share/ca-certificates",
+                    "DirectoryOrCreate",
+                ),
+                host_path(
+                    "usr-share-ca-certificates",
+                    "/usr/share/ca-certificates",
+                    "DirectoryOrCreate",
+                ),
             ],
             probes,
             "250m",
@@ -190,10 +245,16 @@ impl Local<'_> {
             ("controllers", "*,bootstrapsigner,tokencleaner".into()),
             ("kubeconfig", conf.clone()),
             ("leader-elect", "true".into()),
-            ("requestheader-client-ca-file", self.pki("front-proxy-ca.crt")),
+            (
+                "requestheader-client-ca-file",
+                self.pki("front-proxy-ca.crt"),
+            ),
             ("root-ca-file", self.pki("ca.crt")),
             ("service-account-private-key-file", self.pki("sa.key")),
-            ("service-cluster-ip-range", self.cfg.networking.service_subnet.clone()),
+            (
+                "service-cluster-ip-range",
+                self.cfg.networking.service_subnet.clone(),
+            ),
             ("use-service-account-credentials", "true".into()),
         ];
         if !self.cfg.networking.pod_subnet.is_empty() {
@@ -203,8 +264,14 @@ impl Local<'_> {
         let mut cmd = vec!["kube-controller-manager".to_string()];
         cmd.extend(build_args(&d, &self.cfg.controller_manager.extra_args));
         let mut probes = Map::new();
-        probes.insert("livenessProbe".into(), probe("127.0.0.1", "/healthz", 10257, "HTTPS", 8));
-        probes.insert("startupProbe".into(), probe("127.0.0.1", "/healthz", 10257, "HTTPS", 24));
+        probes.insert(
+            "livenessProbe".into(),
+            probe("127.0.0.1", "/healthz", 10257, "HTTPS", 8),
+        );
+        probes.insert(
+            "startupProbe".into(),
+            probe("127.0.0.1", "/healthz", 10257, "HTTPS", 24),
+        );
         let certs = &self.cfg.certificates_dir;
         pod(
             "kube-controller-manager",
@@ -239,9 +306,18 @@ impl Local<'_> {
         let mut cmd = vec!["kube-scheduler".to_string()];
         cmd.extend(build_args(&d, &self.cfg.scheduler.extra_args));
         let mut probes = Map::new();
-        probes.insert("livenessProbe".into(), probe("127.0.0.1", "/livez", 10259, "HTTPS", 8));
-        probes.insert("readinessProbe".into(), probe("127.0.0.1", "/readyz", 10259, "HTTPS", 3));
-        probes.insert("startupProbe".into(), probe("127.0.0.1", "/livez", 10259, "HTTPS", 24));
+        probes.insert(
+            "livenessProbe".into(),
+            probe("127.0.0.1", "/livez", 10259, "HTTPS", 8),
+        );
+        probes.insert(
+            "readinessProbe".into(),
+            probe("127.0.0.1", "/readyz", 10259, "HTTPS", 3),
+        );
+        probes.insert(
+            "startupProbe".into(),
+            probe("127.0.0.1", "/livez", 10259, "HTTPS", 24),
+        );
         pod(
             "kube-scheduler",
             self.image("kube-scheduler", &self.version.to_string()),
@@ -257,12 +333,9 @@ impl Local<'_> {
 
     /// `initial_cluster` is `name=peerURL,...`; `existing` for members joining a cluster.
     pub fn etcd(&self, initial_cluster: &str, existing: bool) -> Result<Value> {
-        let local = self
-            .cfg
-            .etcd
-            .local
-            .as_ref()
-            .ok_or_else(|| anyhow!("etcd.local is not set: an external etcd needs no etcd manifest"))?;
+        let local = self.cfg.etcd.local.as_ref().ok_or_else(|| {
+            anyhow!("etcd.local is not set: an external etcd needs no etcd manifest")
+        })?;
         let adv = self.advertise.to_string();
         let client = format!("https://{}", host_port(&adv, 2379));
         let peer = format!("https://{}", host_port(&adv, 2380));
@@ -276,7 +349,10 @@ impl Local<'_> {
             ("initial-advertise-peer-urls", peer.clone()),
             ("initial-cluster", initial_cluster.to_string()),
             ("key-file", self.pki("etcd/server.key")),
-            ("listen-client-urls", format!("https://127.0.0.1:2379,{client}")),
+            (
+                "listen-client-urls",
+                format!("https://127.0.0.1:2379,{client}"),
+            ),
             ("listen-metrics-urls", "http://127.0.0.1:2381".into()),
             ("listen-peer-urls", peer),
             ("name", self.node_name.to_string()),
@@ -293,18 +369,38 @@ impl Local<'_> {
         let mut cmd = vec!["etcd".to_string()];
         cmd.extend(build_args(&d, &local.extra_args));
         let mut probes = Map::new();
-        probes.insert("livenessProbe".into(), probe("127.0.0.1", "/livez", 2381, "HTTP", 8));
-        probes.insert("readinessProbe".into(), probe("127.0.0.1", "/readyz", 2381, "HTTP", 3));
-        probes.insert("startupProbe".into(), probe("127.0.0.1", "/readyz", 2381, "HTTP", 24));
+        probes.insert(
+            "livenessProbe".into(),
+            probe("127.0.0.1", "/livez", 2381, "HTTP", 8),
+        );
+        probes.insert(
+            "readinessProbe".into(),
+            probe("127.0.0.1", "/readyz", 2381, "HTTP", 3),
+        );
+        probes.insert(
+            "startupProbe".into(),
+            probe("127.0.0.1", "/readyz", 2381, "HTTP", 24),
+        );
         let certs = format!("{}/etcd", self.cfg.certificates_dir);
-        let repo = if local.image_repository.is_empty() { &self.cfg.image_repository } else { &local.image_repository };
-        let tag = if local.image_tag.is_empty() { ETCD_TAG } else { &local.image_tag };
+        let repo = if local.image_repository.is_empty() {
+            &self.cfg.image_repository
+        } else {
+            &local.image_repository
+        };
+        let tag = if local.image_tag.is_empty() {
+            ETCD_TAG
+        } else {
+            &local.image_tag
+        };
         Ok(pod(
             "etcd",
             format!("{repo}/etcd:{tag}"),
             cmd,
             json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": client}),
-            vec![mount("etcd-data", &local.data_dir, false), mount("etcd-certs", &certs, false)],
+            vec![
+                mount("etcd-data", &local.data_dir, false),
+                mount("etcd-certs", &certs, false),
+            ],
             vec![
                 host_path("etcd-certs", &certs, "DirectoryOrCreate"),
                 host_path("etcd-data", &local.data_dir, "DirectoryOrCreate"),
@@ -317,7 +413,10 @@ impl Local<'_> {
 }
 
 /// The cluster-wide KubeletConfiguration kubeadm stores in the kubelet-config ConfigMap.
-pub fn kubelet_config(cfg: &ClusterConfiguration, user: &Map<String, Value>) -> Result<Map<String, Value>> {
+pub fn kubelet_config(
+    cfg: &ClusterConfiguration,
+    user: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
     let defaults = json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -337,7 +436,9 @@ pub fn kubelet_config(cfg: &ClusterConfiguration, user: &Map<String, Value>) -> 
         "rotateCertificates": true,
         "staticPodPath": s(paths::MANIFESTS_DIR),
     });
-    let Value::Object(mut out) = defaults else { unreachable!("literal object") };
+    let Value::Object(mut out) = defaults else {
+        unreachable!("literal object")
+    };
     for (k, v) in user {
         out.insert(k.clone(), v.clone());
     }
@@ -365,29 +466,62 @@ mod tests {
     #[test]
     fn extra_args_override_defaults_and_stay_sorted() {
         let d = [("b", "1".to_string()), ("a", "2".to_string())];
-        let extra = [Arg { name: "b".into(), value: "9".into() }, Arg { name: "c".into(), value: "3".into() }];
+        let extra = [
+            Arg {
+                name: "b".into(),
+                value: "9".into(),
+            },
+            Arg {
+                name: "c".into(),
+                value: "3".into(),
+            },
+        ];
         assert_eq!(build_args(&d, &extra), vec!["--a=2", "--b=9", "--c=3"]);
     }
 
     #[test]
     fn apiserver_manifest_carries_the_real_flags() {
         let mut cfg = ClusterConfiguration::default();
-        cfg.default_fields(KubeVersion { major: 1, minor: 36, patch: 2 });
+        cfg.default_fields(KubeVersion {
+            major: 1,
+            minor: 36,
+            patch: 2,
+        });
         let l = Local {
             cfg: &cfg,
-            version: KubeVersion { major: 1, minor: 36, patch: 2 },
+            version: KubeVersion {
+                major: 1,
+                minor: 36,
+                patch: 2,
+            },
             node_name: "m1",
             advertise: "10.0.0.11".parse().unwrap(),
             bind_port: 6443,
         };
         let pod = l.api_server();
-        let cmd: Vec<&str> = pod["spec"]["containers"][0]["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let cmd: Vec<&str> = pod["spec"]["containers"][0]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert_eq!(cmd[0], "kube-apiserver");
-        for f in ["--etcd-servers=https://127.0.0.1:2379", "--secure-port=6443", "--advertise-address=10.0.0.11", "--enable-bootstrap-token-auth=true"] {
+        for f in [
+            "--etcd-servers=https://127.0.0.1:2379",
+            "--secure-port=6443",
+            "--advertise-address=10.0.0.11",
+            "--enable-bootstrap-token-auth=true",
+        ] {
             assert!(cmd.contains(&f), "{f} missing from {cmd:?}");
         }
-        assert_eq!(pod["spec"]["containers"][0]["image"], "registry.k8s.io/kube-apiserver:v1.36.2");
+        assert_eq!(
+            pod["spec"]["containers"][0]["image"],
+            "registry.k8s.io/kube-apiserver:v1.36.2"
+        );
         let etcd = l.etcd("m1=https://10.0.0.11:2380", false).unwrap();
-        assert_eq!(etcd["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"], "https://10.0.0.11:2379");
+        assert_eq!(
+            etcd["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"],
+            "https://10.0.0.11:2379"
+        );
     }
 }

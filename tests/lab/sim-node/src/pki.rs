@@ -4,7 +4,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
-    PKCS_RSA_SHA256, RsaKeySize, SanType, SerialNumber,
+    PKCS_RSA_SHA256, PublicKeyData, RsaKeySize, SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -108,12 +108,19 @@ impl Ca {
             )
         })?;
         let key = load_key(&key_pem).with_context(|| format!("parsing {}", key.display()))?;
-        let info = CertInfo::parse(&cert_pem).with_context(|| format!("parsing {}", crt.display()))?;
+        let info =
+            CertInfo::parse(&cert_pem).with_context(|| format!("parsing {}", crt.display()))?;
         if !info.is_ca {
-            bail!("{} is not a CA certificate (basicConstraints CA:TRUE missing)", crt.display());
+            bail!(
+                "{} is not a CA certificate (basicConstraints CA:TRUE missing)",
+                crt.display()
+            );
         }
         if info.spki_der != key.subject_public_key_info() {
-            bail!("{} does not match the private key in {base}.key", crt.display());
+            bail!(
+                "{} does not match the private key in {base}.key",
+                crt.display()
+            );
         }
         Ok(Self { cert_pem, key })
     }
@@ -225,7 +232,10 @@ pub fn load_key(pem: &str) -> Result<KeyPair> {
 /// The discovery pin kubeadm prints: `sha256:` + hex SHA-256 of the DER SubjectPublicKeyInfo.
 pub fn spki_pin(cert_pem: &str) -> Result<String> {
     let info = CertInfo::parse(cert_pem)?;
-    Ok(format!("sha256:{}", hex::encode(Sha256::digest(&info.spki_der))))
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(&info.spki_der))
+    ))
 }
 
 /// The facts about a certificate the simulators need.
@@ -251,7 +261,8 @@ impl CertInfo {
 
     pub fn from_der(der: &[u8]) -> Result<Self> {
         use x509_parser::prelude::*;
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| anyhow!("bad certificate: {e}"))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| anyhow!("bad certificate: {e}"))?;
         let subject = cert.subject();
         let cn = subject
             .iter_common_name()
@@ -390,13 +401,23 @@ mod tests {
     #[test]
     fn generated_ca_is_reused_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, generated) =
-            Ca::load_or_generate(dir.path(), "ca", "kubernetes", KeyAlgo::EcdsaP256, CA_VALIDITY)
-                .unwrap();
+        let (ca, generated) = Ca::load_or_generate(
+            dir.path(),
+            "ca",
+            "kubernetes",
+            KeyAlgo::EcdsaP256,
+            CA_VALIDITY,
+        )
+        .unwrap();
         assert!(generated);
-        let (again, generated) =
-            Ca::load_or_generate(dir.path(), "ca", "kubernetes", KeyAlgo::EcdsaP256, CA_VALIDITY)
-                .unwrap();
+        let (again, generated) = Ca::load_or_generate(
+            dir.path(),
+            "ca",
+            "kubernetes",
+            KeyAlgo::EcdsaP256,
+            CA_VALIDITY,
+        )
+        .unwrap();
         assert!(!generated);
         assert_eq!(ca.cert_pem, again.cert_pem);
     }
@@ -404,8 +425,14 @@ mod tests {
     #[test]
     fn ca_key_that_does_not_match_the_certificate_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        Ca::load_or_generate(dir.path(), "ca", "kubernetes", KeyAlgo::EcdsaP256, CA_VALIDITY)
-            .unwrap();
+        Ca::load_or_generate(
+            dir.path(),
+            "ca",
+            "kubernetes",
+            KeyAlgo::EcdsaP256,
+            CA_VALIDITY,
+        )
+        .unwrap();
         let other = KeyAlgo::EcdsaP256.generate().unwrap();
         write_file(&dir.path().join("ca.key"), other.serialize_pem(), 0o600).unwrap();
         let err = Ca::load(dir.path(), "ca").err().unwrap();
@@ -415,9 +442,14 @@ mod tests {
     #[test]
     fn leaf_certificates_carry_the_requested_names_and_usages() {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, _) =
-            Ca::load_or_generate(dir.path(), "ca", "kubernetes", KeyAlgo::EcdsaP256, CA_VALIDITY)
-                .unwrap();
+        let (ca, _) = Ca::load_or_generate(
+            dir.path(),
+            "ca",
+            "kubernetes",
+            KeyAlgo::EcdsaP256,
+            CA_VALIDITY,
+        )
+        .unwrap();
         let spec = CertSpec {
             cn: "kube-apiserver".into(),
             orgs: vec![],

@@ -24,7 +24,9 @@ impl std::fmt::Debug for Token {
 }
 
 fn is_token_part(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 impl Token {
@@ -61,7 +63,13 @@ impl Token {
     }
 
     /// The `kube-system/bootstrap-token-<id>` Secret kubeadm creates.
-    pub fn secret_object(&self, description: &str, ttl: Option<Duration>, usages: &[String], groups: &[String]) -> Value {
+    pub fn secret_object(
+        &self,
+        description: &str,
+        ttl: Option<Duration>,
+        usages: &[String],
+        groups: &[String],
+    ) -> Value {
         let mut data = serde_json::Map::new();
         let mut put = |k: &str, v: &str| {
             data.insert(k.into(), Value::String(B64.encode(v)));
@@ -83,7 +91,11 @@ impl Token {
         for u in &usages {
             put(&format!("usage-bootstrap-{u}"), "true");
         }
-        let groups: Vec<String> = if groups.is_empty() { vec![DEFAULT_GROUP.into()] } else { groups.to_vec() };
+        let groups: Vec<String> = if groups.is_empty() {
+            vec![DEFAULT_GROUP.into()]
+        } else {
+            groups.to_vec()
+        };
         put("auth-extra-groups", &groups.join(","));
         json!({
             "apiVersion": "v1",
@@ -99,7 +111,9 @@ impl Token {
 pub fn validate_usages_groups(usages: &[String], groups: &[String]) -> Result<()> {
     for u in usages {
         if u != "signing" && u != "authentication" {
-            bail!("invalid bootstrap token usage string: {u}, valid usage options: authentication, signing");
+            bail!(
+                "invalid bootstrap token usage string: {u}, valid usage options: authentication, signing"
+            );
         }
     }
     for g in groups {
@@ -127,15 +141,21 @@ pub fn verify_detached(jws: &str, content: &str, token: &Token) -> Result<()> {
     if parts.len() != 3 || !parts[1].is_empty() {
         bail!("the JWS is not in detached compact form");
     }
-    let header: Value = serde_json::from_slice(&B64URL.decode(parts[0]).map_err(|_| anyhow!("bad JWS header"))?)
-        .map_err(|_| anyhow!("bad JWS header"))?;
+    let header: Value = serde_json::from_slice(
+        &B64URL
+            .decode(parts[0])
+            .map_err(|_| anyhow!("bad JWS header"))?,
+    )
+    .map_err(|_| anyhow!("bad JWS header"))?;
     if header["alg"] != "HS256" {
         bail!("unexpected JWS algorithm {}", header["alg"]);
     }
     if header["kid"].as_str().is_some_and(|k| k != token.id) {
         bail!("JWS key id does not match the token id");
     }
-    let sig = B64URL.decode(parts[2]).map_err(|_| anyhow!("bad JWS signature encoding"))?;
+    let sig = B64URL
+        .decode(parts[2])
+        .map_err(|_| anyhow!("bad JWS signature encoding"))?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, token.secret.as_bytes());
     let signing_input = format!("{}.{}", parts[0], B64URL.encode(content));
     hmac::verify(&key, signing_input.as_bytes(), &sig).map_err(|_| anyhow!("signature mismatch"))
@@ -149,9 +169,13 @@ pub fn parse_ca_hash(h: &str) -> Result<String> {
     if kind != "sha256" {
         bail!("unknown hash type {kind:?}, expected sha256");
     }
-    let bytes = hex::decode(hex_part).map_err(|_| anyhow!("invalid hash {h:?}: not hex encoded"))?;
+    let bytes =
+        hex::decode(hex_part).map_err(|_| anyhow!("invalid hash {h:?}: not hex encoded"))?;
     if bytes.len() != 32 {
-        bail!("invalid hash {h:?}, expected a 32 byte SHA-256 hash, found {} bytes", bytes.len());
+        bail!(
+            "invalid hash {h:?}, expected a 32 byte SHA-256 hash, found {} bytes",
+            bytes.len()
+        );
     }
     Ok(format!("sha256:{}", hex::encode(bytes)))
 }
@@ -163,7 +187,12 @@ mod tests {
     #[test]
     fn token_format_is_enforced() {
         assert!(Token::parse("abcdef.0123456789abcdef").is_ok());
-        for bad in ["abcdef.0123456789ABCDEF", "abcde.0123456789abcdef", "abcdef0123456789abcdef", ""] {
+        for bad in [
+            "abcdef.0123456789ABCDEF",
+            "abcde.0123456789abcdef",
+            "abcdef0123456789abcdef",
+            "",
+        ] {
             assert!(Token::parse(bad).is_err(), "{bad}");
         }
         let t = Token::generate();
@@ -187,7 +216,10 @@ mod tests {
         assert!(parse_ca_hash("md5:00").is_err());
         assert!(parse_ca_hash("abc").is_err());
         let good = format!("sha256:{}", "AB".repeat(32));
-        assert_eq!(parse_ca_hash(&good).unwrap(), format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(
+            parse_ca_hash(&good).unwrap(),
+            format!("sha256:{}", "ab".repeat(32))
+        );
     }
 
     #[test]
@@ -195,7 +227,14 @@ mod tests {
         let t = Token::parse("abcdef.0123456789abcdef").unwrap();
         let s = t.secret_object("", Some(DEFAULT_TTL), &[], &[]);
         assert_eq!(s["type"], "bootstrap.kubernetes.io/token");
-        for k in ["token-id", "token-secret", "expiration", "usage-bootstrap-signing", "usage-bootstrap-authentication", "auth-extra-groups"] {
+        for k in [
+            "token-id",
+            "token-secret",
+            "expiration",
+            "usage-bootstrap-signing",
+            "usage-bootstrap-authentication",
+            "auth-extra-groups",
+        ] {
             assert!(s["data"].get(k).is_some(), "{k}");
         }
         assert!(validate_usages_groups(&["signing".into()], &["system:nodes".into()]).is_err());

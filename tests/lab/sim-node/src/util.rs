@@ -96,7 +96,9 @@ pub fn default_ipv4() -> Option<std::net::Ipv4Addr> {
     let mut found = Vec::new();
     for ifa in addrs {
         let up = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
-        let lo = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
+        let lo = ifa
+            .flags
+            .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
         if !up || lo {
             continue;
         }
@@ -157,7 +159,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
             unit.push('s');
             chars.next();
         }
-        let n: f64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+        let n: f64 = num
+            .parse()
+            .with_context(|| format!("invalid duration {s:?}"))?;
         num.clear();
         total += n * match unit.as_str() {
             "h" => 3600.0,

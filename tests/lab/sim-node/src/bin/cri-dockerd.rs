@@ -1,1 +1,5 @@
-fn main() {}
+//! `cri-dockerd` lab simulator.
+
+fn main() {
+    std::process::exit(sim_node::cri::dockerd::main());
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! `crictl` lab simulator.
+
+fn main() {
+    std::process::exit(sim_node::cri::crictl::main());
+}

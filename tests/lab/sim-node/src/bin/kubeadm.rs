@@ -1,1 +1,5 @@
-fn main() {}
+//! `kubeadm` lab simulator.
+
+fn main() {
+    std::process::exit(sim_node::kubeadm::main());
+}

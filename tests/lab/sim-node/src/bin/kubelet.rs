@@ -1,1 +1,5 @@
-fn main() {}
+//! `kubelet` lab simulator.
+
+fn main() {
+    std::process::exit(sim_node::kubelet::main());
+}

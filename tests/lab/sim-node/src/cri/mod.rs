@@ -70,13 +70,19 @@ pub fn sim_get(endpoint: &str, path: &str) -> Result<Value> {
     let mut buf = String::new();
     s.read_to_string(&mut buf)
         .with_context(|| format!("reading from {endpoint}"))?;
-    let (head, body) = buf
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("runtime at {endpoint:?} does not serve runtime details (not the cri-dockerd simulator)"))?;
+    let (head, body) = buf.split_once("\r\n\r\n").ok_or_else(|| {
+        anyhow!(
+            "runtime at {endpoint:?} does not serve runtime details (not the cri-dockerd simulator)"
+        )
+    })?;
     if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!("runtime at {endpoint:?} answered: {}", head.lines().next().unwrap_or_default());
+        bail!(
+            "runtime at {endpoint:?} answered: {}",
+            head.lines().next().unwrap_or_default()
+        );
     }
-    serde_json::from_str(body).with_context(|| format!("runtime at {endpoint:?} sent malformed JSON"))
+    serde_json::from_str(body)
+        .with_context(|| format!("runtime at {endpoint:?} sent malformed JSON"))
 }
 
 /// kubeadm's runtime auto-detection: exactly one known socket must exist.
@@ -86,12 +92,20 @@ pub fn detect() -> Result<String> {
         .copied()
         .filter(|e| {
             let path = crate::paths::p(e.trim_start_matches("unix://"));
-            std::fs::metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
+            std::fs::metadata(path)
+                .map(|m| m.file_type().is_socket())
+                .unwrap_or(false)
         })
         .collect();
     match found.as_slice() {
-        [one] => Ok(format!("unix://{}", crate::paths::s(one.trim_start_matches("unix://")))),
-        [] => Ok(format!("unix://{}", crate::paths::s("/var/run/containerd/containerd.sock"))),
+        [one] => Ok(format!(
+            "unix://{}",
+            crate::paths::s(one.trim_start_matches("unix://"))
+        )),
+        [] => Ok(format!(
+            "unix://{}",
+            crate::paths::s("/var/run/containerd/containerd.sock")
+        )),
         many => bail!(
             "found multiple CRI endpoints on the host. Please define which one do you wish to use by setting the 'criSocket' field in the kubeadm configuration file: {}",
             many.join(", ")
@@ -101,8 +115,12 @@ pub fn detect() -> Result<String> {
 
 /// Docker's API answers `GET /_ping` with `OK`.
 pub fn docker_ping(docker_sock: &std::path::Path) -> Result<()> {
-    let mut s = UnixStream::connect(docker_sock)
-        .with_context(|| format!("Cannot connect to the Docker daemon at unix://{}. Is the docker daemon running?", docker_sock.display()))?;
+    let mut s = UnixStream::connect(docker_sock).with_context(|| {
+        format!(
+            "Cannot connect to the Docker daemon at unix://{}. Is the docker daemon running?",
+            docker_sock.display()
+        )
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")?;
     let mut buf = String::new();
@@ -110,7 +128,10 @@ pub fn docker_ping(docker_sock: &std::path::Path) -> Result<()> {
     if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
-        bail!("Docker at unix://{} did not answer /_ping", docker_sock.display())
+        bail!(
+            "Docker at unix://{} did not answer /_ping",
+            docker_sock.display()
+        )
     }
 }
 
@@ -121,6 +142,12 @@ pub fn docker_version(docker_sock: &std::path::Path) -> Result<Value> {
     s.write_all(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     serde_json::from_str(body).context("docker sent a malformed /version")
 }
+
+pub mod crictl;
+pub mod dockerd;

@@ -1,0 +1,9 @@
+# Does anything already answer on the VIP? A refused connection is an answer too;
+# only a timeout or "no route" (no ARP reply) means the address is free.
+answers=no
+for port in 22 {{ vars.vip_port }}; do
+  err=$(timeout 3 bash -c ': </dev/tcp/{{ vars.vip }}/'"$port" 2>&1) && answers=yes
+  case "$err" in *"Connection refused"*) answers=yes ;; esac
+done
+if ip neigh show {{ vars.vip }} 2>/dev/null | grep -q lladdr; then answers=yes; fi
+echo "vip_answers=$answers"

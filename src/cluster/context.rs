@@ -1,0 +1,134 @@
+//! Everything a phase needs: the inventory, the hosts' connections and facts, output.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::facts::Facts;
+use crate::inventory::{Host, Inventory};
+use crate::playbook::{HostReport, HostTarget, Mode, Playbooks, RunOptions, SshRemote};
+use crate::ui::{HostLogs, Reporter};
+
+/// Settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub forks: usize,
+    pub playbooks: Option<PathBuf>,
+}
+
+pub struct Ctx {
+    pub inventory: Inventory,
+    pub reporter: Reporter,
+    pub logs: HostLogs,
+    pub playbooks: Playbooks,
+    pub forks: usize,
+    /// Per host, in inventory order of names.
+    pub hosts: BTreeMap<String, HostState>,
+}
+
+#[derive(Default)]
+pub struct HostState {
+    pub remote: Option<SshRemote>,
+    pub facts: Option<Facts>,
+    /// Why this host cannot be used (connection or fact gathering failed).
+    pub error: Option<String>,
+}
+
+impl Ctx {
+    pub fn new(
+        inventory: Inventory,
+        reporter: Reporter,
+        options: &Options,
+    ) -> std::io::Result<Ctx> {
+        let logs = HostLogs::open(
+            &inventory.state_dir().join("logs"),
+            reporter.redactor().clone(),
+        )?;
+        let hosts = inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), HostState::default()))
+            .collect();
+        Ok(Ctx {
+            playbooks: Playbooks::from_option(options.playbooks.as_deref()),
+            forks: options.forks,
+            inventory,
+            reporter,
+            logs,
+            hosts,
+        })
+    }
+
+    pub fn run_options(&self, mode: Mode) -> RunOptions {
+        RunOptions {
+            forks: self.forks,
+            mode,
+            reporter: self.reporter.clone(),
+            logs: Some(self.logs.clone()),
+            playbooks: self.playbooks.clone(),
+        }
+    }
+
+    /// Hosts that are connected and have facts, filtered by `pick`.
+    pub fn usable<'a>(
+        &'a self,
+        pick: impl Fn(&Host) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Host> + 'a {
+        self.inventory.hosts.iter().filter(move |h| {
+            pick(h)
+                && self
+                    .hosts
+                    .get(&h.name)
+                    .is_some_and(|s| s.remote.is_some() && s.error.is_none())
+        })
+    }
+
+    /// The template context every playbook sees: inventory, this host, its facts, extra vars.
+    pub fn host_context(&self, host: &Host, vars: &Value) -> Value {
+        let state = self.hosts.get(&host.name);
+        json!({
+            "inventory": self.inventory,
+            "cluster": self.inventory.cluster,
+            "host": host,
+            "facts": state.and_then(|s| s.facts.as_ref()),
+            "masters": self.inventory.masters().collect::<Vec<_>>(),
+            "vars": vars,
+        })
+    }
+
+    /// Builds run targets for `hosts` (skipping unusable ones) with per-host context.
+    pub fn targets(&self, hosts: &[&Host], vars: &Value) -> Vec<HostTarget<SshRemote>> {
+        hosts
+            .iter()
+            .filter_map(|h| {
+                let remote = self.hosts.get(&h.name)?.remote.clone()?;
+                Some(HostTarget {
+                    name: h.name.clone(),
+                    remote,
+                    context: self.host_context(h, vars),
+                })
+            })
+            .collect()
+    }
+
+    pub fn mark_failed(&mut self, host: &str, why: impl Into<String>) {
+        if let Some(state) = self.hosts.get_mut(host)
+            && state.error.is_none()
+        {
+            state.error = Some(why.into());
+        }
+    }
+
+    /// Records failures from a playbook run against their hosts; returns the failed ones.
+    pub fn absorb(&mut self, reports: &[HostReport]) -> Vec<String> {
+        let mut failed = Vec::new();
+        for r in reports {
+            if let Some(why) = &r.failure {
+                self.mark_failed(&r.host, why.clone());
+                failed.push(format!("{}: {why}", r.host));
+            }
+        }
+        failed
+    }
+}

@@ -1,0 +1,16 @@
+//! The verbs as pipelines of phases, read top to bottom like a runbook (one file per verb,
+//! one small file per phase under `phases/`). A phase decides from facts whether it has
+//! work, does it on the hosts it concerns, and reports per host.
+
+mod check;
+mod context;
+mod phase;
+pub mod phases;
+mod plan;
+mod secrets;
+mod table;
+
+pub use check::{check, render_table};
+pub use context::{Ctx, HostState, Options};
+pub use phase::{Phase, PhaseError, run_phases};
+pub use plan::{PlannedTask, plan};

@@ -1,0 +1,53 @@
+//! Gather facts on every connected host (the `facts` playbook), once per run.
+
+use serde_json::json;
+
+use crate::cluster::Ctx;
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::facts::Facts;
+use crate::playbook::Mode;
+
+pub struct GatherFacts;
+
+impl Phase for GatherFacts {
+    fn title(&self) -> &'static str {
+        "Gather facts"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
+        Box::pin(async move {
+            let playbook = ctx
+                .playbooks
+                .load("facts")
+                .map_err(|e| PhaseError::new(self.title(), e.to_string()))?;
+            let hosts: Vec<_> = ctx.usable(|_| true).collect();
+            let targets = ctx.targets(&hosts, &json!({}));
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+            for report in reports {
+                let text = |k: &str| {
+                    report
+                        .registered
+                        .get(k)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
+                let Some(unprivileged) = text("facts") else {
+                    let why = report
+                        .failure
+                        .clone()
+                        .unwrap_or_else(|| "facts were not gathered".into());
+                    ctx.mark_failed(&report.host, why);
+                    continue;
+                };
+                // A failed root probe is a fact (root_ok = false), judged by preflight.
+                let mut facts = Facts::parse(&unprivileged, text("root").as_deref());
+                facts.root_error = report.failure.clone();
+                if let Some(state) = ctx.hosts.get_mut(&report.host) {
+                    state.facts = Some(facts);
+                }
+            }
+            Ok(())
+        })
+    }
+}
