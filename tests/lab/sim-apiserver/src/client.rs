@@ -212,7 +212,7 @@ async fn try_acquire(client: &Client, p: &str, coll: &str, name: &str, identity:
             let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("").to_owned();
             let renew = lease["spec"]["renewTime"].as_str().unwrap_or("");
             let dur = lease["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(lease_secs);
-            let expired = obj::age_seconds(&renew.split('.').next().map(|s| format!("{s}Z")).unwrap_or_default()) > dur || renew.is_empty();
+            let expired = obj::parse_time(renew).is_none() || obj::age_seconds(renew) > dur;
             if holder != identity && !holder.is_empty() && !expired {
                 return Ok(false);
             }

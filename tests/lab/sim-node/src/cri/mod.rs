@@ -24,10 +24,10 @@ pub const KNOWN_ENDPOINTS: &[&str] = &[
 /// The socket path of a `unix://` endpoint (a bare path is accepted too).
 pub fn socket_path(endpoint: &str) -> Result<PathBuf> {
     if let Some(p) = endpoint.strip_prefix("unix://") {
-        return Ok(PathBuf::from(p));
+        return Ok(crate::paths::p(p));
     }
     if endpoint.starts_with('/') {
-        return Ok(PathBuf::from(endpoint));
+        return Ok(crate::paths::p(endpoint));
     }
     bail!("endpoint {endpoint:?}: only unix:// endpoints are supported on Linux")
 }
