@@ -304,3 +304,76 @@ fn snapshot_etc() -> Vec<(String, bool)> {
     .map(|p| (p.to_string(), Path::new(p).exists()))
     .collect()
 }
+
+#[test]
+fn playbooks_dir_overrides_the_embedded_playbooks() {
+    let Some(sshd) = Sshd::start("playbooks_dir_overrides_the_embedded_playbooks") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(&sshd, tmp.path(), TEST_USER, "");
+    // Start from the project's playbooks and change one task's name.
+    let books = tmp.path().join("playbooks");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks"))
+        .arg(&books)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let os = books.join("os/main.yaml");
+    let text = std::fs::read_to_string(&os)
+        .unwrap()
+        .replace("Kernel settings persisted", "Site-specific kernel settings");
+    std::fs::write(&os, text).unwrap();
+    let out = installer(
+        &[
+            "plan",
+            "--playbooks",
+            books.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let all = text_of(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("Site-specific kernel settings"), "{all}");
+    assert!(!all.contains("Kernel settings persisted"), "{all}");
+}
+
+#[test]
+fn check_json_output_is_one_event_per_line() {
+    let Some(sshd) = Sshd::start("check_json_output_is_one_event_per_line") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(&sshd, tmp.path(), TEST_USER, "");
+    let out = installer(
+        &["check", "--output", "json", "-i", inv.to_str().unwrap()],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "phase_started" && e["phase"] == "Gather facts"),
+        "{stdout}"
+    );
+    let result = events
+        .iter()
+        .find(|e| e.get("check").is_some())
+        .expect("a final check document");
+    assert_eq!(result["check"][0]["host"], "master-1");
+    assert!(
+        ["pass", "warn", "fail"].contains(&result["check"][0]["verdict"].as_str().unwrap_or(""))
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    text(out)
+}

@@ -393,3 +393,18 @@ fn rendered_error_names_file_line_col_and_hint() {
     );
     assert!(text.contains("no host was contacted"), "{text}");
 }
+
+#[test]
+fn minor_placeholder_in_kubernetes_repo_is_filled_in() {
+    let text = with(
+        "ssh:\n",
+        "packages:\n  kubernetesRepo: http://mirror.lab/kubernetes/core:/stable:/v{minor}/deb/\nssh:\n",
+    );
+    let inv = parse(Path::new("/inv/hosts.yaml"), &text)
+        .expect("valid")
+        .inventory;
+    assert_eq!(
+        inv.packages.kubernetes_repo,
+        "http://mirror.lab/kubernetes/core:/stable:/v1.36/deb/"
+    );
+}

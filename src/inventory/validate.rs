@@ -629,7 +629,10 @@ impl Validator<'_> {
             .map(|c| c.kubernetes.minor_string())
             .unwrap_or_default();
         Packages {
-            kubernetes_repo: url(raw.kubernetes_repo).unwrap_or_else(|| d::kubernetes_repo(&minor)),
+            // `{minor}` lets one mirror URL serve every minor (and upgrades switch with the version).
+            kubernetes_repo: url(raw.kubernetes_repo)
+                .map(|u| u.replace("{minor}", &minor))
+                .unwrap_or_else(|| d::kubernetes_repo(&minor)),
             docker_repo: url(raw.docker_repo).unwrap_or_else(|| d::DOCKER_REPO.to_string()),
             manifests_mirror: url(raw.manifests_mirror),
         }

@@ -74,6 +74,10 @@ pub struct FileSpec {
     pub owner: String,
     #[serde(default = "default_root")]
     pub group: String,
+    /// Command that must accept the new file before it replaces the old one; `%s` is its path
+    /// (e.g. `haproxy -c -f %s`).
+    #[serde(default)]
+    pub validate: Option<String>,
 }
 
 fn default_delay() -> u64 {

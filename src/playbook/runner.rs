@@ -335,17 +335,55 @@ impl<R: Remote> TaskRun<'_, R> {
                 return Err(format!("cannot create {parent}: {}", made.stderr.trim()));
             }
         }
-        self.host
-            .remote
-            .upload(
-                &dest,
-                body,
-                mode,
-                &spec.owner,
-                &spec.group,
-                self.task.privileged,
+        let privileged = self.task.privileged;
+        let remote = &self.host.remote;
+        let Some(validate) = &spec.validate else {
+            remote
+                .upload(&dest, body, mode, &spec.owner, &spec.group, privileged)
+                .await?;
+            return Ok((TaskOutcome::Changed, String::new()));
+        };
+        // Lay the candidate beside the destination, let the program that will read it judge
+        // it, and only then move it into place: a bad config never replaces a good one.
+        let candidate = format!("{dest}.installer-new");
+        remote
+            .upload(&candidate, body, mode, &spec.owner, &spec.group, privileged)
+            .await?;
+        let q = |s: &str| {
+            shlex::try_quote(s)
+                .map(|q| q.into_owned())
+                .map_err(|e| e.to_string())
+        };
+        let check = validate.replace("%s", &q(&candidate)?);
+        let checked = self
+            .exec(RUN_SCRIPT, Some(check.clone().into_bytes()), "validate")
+            .await?;
+        if !checked.success() {
+            let _ = self
+                .exec(
+                    &format!("rm -f {}", q(&candidate)?),
+                    None,
+                    "discard candidate",
+                )
+                .await;
+            return Err(format!(
+                "`{check}` rejected the new {dest}: {}",
+                failure_message(&checked, 1)
+            ));
+        }
+        let moved = self
+            .exec(
+                &format!("mv -f {} {}", q(&candidate)?, q(&dest)?),
+                None,
+                "install",
             )
             .await?;
+        if !moved.success() {
+            return Err(format!(
+                "cannot move the new {dest} into place: {}",
+                moved.stderr.trim()
+            ));
+        }
         Ok((TaskOutcome::Changed, String::new()))
     }
 

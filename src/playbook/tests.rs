@@ -204,3 +204,107 @@ fn whoami(flag: &str) -> String {
     let out = std::process::Command::new("id").arg(flag).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[tokio::test]
+async fn rejected_config_never_replaces_the_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app.conf");
+    std::fs::write(&dest, "good\n").unwrap();
+    let yaml = format!(
+        "name: demo\ntasks:\n  - name: config\n    template: {{src: app.conf.j2, dest: {d}, owner: {u}, group: {g}, validate: \"grep -q '^good' %s\"}}\n",
+        d = dest.display(),
+        u = whoami("-un"),
+        g = whoami("-gn"),
+    );
+    let books = playbooks(
+        &tmp.path().join("pb"),
+        &yaml,
+        &[("app.conf.j2", "{{ body }}\n")],
+    );
+    let bad = run_demo(&books, Mode::Apply, json!({"body": "bad"})).await;
+    let why = bad.failure.expect("validation must fail the task");
+    assert!(why.contains("rejected the new"), "{why}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "good\n");
+    assert!(
+        !tmp.path().join("app.conf.installer-new").exists(),
+        "candidate removed"
+    );
+    let good = run_demo(&books, Mode::Apply, json!({"body": "good v2"})).await;
+    assert!(good.failure.is_none(), "{:?}", good.failure);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "good v2\n");
+}
+
+#[tokio::test]
+async fn serial_playbook_stops_at_the_first_failed_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: demo\nserial: true\ntasks:\n  - name: only host b fails\n    shell: test {{ me }} != b\n";
+    let books = playbooks(tmp.path(), yaml, &[]);
+    let playbook = books.load("demo").unwrap();
+    let opts = RunOptions {
+        forks: 4,
+        mode: Mode::Apply,
+        reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
+        logs: None,
+        playbooks: books.clone(),
+    };
+    let hosts = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| HostTarget {
+            name: n.into(),
+            remote: LocalShell,
+            context: json!({"me": n}),
+        })
+        .collect();
+    let reports = run(&playbook, hosts, &opts).await;
+    let names: Vec<&str> = reports.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["a", "b"],
+        "c must not be touched after b failed"
+    );
+    assert!(reports[1].failure.is_some());
+}
+
+#[tokio::test]
+async fn parallel_playbook_runs_hosts_concurrently_within_forks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    std::fs::create_dir_all(dir.join("active")).unwrap();
+    // Each host waits (bounded) until two hosts have started: serial execution would fail.
+    // While active, each records how many hosts are active at once.
+    let yaml = format!(
+        "name: demo\ntasks:\n  - name: meet\n    shell: |\n      d={d}\n      touch $d/active/{{{{ me }}}}\n      ls $d/active | wc -l >> $d/concurrency\n      echo {{{{ me }}}} >> $d/started\n      n=0\n      while [ $(wc -l < $d/started) -lt 2 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done\n      rm $d/active/{{{{ me }}}}\n      [ $(wc -l < $d/started) -ge 2 ]\n",
+        d = dir.display()
+    );
+    let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
+    let playbook = books.load("demo").unwrap();
+    let opts = RunOptions {
+        forks: 2,
+        mode: Mode::Apply,
+        reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
+        logs: None,
+        playbooks: books.clone(),
+    };
+    let hosts = (0..4)
+        .map(|i| HostTarget {
+            name: format!("h{i}"),
+            remote: LocalShell,
+            context: json!({"me": format!("h{i}")}),
+        })
+        .collect();
+    let reports = run(&playbook, hosts, &opts).await;
+    assert!(
+        reports.iter().all(|r| r.failure.is_none()),
+        "hosts did not run concurrently: {reports:?}"
+    );
+    let seen: Vec<u32> = std::fs::read_to_string(dir.join("concurrency"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|&n| n <= 2),
+        "more hosts than --forks at once: {seen:?}"
+    );
+}

@@ -30,7 +30,7 @@ host_prepare() { # LAB HOST (after load_state)
 	od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$m/etc/machine-id"
 	echo >>"$m/etc/machine-id"
 
-	for t in ed25519 ecdsa rsa; do
+	for t in ed25519 ecdsa; do
 		rm -f "$m/etc/ssh/ssh_host_${t}_key" "$m/etc/ssh/ssh_host_${t}_key.pub"
 		ssh-keygen -q -t "$t" -N '' -C "root@$host" -f "$m/etc/ssh/ssh_host_${t}_key"
 		cp "$m/etc/ssh/ssh_host_${t}_key.pub" "$hdir/ssh_host_${t}_key.pub"
@@ -58,7 +58,7 @@ host_pid() { # LAB HOST -> pid of the host's running systemd-nspawn
 	local hdir pid
 	hdir=$(host_dir "$1" "$2")
 	pid=$(cat "$hdir/nspawn.pid" 2>/dev/null) || return 1
-	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--directory=$hdir/merged" || return 1
+	tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF -- "--directory=$hdir/merged" || return 1
 	printf '%s\n' "$pid"
 }
 
@@ -82,7 +82,7 @@ cgroup_enter() { # RELPATH FILE
 		case $type in
 		cgroup2) key="" ;;
 		cgroup)
-			key=$(tr ',' '\n' <<<"$opts" | grep -E '^(name=systemd|memory|pids|cpu|cpuacct)$' | paste -sd, -)
+			key=$(tr ',' '\n' <<<"$opts" | grep -E '^(name=systemd|memory|pids|cpu|cpuacct)$' | paste -sd, - || true)
 			[ -n "$key" ] || continue
 			;;
 		*) continue ;;
@@ -179,7 +179,7 @@ hosts_down() { # LAB
 	dir=$(lab_dir "$lab")
 	local pids=()
 	for p in /proc/[0-9]*; do
-		if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -q "^--directory=$dir/hosts/"; then
+		if tr '\0' '\n' 2>/dev/null <"$p/cmdline" | grep -q "^--directory=$dir/hosts/"; then
 			pids+=("${p#/proc/}")
 		fi
 	done
@@ -196,8 +196,11 @@ hosts_down() { # LAB
 			[ -d "$p" ] && find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
 		done <"$hdir/cgroups"
 	done
-	for p in /sys/fs/cgroup/*/installer-lab/"$lab" /sys/fs/cgroup/*/*/*/installer-lab/"$lab"; do
-		[ -d "$p" ] && find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
+	for p in /sys/fs/cgroup/installer-lab/"$lab" /sys/fs/cgroup/*/installer-lab/"$lab" \
+		/sys/fs/cgroup/*/*/*/installer-lab/"$lab"; do
+		[ -d "$p" ] || continue
+		find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
+		rmdir "${p%/*}" 2>/dev/null # installer-lab/ itself, once no lab uses it
 	done
 	for p in /run/systemd/nspawn/propagate/"il-$lab"-*; do
 		[ -d "$p" ] && rmdir "$p" 2>/dev/null

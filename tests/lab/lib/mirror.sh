@@ -184,7 +184,7 @@ mirror_pid() { # LAB -> pid of the lab's running server, if any
 	local dir pid
 	dir=$(lab_dir "$1")
 	pid=$(cat "$dir/mirror.pid" 2>/dev/null) || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--directory $dir/www" || return 1
+	tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "--directory $dir/www" || return 1
 	printf '%s\n' "$pid"
 }
 
@@ -199,12 +199,13 @@ mirror_start() { # LAB (after load_state and net_up)
 		exec 6>&- 7>&- 8>&- 9>&- # lock files of this script
 		exec setsid /usr/bin/python3 -m http.server --bind "$LAB_GATEWAY" --directory "$dir/www" "$LAB_PORT"
 	) </dev/null >"$dir/mirror.log" 2>&1 &
-	echo $! >"$dir/mirror.pid"
+	pid=$!
+	echo "$pid" >"$dir/mirror.pid"
 	for ((i = 0; i < 50; i++)); do
 		if (exec 3<>"/dev/tcp/$LAB_GATEWAY/$LAB_PORT") 2>/dev/null; then
 			return 0
 		fi
-		mirror_pid "$1" >/dev/null || break
+		[ -d "/proc/$pid" ] || break
 		sleep 0.1
 	done
 	tail -n 5 "$dir/mirror.log" >&2

@@ -32,20 +32,39 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-fn data_or_file(entry: &Value, field: &str, base: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
+fn data_or_file(
+    entry: &Value,
+    field: &str,
+    base: &std::path::Path,
+) -> anyhow::Result<Option<Vec<u8>>> {
     if let Some(d) = entry[format!("{field}-data")].as_str() {
-        return Ok(Some(B64.decode(d.trim()).with_context(|| format!("{field}-data is not base64"))?));
+        return Ok(Some(
+            B64.decode(d.trim())
+                .with_context(|| format!("{field}-data is not base64"))?,
+        ));
     }
     if let Some(p) = entry[field].as_str() {
         let path = base.join(p);
-        return Ok(Some(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
+        return Ok(Some(
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        ));
     }
     Ok(None)
 }
 
 /// Resource path: `/api/v1/namespaces/ns/pods/name` or `/apis/apps/v1/deployments`.
-pub fn path(group: &str, version: &str, resource: &str, ns: Option<&str>, name: Option<&str>) -> String {
-    let mut p = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+pub fn path(
+    group: &str,
+    version: &str,
+    resource: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> String {
+    let mut p = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     if let Some(ns) = ns.filter(|n| !n.is_empty()) {
         p.push_str(&format!("/namespaces/{ns}"));
     }
@@ -61,9 +80,14 @@ pub fn path(group: &str, version: &str, resource: &str, ns: Option<&str>, name: 
 impl Client {
     /// Client for the current context of a kubeconfig file.
     pub fn from_kubeconfig(file: &str) -> anyhow::Result<Client> {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading kubeconfig {file}"))?;
-        let kc: Value = serde_saphyr::from_str(&text).with_context(|| format!("parsing kubeconfig {file}"))?;
-        let base_dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new("/")).to_owned();
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading kubeconfig {file}"))?;
+        let kc: Value =
+            serde_saphyr::from_str(&text).with_context(|| format!("parsing kubeconfig {file}"))?;
+        let base_dir = std::path::Path::new(file)
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .to_owned();
         let current = kc["current-context"].as_str().unwrap_or("");
         let find = |list: &str, name: &str| -> Value {
             kc[list]
@@ -73,9 +97,14 @@ impl Client {
                 .unwrap_or(Value::Null)
         };
         let ctx = find("contexts", current);
-        let cluster = find("clusters", ctx["context"]["cluster"].as_str().unwrap_or(""))["cluster"].clone();
+        let cluster =
+            find("clusters", ctx["context"]["cluster"].as_str().unwrap_or(""))["cluster"].clone();
         let user = find("users", ctx["context"]["user"].as_str().unwrap_or(""))["user"].clone();
-        let server = cluster["server"].as_str().context("kubeconfig has no cluster server")?.trim_end_matches('/').to_owned();
+        let server = cluster["server"]
+            .as_str()
+            .context("kubeconfig has no cluster server")?
+            .trim_end_matches('/')
+            .to_owned();
         let ca = data_or_file(&cluster, "certificate-authority", &base_dir)?;
         let cert = data_or_file(&user, "client-certificate", &base_dir)?;
         let key = data_or_file(&user, "client-key", &base_dir)?;
@@ -83,7 +112,10 @@ impl Client {
             (Some(c), Some(k)) => {
                 use rustls::pki_types::PrivateKeyDer;
                 use rustls::pki_types::pem::PemObject;
-                Some((tlsutil::certs_from_pem(&c)?, PrivateKeyDer::from_pem_slice(&k).context("parsing client-key")?))
+                Some((
+                    tlsutil::certs_from_pem(&c)?,
+                    PrivateKeyDer::from_pem_slice(&k).context("parsing client-key")?,
+                ))
             }
             _ => None,
         };
@@ -93,25 +125,43 @@ impl Client {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(15))
             .build()?;
-        Ok(Client { http, base: server, token: user["token"].as_str().map(str::to_owned) })
+        Ok(Client {
+            http,
+            base: server,
+            token: user["token"].as_str().map(str::to_owned),
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<(&Value, &str)>) -> Result<Option<Value>, CallError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("accept", "application/json");
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&Value, &str)>,
+    ) -> Result<Option<Value>, CallError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("accept", "application/json");
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         if let Some((b, ct)) = body {
             req = req.header("content-type", ct).body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| CallError { code: 0, message: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| CallError {
+            code: 0,
+            message: e.to_string(),
+        })?;
         let code = resp.status().as_u16();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if code == 404 {
             return Ok(None);
         }
         if code >= 300 {
-            return Err(CallError { code, message: v["message"].as_str().unwrap_or("request failed").to_owned() });
+            return Err(CallError {
+                code,
+                message: v["message"].as_str().unwrap_or("request failed").to_owned(),
+            });
         }
         Ok(Some(v))
     }
@@ -121,37 +171,77 @@ impl Client {
     }
 
     pub async fn list(&self, path: &str) -> Result<Vec<Value>, CallError> {
-        Ok(self.get(path).await?.and_then(|v| v["items"].as_array().cloned()).unwrap_or_default())
+        Ok(self
+            .get(path)
+            .await?
+            .and_then(|v| v["items"].as_array().cloned())
+            .unwrap_or_default())
     }
 
     fn not_found(path: &str) -> CallError {
-        CallError { code: 404, message: format!("{path} not found") }
+        CallError {
+            code: 404,
+            message: format!("{path} not found"),
+        }
     }
 
     pub async fn create(&self, path: &str, body: &Value) -> Result<Value, CallError> {
-        self.call(reqwest::Method::POST, path, Some((body, "application/json"))).await?.ok_or_else(|| Self::not_found(path))
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some((body, "application/json")),
+        )
+        .await?
+        .ok_or_else(|| Self::not_found(path))
     }
 
     pub async fn update(&self, path: &str, body: &Value) -> Result<Value, CallError> {
-        self.call(reqwest::Method::PUT, path, Some((body, "application/json"))).await?.ok_or_else(|| Self::not_found(path))
+        self.call(reqwest::Method::PUT, path, Some((body, "application/json")))
+            .await?
+            .ok_or_else(|| Self::not_found(path))
     }
 
     pub async fn merge_patch(&self, path: &str, body: &Value) -> Result<Value, CallError> {
-        self.call(reqwest::Method::PATCH, path, Some((body, "application/merge-patch+json"))).await?.ok_or_else(|| Self::not_found(path))
+        self.call(
+            reqwest::Method::PATCH,
+            path,
+            Some((body, "application/merge-patch+json")),
+        )
+        .await?
+        .ok_or_else(|| Self::not_found(path))
     }
 
     /// Delete; a missing object is not an error.
     pub async fn delete(&self, path: &str) -> Result<(), CallError> {
-        let opts = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"});
-        self.call(reqwest::Method::DELETE, path, Some((&opts, "application/json"))).await.map(|_| ())
+        let opts =
+            json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"});
+        self.call(
+            reqwest::Method::DELETE,
+            path,
+            Some((&opts, "application/json")),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
 /// Leader election on Lease `kube-system/<name>`: blocks until this process holds it, then
 /// keeps renewing; exits the process if the lease is lost (like the real components).
 pub async fn lead(client: &Client, name: &str, identity: &str, lease_secs: i64) {
-    let p = path("coordination.k8s.io", "v1", "leases", Some("kube-system"), Some(name));
-    let coll = path("coordination.k8s.io", "v1", "leases", Some("kube-system"), None);
+    let p = path(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        Some("kube-system"),
+        Some(name),
+    );
+    let coll = path(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        Some("kube-system"),
+        None,
+    );
     let mut announced = false;
     loop {
         match try_acquire(client, &p, &coll, name, identity, lease_secs).await {
@@ -181,7 +271,9 @@ pub async fn lead(client: &Client, name: &str, identity: &str, lease_secs: i64) 
                 }
                 Err(e) => {
                     if last_ok.elapsed() > Duration::from_secs(lease_secs as u64) {
-                        eprintln!("leaderelection lost: failed to renew lease kube-system/{name}: {e}");
+                        eprintln!(
+                            "leaderelection lost: failed to renew lease kube-system/{name}: {e}"
+                        );
                         std::process::exit(1);
                     }
                 }
@@ -192,10 +284,24 @@ pub async fn lead(client: &Client, name: &str, identity: &str, lease_secs: i64) 
 
 fn micro_now() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!("{}.{:06}Z", t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")).unwrap_or_default(), t.microsecond())
+    format!(
+        "{}.{:06}Z",
+        t.format(&time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default(),
+        t.microsecond()
+    )
 }
 
-async fn try_acquire(client: &Client, p: &str, coll: &str, name: &str, identity: &str, lease_secs: i64) -> Result<bool, CallError> {
+async fn try_acquire(
+    client: &Client,
+    p: &str,
+    coll: &str,
+    name: &str,
+    identity: &str,
+    lease_secs: i64,
+) -> Result<bool, CallError> {
     let now = micro_now();
     match client.get(p).await? {
         None => {
@@ -209,16 +315,22 @@ async fn try_acquire(client: &Client, p: &str, coll: &str, name: &str, identity:
             }
         }
         Some(mut lease) => {
-            let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("").to_owned();
+            let holder = lease["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             let renew = lease["spec"]["renewTime"].as_str().unwrap_or("");
-            let dur = lease["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(lease_secs);
+            let dur = lease["spec"]["leaseDurationSeconds"]
+                .as_i64()
+                .unwrap_or(lease_secs);
             let expired = obj::parse_time(renew).is_none() || obj::age_seconds(renew) > dur;
             if holder != identity && !holder.is_empty() && !expired {
                 return Ok(false);
             }
             if holder != identity {
                 lease["spec"]["acquireTime"] = json!(now);
-                lease["spec"]["leaseTransitions"] = json!(lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0) + 1);
+                lease["spec"]["leaseTransitions"] =
+                    json!(lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0) + 1);
             }
             lease["spec"]["holderIdentity"] = json!(identity);
             lease["spec"]["renewTime"] = json!(now);
@@ -271,13 +383,22 @@ mod tests {
     fn go_durations_parse() {
         assert_eq!(parse_duration("40s"), Some(Duration::from_secs(40)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("8760h"), Some(Duration::from_secs(8760 * 3600)));
+        assert_eq!(
+            parse_duration("8760h"),
+            Some(Duration::from_secs(8760 * 3600))
+        );
         assert_eq!(parse_duration("40"), None);
     }
 
     #[test]
     fn resource_paths_match_the_api_layout() {
-        assert_eq!(path("", "v1", "pods", Some("a"), Some("p")), "/api/v1/namespaces/a/pods/p");
-        assert_eq!(path("apps", "v1", "deployments", None, None), "/apis/apps/v1/deployments");
+        assert_eq!(
+            path("", "v1", "pods", Some("a"), Some("p")),
+            "/api/v1/namespaces/a/pods/p"
+        );
+        assert_eq!(
+            path("apps", "v1", "deployments", None, None),
+            "/apis/apps/v1/deployments"
+        );
     }
 }

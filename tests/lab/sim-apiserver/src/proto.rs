@@ -154,6 +154,25 @@ fn schema(msg: &str) -> Option<&'static [Field]> {
             (4, "namespace", Str),
         ],
         "RoleRef" => &[(1, "apiGroup", Str), (2, "kind", Str), (3, "name", Str)],
+        "SelfSubjectReview" => &[(1, "metadata", Msg("ObjectMeta"))],
+        "SelfSubjectAccessReview" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("SelfSubjectAccessReviewSpec")),
+        ],
+        "SelfSubjectAccessReviewSpec" => &[
+            (1, "resourceAttributes", Msg("ResourceAttributes")),
+            (2, "nonResourceAttributes", Msg("NonResourceAttributes")),
+        ],
+        "ResourceAttributes" => &[
+            (1, "namespace", Str),
+            (2, "verb", Str),
+            (3, "group", Str),
+            (4, "version", Str),
+            (5, "resource", Str),
+            (6, "subresource", Str),
+            (7, "name", Str),
+        ],
+        "NonResourceAttributes" => &[(1, "path", Str), (2, "verb", Str)],
         "Time" => &[(1, "seconds", Int), (2, "nanos", Int)],
         "Unknown" => &[
             (1, "typeMeta", Msg("TypeMeta")),

@@ -25,18 +25,27 @@ impl Misfit {
 
 pub fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     tolerations.iter().any(|t| {
-        let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || Some(e) == taint["effect"].as_str());
+        let effect_ok = t["effect"]
+            .as_str()
+            .is_none_or(|e| e.is_empty() || Some(e) == taint["effect"].as_str());
         let key = t["key"].as_str().unwrap_or("");
         let op = t["operator"].as_str().unwrap_or("Equal");
-        let key_ok = (key.is_empty() && op == "Exists") || key == taint["key"].as_str().unwrap_or("");
-        let value_ok = op == "Exists" || t["value"].as_str().unwrap_or("") == taint["value"].as_str().unwrap_or("");
+        let key_ok =
+            (key.is_empty() && op == "Exists") || key == taint["key"].as_str().unwrap_or("");
+        let value_ok = op == "Exists"
+            || t["value"].as_str().unwrap_or("") == taint["value"].as_str().unwrap_or("");
         effect_ok && key_ok && value_ok
     })
 }
 
 fn expr_matches(e: &Value, get: &dyn Fn(&str) -> Option<String>) -> bool {
     let key = e["key"].as_str().unwrap_or("");
-    let vals: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let vals: Vec<&str> = e["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let v = get(key);
     match e["operator"].as_str().unwrap_or("") {
         "In" => v.is_some_and(|v| vals.contains(&v.as_str())),
@@ -44,7 +53,10 @@ fn expr_matches(e: &Value, get: &dyn Fn(&str) -> Option<String>) -> bool {
         "Exists" => v.is_some(),
         "DoesNotExist" => v.is_none(),
         op @ ("Gt" | "Lt") => {
-            let (Some(v), Some(bound)) = (v.and_then(|v| v.parse::<i64>().ok()), vals.first().and_then(|b| b.parse::<i64>().ok())) else {
+            let (Some(v), Some(bound)) = (
+                v.and_then(|v| v.parse::<i64>().ok()),
+                vals.first().and_then(|b| b.parse::<i64>().ok()),
+            ) else {
                 return false;
             };
             if op == "Gt" { v > bound } else { v < bound }
@@ -61,12 +73,17 @@ pub fn affinity_matches(spec: &Value, node: &Value) -> bool {
             return false;
         }
     }
-    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"].as_array();
+    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"]
+        .as_array();
     let Some(terms) = terms else { return true };
     let label = |k: &str| labels.get(k).and_then(Value::as_str).map(str::to_owned);
     let field = |k: &str| (k == "metadata.name").then(|| obj::name(node).to_owned());
     terms.iter().any(|t| {
-        let exprs = t["matchExpressions"].as_array().cloned().unwrap_or_default();
+        let exprs = t["matchExpressions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let fields = t["matchFields"].as_array().cloned().unwrap_or_default();
         (!exprs.is_empty() || !fields.is_empty())
             && exprs.iter().all(|e| expr_matches(e, &label))
@@ -78,7 +95,10 @@ pub fn affinity_matches(spec: &Value, node: &Value) -> bool {
 pub fn fits(spec: &Value, node: &Value) -> Result<(), Misfit> {
     let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     if node["spec"]["unschedulable"].as_bool() == Some(true)
-        && !tolerates(&tolerations, &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}))
+        && !tolerates(
+            &tolerations,
+            &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
+        )
     {
         return Err(Misfit::Unschedulable);
     }
@@ -100,7 +120,10 @@ pub fn fits(spec: &Value, node: &Value) -> Result<(), Misfit> {
 pub fn daemonset_tolerations(spec: &Value) -> Vec<Value> {
     let mut tols = spec["tolerations"].as_array().cloned().unwrap_or_default();
     let mut add = |key: &str, effect: &str| {
-        if !tols.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+        if !tols
+            .iter()
+            .any(|t| t["key"] == key && t["effect"] == effect)
+        {
             tols.push(json!({"key": key, "operator": "Exists", "effect": effect}));
         }
     };
@@ -126,8 +149,17 @@ mod tests {
 
     #[test]
     fn master_taint_repels_untolerated_pods() {
-        let n = node(json!({}), json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]), false);
-        assert_eq!(fits(&json!({}), &n), Err(Misfit::Taint("node-role.kubernetes.io/control-plane: ".into())));
+        let n = node(
+            json!({}),
+            json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+            false,
+        );
+        assert_eq!(
+            fits(&json!({}), &n),
+            Err(Misfit::Taint(
+                "node-role.kubernetes.io/control-plane: ".into()
+            ))
+        );
         let tol = json!({"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]});
         assert_eq!(fits(&tol, &n), Ok(()));
     }
@@ -144,9 +176,14 @@ mod tests {
     fn node_selector_and_affinity_are_honoured() {
         let n = node(json!({"disk": "ssd", "zone": "a"}), json!([]), false);
         assert!(fits(&json!({"nodeSelector": {"disk": "ssd"}}), &n).is_ok());
-        assert_eq!(fits(&json!({"nodeSelector": {"disk": "hdd"}}), &n), Err(Misfit::Affinity));
-        let aff = |op: &str, vals: Value| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": op, "values": vals}]}]}}}});
+        assert_eq!(
+            fits(&json!({"nodeSelector": {"disk": "hdd"}}), &n),
+            Err(Misfit::Affinity)
+        );
+        let aff = |op: &str, vals: Value| {
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": op, "values": vals}]}]}}}})
+        };
         assert!(fits(&aff("In", json!(["a", "b"])), &n).is_ok());
         assert!(fits(&aff("NotIn", json!(["a"])), &n).is_err());
         assert!(fits(&aff("Exists", json!([])), &n).is_ok());
@@ -157,7 +194,11 @@ mod tests {
 
     #[test]
     fn prefer_no_schedule_taints_do_not_block() {
-        let n = node(json!({}), json!([{"key": "x", "effect": "PreferNoSchedule"}]), false);
+        let n = node(
+            json!({}),
+            json!([{"key": "x", "effect": "PreferNoSchedule"}]),
+            false,
+        );
         assert!(fits(&json!({}), &n).is_ok());
     }
 }

@@ -246,7 +246,9 @@ impl Server {
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
-                return error_response(&ApiError::bad_request(format!("reading request body: {e}")));
+                return error_response(&ApiError::bad_request(format!(
+                    "reading request body: {e}"
+                )));
             }
         };
         let user = match self.authenticate(bearer.as_deref(), cert_user).await {

@@ -869,7 +869,7 @@ impl ClusterConfiguration {
     }
 
     pub fn to_yaml(&self) -> Result<String> {
-        serde_saphyr::to_string(self).map_err(|e| anyhow!("serializing ClusterConfiguration: {e}"))
+        crate::util::to_yaml(self)
     }
 }
 

@@ -168,7 +168,7 @@ impl KubeConfig {
     }
 
     pub fn to_yaml(&self) -> Result<String> {
-        serde_saphyr::to_string(self).map_err(|e| anyhow!("serializing kubeconfig: {e}"))
+        crate::util::to_yaml(self)
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

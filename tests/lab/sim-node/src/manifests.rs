@@ -456,7 +456,7 @@ pub fn kubeadm_flags(cri_endpoint: &str, node_name: &str, extra: &[Arg]) -> Stri
 }
 
 pub fn to_yaml(v: &Value) -> Result<String> {
-    serde_saphyr::to_string(v).map_err(|e| anyhow!("serializing YAML: {e}"))
+    crate::util::to_yaml(v)
 }
 
 #[cfg(test)]

@@ -218,3 +218,11 @@ mod tests {
         assert!(KubeVersion::parse("1.36").is_err());
     }
 }
+
+/// YAML the way Go's yaml writes it for our documents: long tokens (certificate data) stay on
+/// one plain line instead of becoming folded block scalars.
+pub fn to_yaml<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut o = serde_saphyr::SerializerOptions::default();
+    o.folded_wrap_chars = usize::MAX / 2;
+    serde_saphyr::to_string_with_options(v, o).map_err(|e| anyhow::anyhow!("serializing YAML: {e}"))
+}

@@ -1,1 +1,75 @@
-fn main() {}
+//! kube-controller-manager simulator: leader-elected controllers over the API
+//! (see sim_apiserver::controllers for the list).
+
+use std::time::Duration;
+
+use sim_apiserver::client::{self, Client, parse_duration};
+use sim_apiserver::controllers::{Controllers, Settings};
+use sim_apiserver::flags;
+
+fn fail(msg: String) -> ! {
+    eprintln!("E0000 kube-controller-manager: {msg}");
+    std::process::exit(1);
+}
+
+fn main() {
+    let specs = flags::specs_for(flags::CONTROLLER_MANAGER);
+    let f = flags::parse_or_exit("kube-controller-manager", &specs);
+    if f.has("version") {
+        println!("Kubernetes {}", sim_apiserver::component_version());
+        return;
+    }
+    let Some(kubeconfig) = f.get("kubeconfig") else {
+        fail("--kubeconfig is required (in-cluster configuration is not simulated)".into());
+    };
+    let c = Client::from_kubeconfig(kubeconfig).unwrap_or_else(|e| fail(format!("{e:#}")));
+    let dur = |flag: &str, default: &str| {
+        let v = f.get(flag).unwrap_or(default);
+        parse_duration(v).unwrap_or_else(|| {
+            fail(format!(
+                "invalid argument \"{v}\" for \"--{flag}\" flag: time: invalid duration \"{v}\""
+            ))
+        })
+    };
+    let mut enabled = f.list("controllers");
+    if enabled.is_empty() {
+        enabled.push("*".into());
+    }
+    let s = Settings {
+        enabled,
+        signing_cert: f.get("cluster-signing-cert-file").map(str::to_owned),
+        signing_key: f.get("cluster-signing-key-file").map(str::to_owned),
+        signing_duration: dur("cluster-signing-duration", "8760h"),
+        root_ca: f.get("root-ca-file").map(str::to_owned),
+        node_grace: dur("node-monitor-grace-period", "40s"),
+    };
+    if s.signing_cert.is_some() != s.signing_key.is_some() {
+        fail(
+            "--cluster-signing-cert-file and --cluster-signing-key-file must be set together"
+                .into(),
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(e.to_string()));
+    rt.block_on(async move {
+        if f.bool("leader-elect", true) {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            let id = format!("{host}_{}", sim_apiserver::obj::new_uid());
+            let name = f
+                .get("leader-elect-resource-name")
+                .unwrap_or("kube-controller-manager");
+            client::lead(&c, name, &id, 15).await;
+        }
+        let ctl = Controllers { c, s };
+        let mut tick = 0u64;
+        loop {
+            ctl.pass(tick).await;
+            tick += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}

@@ -162,14 +162,16 @@ impl InitArgs {
                 ..Default::default()
             });
         }
-        let mut cluster = config::ClusterConfiguration::default();
-        cluster.control_plane_endpoint = self.control_plane_endpoint.clone().unwrap_or_default();
+        let mut cluster = config::ClusterConfiguration {
+            control_plane_endpoint: self.control_plane_endpoint.clone().unwrap_or_default(),
+            kubernetes_version: self.kubernetes_version.clone().unwrap_or_default(),
+            certificates_dir: self.cert_dir.clone().unwrap_or_default(),
+            image_repository: self.image_repository.clone().unwrap_or_default(),
+            ..Default::default()
+        };
         cluster.networking.pod_subnet = self.pod_network_cidr.clone().unwrap_or_default();
         cluster.networking.service_subnet = self.service_cidr.clone().unwrap_or_default();
         cluster.networking.dns_domain = self.service_dns_domain.clone().unwrap_or_default();
-        cluster.kubernetes_version = self.kubernetes_version.clone().unwrap_or_default();
-        cluster.certificates_dir = self.cert_dir.clone().unwrap_or_default();
-        cluster.image_repository = self.image_repository.clone().unwrap_or_default();
         cluster.api_server.cert_sans = self.apiserver_cert_extra_sans.clone();
         docs.init = Some(init);
         docs.cluster = Some(cluster);
@@ -363,7 +365,7 @@ pub fn run(a: InitArgs) -> Result<()> {
                 None => token::DEFAULT_TTL,
             };
             let secret = t.secret_object(&c.description, Some(ttl), &c.usages, &c.groups);
-            kube.apply("/api/v1/namespaces/kube-system/secrets", &secret)?;
+            objects::apply_retrying(&kube, "/api/v1/namespaces/kube-system/secrets", &secret)?;
             tokens.push(t);
         }
         let info = cluster_info_kubeconfig(&cluster_server, &ca_pem)?;

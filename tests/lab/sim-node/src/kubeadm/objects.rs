@@ -9,11 +9,35 @@ use crate::kube::{Kube, collection_of};
 use crate::manifests::COREDNS_TAG;
 use crate::token::DEFAULT_GROUP;
 
+/// Creates or updates each object, retrying for a minute like kubeadm's API calls do (the API
+/// server may still be creating the system namespaces right after it reports live).
 pub fn apply_all(kube: &Kube, objs: &[Value]) -> Result<()> {
     for o in objs {
-        kube.apply(&collection_of(o)?, o)?;
+        apply_retrying(kube, &collection_of(o)?, o)?;
     }
     Ok(())
+}
+
+pub fn apply_retrying(kube: &Kube, collection: &str, obj: &Value) -> Result<Value> {
+    let start = std::time::Instant::now();
+    loop {
+        match kube.apply(collection, obj) {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() < API_CALL_TIMEOUT => {
+                tracing_free_debug(&e);
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub const API_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn tracing_free_debug(e: &anyhow::Error) {
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        eprintln!("[api] retrying after: {e:#}");
+    }
 }
 
 fn cm(ns: &str, name: &str, data: Value) -> Value {

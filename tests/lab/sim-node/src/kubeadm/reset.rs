@@ -145,6 +145,10 @@ fn remove_member(pki: &Path, name: &str) -> Result<()> {
         println!("[reset] No etcd member named {name:?} found; nothing to remove");
         return Ok(());
     };
+    if members.len() == 1 {
+        println!("[reset] This is the only member of the etcd cluster: not removing it");
+        return Ok(());
+    }
     // Ask the other members first: they stay in the cluster and can commit the removal.
     let mut others: Vec<String> = members
         .iter()

@@ -172,10 +172,7 @@ fn plan(kv: KubeVersion, version: Option<String>) -> Result<()> {
     println!(
         "Components that must be upgraded manually after you have upgraded the control plane with 'kubeadm upgrade apply':"
     );
-    println!(
-        "{:<26}{:<20}{:<12}{}",
-        "COMPONENT", "NODE", "CURRENT", "TARGET"
-    );
+    println!("{:<26}{:<20}{:<12}TARGET", "COMPONENT", "NODE", "CURRENT");
     for n in nodes["items"].as_array().into_iter().flatten() {
         let name = n["metadata"]["name"].as_str().unwrap_or_default();
         let kubelet = n["status"]["nodeInfo"]["kubeletVersion"]
@@ -187,17 +184,14 @@ fn plan(kv: KubeVersion, version: Option<String>) -> Result<()> {
         "\nUpgrade to the latest version in the v{}.{} series:\n",
         target.major, target.minor
     );
-    println!(
-        "{:<26}{:<20}{:<12}{}",
-        "COMPONENT", "NODE", "CURRENT", "TARGET"
-    );
+    println!("{:<26}{:<20}{:<12}TARGET", "COMPONENT", "NODE", "CURRENT");
     for c in [
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
         "kube-proxy",
     ] {
-        println!("{:<26}{:<20}{:<12}{target}", c, "", current);
+        println!("{:<26}{:<20}{:<12}{target}", c, "", current.to_string());
     }
     println!(
         "\nYou can now apply the upgrade by executing the following command:\n\n\tkubeadm upgrade apply {target}\n"

@@ -1,0 +1,430 @@
+//! Test harness for the lab (`tests/lab/lab`): real Debian hosts booted by systemd-nspawn on
+//! this machine, reachable over SSH as the non-root user `ops`.
+//!
+//! ```ignore
+//! #[path = "support/lab.rs"]
+//! mod lab;
+//!
+//! let Some(lab) = lab::Lab::up_or_skip("mytest", 3, 2) else { return };
+//! let (status, out, _) = lab.exec("master-1", "sudo -n true");
+//! ```
+//!
+//! `Lab::up` reuses a running lab of that name when it has the right shape, else brings it up
+//! (the script builds the image and the mirror on first use). The lab is taken down when the
+//! `Lab` is dropped and, as a safety net, when the test process exits (a watchdog process),
+//! unless `LAB_KEEP=1`. [`Lab::shared`] gives all tests of one binary the same lab.
+//!
+//! The lab needs root: [`Lab::up_or_skip`] and [`Lab::shared`] return `None` (after saying why)
+//! when the tests do not run as root.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use serde::Deserialize;
+
+/// Where `tests/lab/lab` keeps a running lab's state (keys, known_hosts, inventory).
+const RUN_DIR: &str = "/run/installer-lab";
+
+/// One host of the lab as the inventory describes it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub roles: Vec<String>,
+}
+
+impl Host {
+    pub fn is_master(&self) -> bool {
+        self.roles.iter().any(|r| r == "master")
+    }
+}
+
+/// What went wrong while driving the lab script.
+#[derive(Debug)]
+pub struct LabError(String);
+
+impl fmt::Display for LabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LabError {}
+
+/// The result of a command run on a host: exit status (-1 when killed by a signal; 255 when
+/// ssh itself failed), stdout and stderr.
+pub type ExecOutput = (i32, String, String);
+
+#[derive(Deserialize)]
+struct Inventory {
+    cluster: Cluster,
+    ssh: Ssh,
+    hosts: Vec<Host>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cluster {
+    control_plane: ControlPlane,
+}
+
+#[derive(Deserialize)]
+struct ControlPlane {
+    vip: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ssh {
+    user: String,
+    identity_file: PathBuf,
+    known_hosts: PathBuf,
+}
+
+/// A running lab.
+pub struct Lab {
+    name: String,
+    masters: usize,
+    workers: usize,
+    hosts: Vec<Host>,
+    user: String,
+    identity_file: PathBuf,
+    known_hosts: PathBuf,
+    vip: String,
+    keep: bool,
+}
+
+/// True when this process runs as root (the lab needs it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The lab's entry point in this repository.
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab")
+}
+
+fn keep() -> bool {
+    std::env::var("LAB_KEEP").is_ok_and(|v| v == "1")
+}
+
+/// Runs the lab script; stderr is passed through so progress and failures show in test logs.
+fn run_script(args: &[&str]) -> Result<String, LabError> {
+    let out = Command::new(script())
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| LabError(format!("cannot run {}: {e}", script().display())))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(LabError(format!(
+            "`tests/lab/lab {}` failed ({}); its messages are above",
+            args.join(" "),
+            out.status
+        )))
+    }
+}
+
+/// Masters and workers of the lab NAME if its state says it is up.
+fn running_shape(name: &str) -> Option<(usize, usize)> {
+    let env = std::fs::read_to_string(Path::new(RUN_DIR).join(name).join("lab.env")).ok()?;
+    let value = |key: &str| -> Option<usize> {
+        env.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((value("LAB_MASTERS=")?, value("LAB_WORKERS=")?))
+}
+
+/// A process that takes the lab down once this test process is gone, whatever the reason
+/// (end of the test binary, panic, Ctrl-C). Statics are never dropped, so shared labs rely on it.
+fn spawn_watchdog(name: &str) {
+    use std::os::unix::process::CommandExt;
+    let watcher = r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$1" down --name "$2""#;
+    let spawned = Command::new("sh")
+        .arg("-c")
+        .arg(watcher)
+        .arg(std::process::id().to_string())
+        .arg(script())
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("lab: cannot start the teardown watchdog for lab {name}: {e}");
+    }
+}
+
+impl Lab {
+    /// Brings the lab NAME up with that many masters and workers, or reuses it when it already
+    /// runs with that shape (a lab of another shape is taken down first).
+    pub fn up(name: &str, masters: usize, workers: usize) -> Result<Lab, LabError> {
+        let keep = keep();
+        if let Some(shape) = running_shape(name)
+            && shape != (masters, workers)
+        {
+            run_script(&["down", "--name", name])?;
+        }
+        if !keep {
+            spawn_watchdog(name);
+        }
+        let started = Instant::now();
+        let (m, w) = (masters.to_string(), workers.to_string());
+        let up = run_script(&["up", "--name", name, "--masters", &m, "--workers", &w]);
+        if let Err(e) = up {
+            if !keep {
+                let _ = run_script(&["down", "--name", name]);
+            }
+            return Err(e);
+        }
+        eprintln!(
+            "lab: {name} ready in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut lab = Lab {
+            name: name.to_string(),
+            masters,
+            workers,
+            hosts: Vec::new(),
+            user: String::new(),
+            identity_file: PathBuf::new(),
+            known_hosts: PathBuf::new(),
+            vip: String::new(),
+            keep,
+        };
+        lab.load_inventory()?;
+        Ok(lab)
+    }
+
+    /// Like [`Lab::up`], but `None` (with a message) when not running as root; panics when the
+    /// lab cannot be brought up, since every test using it would fail anyway.
+    pub fn up_or_skip(name: &str, masters: usize, workers: usize) -> Option<Lab> {
+        if !is_root() {
+            eprintln!("skipping: the lab needs root (run the lab tests as root)");
+            return None;
+        }
+        match Lab::up(name, masters, workers) {
+            Ok(lab) => Some(lab),
+            Err(e) => panic!("the lab did not come up: {e}"),
+        }
+    }
+
+    /// One lab for all tests of a test binary, and a guard that runs those tests one at a time
+    /// (they share hosts). Torn down by the watchdog when the binary exits.
+    pub fn shared(
+        name: &str,
+        masters: usize,
+        workers: usize,
+    ) -> Option<(&'static Lab, MutexGuard<'static, ()>)> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        static SHARED: OnceLock<Lab> = OnceLock::new();
+        if !is_root() {
+            eprintln!("skipping: the lab needs root (run the lab tests as root)");
+            return None;
+        }
+        // A failed test poisons the mutex; the next one still gets the lab.
+        let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        // Statics are never dropped: the watchdog takes this lab down.
+        let lab = SHARED.get_or_init(|| match Lab::up(name, masters, workers) {
+            Ok(lab) => lab,
+            Err(e) => panic!("the lab did not come up: {e}"),
+        });
+        assert_eq!(
+            (lab.name.as_str(), lab.masters, lab.workers),
+            (name, masters, workers),
+            "Lab::shared is called with different shapes in one test binary"
+        );
+        Some((lab, guard))
+    }
+
+    fn load_inventory(&mut self) -> Result<(), LabError> {
+        let path = self.inventory_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| LabError(format!("cannot read {}: {e}", path.display())))?;
+        let inv: Inventory = serde_saphyr::from_str(&text)
+            .map_err(|e| LabError(format!("{} is not an inventory: {e}", path.display())))?;
+        self.hosts = inv.hosts;
+        self.user = inv.ssh.user;
+        self.identity_file = inv.ssh.identity_file;
+        self.known_hosts = inv.ssh.known_hosts;
+        self.vip = inv.cluster.control_plane.vip;
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    pub fn masters(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.is_master())
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| !h.is_master())
+    }
+
+    /// The host called NAME; panics with the list of hosts when there is none.
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| {
+                let names: Vec<_> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+                panic!("lab {} has no host {name}; hosts: {names:?}", self.name)
+            })
+    }
+
+    /// The lab's state directory (keys, known_hosts, inventory).
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(RUN_DIR).join(&self.name)
+    }
+
+    /// The installer inventory `tests/lab/lab inventory` writes for this lab.
+    pub fn inventory_path(&self) -> PathBuf {
+        self.state_dir().join("inventory.yaml")
+    }
+
+    pub fn identity_file(&self) -> &Path {
+        &self.identity_file
+    }
+
+    pub fn known_hosts(&self) -> &Path {
+        &self.known_hosts
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The address reserved for the control-plane VIP (the lab never assigns it).
+    pub fn vip(&self) -> &str {
+        &self.vip
+    }
+
+    /// SSH options that authenticate with the lab key and check host keys strictly.
+    pub fn ssh_args(&self) -> Vec<String> {
+        vec![
+            "-F".into(),
+            "/dev/null".into(),
+            "-i".into(),
+            self.identity_file.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=5".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+        ]
+    }
+
+    /// Runs CMD (a shell command line) on HOST as the lab user over SSH.
+    pub fn exec(&self, host: &str, cmd: &str) -> ExecOutput {
+        let address = self.host(host).address.clone();
+        let out = Command::new("ssh")
+            .args(self.ssh_args())
+            .arg("--")
+            .arg(format!("{}@{address}", self.user))
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) => (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Err(e) => (-1, String::new(), format!("cannot run ssh: {e}")),
+        }
+    }
+
+    /// Like [`Lab::exec`], but panics (with the host, command and output) unless CMD succeeds;
+    /// returns its stdout.
+    pub fn exec_ok(&self, host: &str, cmd: &str) -> String {
+        let (status, out, err) = self.exec(host, cmd);
+        assert_eq!(
+            status, 0,
+            "`{cmd}` on {host} failed with {status}\nstdout: {out}\nstderr: {err}"
+        );
+        out
+    }
+
+    /// Hard crash: the host's init is SIGKILLed.
+    pub fn kill(&self, host: &str) -> Result<(), LabError> {
+        self.host_verb("kill", host)
+    }
+
+    /// Clean shutdown.
+    pub fn stop(&self, host: &str) -> Result<(), LabError> {
+        self.host_verb("stop", host)
+    }
+
+    /// Boots a stopped or killed host and waits for its sshd.
+    pub fn start(&self, host: &str) -> Result<(), LabError> {
+        self.host_verb("start", host)
+    }
+
+    /// Cuts the host off the lab network (its link stays up; nothing gets through).
+    pub fn partition(&self, host: &str) -> Result<(), LabError> {
+        self.host_verb("partition", host)
+    }
+
+    /// Reconnects a partitioned host.
+    pub fn heal(&self, host: &str) -> Result<(), LabError> {
+        self.host_verb("heal", host)
+    }
+
+    fn host_verb(&self, verb: &str, host: &str) -> Result<(), LabError> {
+        self.host(host);
+        run_script(&[verb, "--name", &self.name, host]).map(|_| ())
+    }
+
+    /// Takes the lab down now (also done on drop unless `LAB_KEEP=1`).
+    pub fn down(&self) -> Result<(), LabError> {
+        run_script(&["down", "--name", &self.name]).map(|_| ())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "lab: keeping {} (LAB_KEEP=1); take it down with: {} down --name {}",
+                self.name,
+                script().display(),
+                self.name
+            );
+            return;
+        }
+        if let Err(e) = self.down() {
+            eprintln!("lab: teardown of {} failed: {e}", self.name);
+        }
+    }
+}
