@@ -177,7 +177,7 @@ fn apt_installs_from_the_mirror_only() {
         out.contains("mirror.lab"),
         "packages did not come from the mirror: {out}"
     );
-    let version = lab.exec_ok(host, "keepalived --version 2>&1 | head -n 1");
+    let version = lab.exec_ok(host, "sudo keepalived --version 2>&1 | head -n 1");
     assert!(version.starts_with("Keepalived v"), "{version}");
     assert!(
         lab.exec_ok(host, "systemctl is-enabled keepalived")

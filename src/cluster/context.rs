@@ -25,6 +25,12 @@ pub struct Ctx {
     pub forks: usize,
     /// Per host, in inventory order of names.
     pub hosts: BTreeMap<String, HostState>,
+    /// Set by the PKI phase.
+    pub ca: Option<crate::pki::ClusterCa>,
+    pub token: Option<crate::pki::BootstrapToken>,
+    pub discovery_hash: Option<String>,
+    /// The master that ran (or already runs) the first control plane; set by init.
+    pub init_master: Option<String>,
 }
 
 #[derive(Default)]
@@ -57,6 +63,10 @@ impl Ctx {
             reporter,
             logs,
             hosts,
+            ca: None,
+            token: None,
+            discovery_hash: None,
+            init_master: None,
         })
     }
 
@@ -110,6 +120,23 @@ impl Ctx {
                 })
             })
             .collect()
+    }
+
+    /// The master the API and etcd are reached through.
+    pub fn leader(&self) -> Result<Host, String> {
+        let name = self.init_master.as_ref().ok_or("no control plane yet (init has not run)")?;
+        self.inventory.host(name).cloned().ok_or_else(|| format!("{name} is not in the inventory"))
+    }
+
+    /// The eight shared CA files as `{relative path: PEM}`, for the `pki` playbook.
+    pub fn shared_files_json(&self) -> Result<Value, String> {
+        let ca = self.ca.as_ref().ok_or("no cluster CA yet (the PKI phase makes it)")?;
+        let files: serde_json::Map<String, Value> = ca
+            .files()
+            .iter()
+            .map(|f| (f.path.to_string(), Value::String(String::from_utf8_lossy(f.contents()).into_owned())))
+            .collect();
+        Ok(Value::Object(files))
     }
 
     pub fn mark_failed(&mut self, host: &str, why: impl Into<String>) {

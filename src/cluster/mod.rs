@@ -4,13 +4,17 @@
 
 mod check;
 mod context;
+mod kube;
+mod kubeadm_config;
 mod phase;
 pub mod phases;
 mod plan;
 mod secrets;
 mod table;
+mod up;
 
 pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
 pub use phase::{Phase, PhaseError, run_phases};
 pub use plan::{PlannedTask, plan};
+pub use up::up;

@@ -289,8 +289,9 @@ impl Origin<'_> {
                  (Kubernetes docs: \"Manual Rotation of CA Certificates\"), then run again"
                 .to_string(),
             (Trouble::Damaged, Origin::Dir(dir)) => format!(
-                "copy {KUBEADM_PKI_DIR}/{rel} from a control-plane node into {dir}, or move \
+                "copy {KUBEADM_PKI_DIR}/{rel} from a control-plane node to {file}, or move \
                  {dir} aside so the installer recovers all CA files from the masters",
+                file = dir.join(rel).display(),
                 dir = dir.display()
             ),
             (Trouble::Damaged, Origin::Master) => format!(

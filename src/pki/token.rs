@@ -14,6 +14,7 @@ const ID_LEN: usize = 6;
 const SECRET_LEN: usize = 16;
 
 /// A bootstrap token. `Display` shows only the id; `Debug` hides the secret.
+#[derive(Clone)]
 pub struct BootstrapToken {
     id: String,
     secret: SecretString,
@@ -71,7 +72,12 @@ impl BootstrapToken {
 
     /// The whole `id.secret` for kubeadm, still wrapped as a secret.
     pub fn to_secret_string(&self) -> SecretString {
-        SecretString::from(format!("{}.{}", self.id, self.secret.expose_secret()))
+        // Sized exactly, so no reallocation leaves a stray copy of the secret behind.
+        let mut whole = String::with_capacity(ID_LEN + 1 + SECRET_LEN);
+        whole.push_str(&self.id);
+        whole.push('.');
+        whole.push_str(self.secret.expose_secret());
+        SecretString::from(whole)
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Task {
     /// A read-only task (a check or a probe): never reports a change, runs in `plan` too.
     #[serde(default)]
     pub check: bool,
+    /// Keep this task's output out of logs and the terminal (it carries secrets).
+    #[serde(default)]
+    pub no_log: bool,
     /// Store trimmed stdout as `registered.<name>` for later tasks on the same host.
     #[serde(default)]
     pub register: Option<String>,
@@ -66,7 +69,12 @@ pub enum Action {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
-    pub src: String,
+    /// A file beside the playbook...
+    #[serde(default)]
+    pub src: Option<String>,
+    /// ...or the template text inline (for data handed in through `vars`, e.g. certificates).
+    #[serde(default)]
+    pub content: Option<String>,
     pub dest: String,
     #[serde(default = "default_mode")]
     pub mode: String,

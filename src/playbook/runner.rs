@@ -197,22 +197,30 @@ impl<R: Remote> TaskRun<'_, R> {
         match &self.task.action {
             Action::Shell(source) => self.shell(source).await,
             Action::Template(spec) => {
-                let source = self
-                    .opts
-                    .playbooks
-                    .read(&format!("{}/{}", self.playbook.dir, spec.src))
-                    .map_err(|e| e.to_string())?;
-                let body = self.renderer.render(&spec.src, &source, self.ctx)?;
+                let (name, source) = self.file_source(spec)?;
+                let body = self.renderer.render(&name, &source, self.ctx)?;
                 self.file(spec, body.into_bytes()).await
             }
             Action::Copy(spec) => {
-                let body = self
-                    .opts
-                    .playbooks
-                    .read(&format!("{}/{}", self.playbook.dir, spec.src))
-                    .map_err(|e| e.to_string())?;
+                let (_, body) = self.file_source(spec)?;
                 self.file(spec, body.into_bytes()).await
             }
+        }
+    }
+
+    /// The text of a file task: its `src` beside the playbook, or its inline `content`.
+    fn file_source(&self, spec: &FileSpec) -> Result<(String, String), String> {
+        match (&spec.src, &spec.content) {
+            (Some(src), None) => {
+                let path = format!("{}/{}", self.playbook.dir, src);
+                let text = self.opts.playbooks.read(&path).map_err(|e| e.to_string())?;
+                Ok((src.clone(), text))
+            }
+            (None, Some(content)) => Ok((format!("{} (inline)", self.task.name), content.clone())),
+            _ => Err(format!(
+                "task '{}' in {}/main.yaml needs exactly one of `src` and `content`",
+                self.task.name, self.playbook.dir
+            )),
         }
     }
 
@@ -266,7 +274,12 @@ impl<R: Remote> TaskRun<'_, R> {
             tokio::time::sleep(Duration::from_secs(self.task.delay)).await;
         };
         if !out.success() {
-            return Err(failure_message(&out, attempt + 1));
+            let shown = if self.task.no_log {
+                super::RemoteOutput { stdout: String::new(), ..out.clone() }
+            } else {
+                out.clone()
+            };
+            return Err(failure_message(&shown, attempt + 1));
         }
         let changed = if self.task.check {
             false
@@ -412,11 +425,15 @@ impl<R: Remote> TaskRun<'_, R> {
             .status
             .map(|s| s.to_string())
             .unwrap_or_else(|| "signal".into());
-        self.log(&format!(
-            "  exit {status}\n{}{}",
-            indent(&out.stdout, "  out| "),
-            indent(&out.stderr, "  err| ")
-        ));
+        if self.task.no_log {
+            self.log(&format!("  exit {status} (output hidden: no_log)"));
+        } else {
+            self.log(&format!(
+                "  exit {status}\n{}{}",
+                indent(&out.stdout, "  out| "),
+                indent(&out.stderr, "  err| ")
+            ));
+        }
         Ok(out)
     }
 

@@ -308,3 +308,33 @@ async fn parallel_playbook_runs_hosts_concurrently_within_forks() {
         "more hosts than --forks at once: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn no_log_output_stays_out_of_the_host_log_and_inline_content_is_laid_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("ca.key");
+    let yaml = format!(
+        "name: demo\ntasks:\n  - name: read key\n    check: true\n    no_log: true\n    register: key\n    shell: echo KEYMATERIAL-$((1000+234))\n  - name: write key\n    template: {{content: \"{{{{ vars.key }}}}\", dest: {d}, mode: \"0600\", owner: {u}, group: {g}}}\n",
+        d = dest.display(),
+        u = whoami("-un"),
+        g = whoami("-gn"),
+    );
+    let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
+    let playbook = books.load("demo").unwrap();
+    let logs = crate::ui::HostLogs::open(&tmp.path().join("logs"), Redactor::new()).unwrap();
+    let opts = RunOptions {
+        forks: 1,
+        mode: Mode::Apply,
+        reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
+        logs: Some(logs.clone()),
+        playbooks: books.clone(),
+    };
+    let host = HostTarget { name: "local".into(), remote: LocalShell, context: json!({"vars": {"key": "SECRET-KEY-BYTES"}}) };
+    let report = run(&playbook, vec![host], &opts).await.remove(0);
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert_eq!(report.registered["key"], "KEYMATERIAL-1234", "no_log still registers");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "SECRET-KEY-BYTES");
+    let log = std::fs::read_to_string(logs.path_for("local")).unwrap();
+    assert!(!log.contains("KEYMATERIAL-1234"), "{log}");
+    assert!(!log.contains("SECRET-KEY-BYTES"), "uploaded contents are never logged: {log}");
+}

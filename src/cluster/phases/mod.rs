@@ -2,12 +2,26 @@
 
 mod connect;
 mod gather_facts;
+mod init_control_plane;
+mod join_masters;
+mod join_workers;
+mod kubeconfig;
 mod load_balancer;
+mod node_config;
+mod pki;
 mod preflight;
 mod prepare_hosts;
+mod verify;
 
 pub use connect::Connect;
 pub use gather_facts::GatherFacts;
+pub use init_control_plane::InitControlPlane;
+pub use join_masters::JoinMasters;
+pub use join_workers::JoinWorkers;
+pub use kubeconfig::{Kubeconfig, write_admin_kubeconfig};
 pub use load_balancer::LoadBalancer;
+pub use node_config::NodeConfig;
+pub use pki::Pki;
 pub use preflight::{HostVerdict, Preflight, Verdict};
-pub use prepare_hosts::PrepareHosts;
+pub use prepare_hosts::{PrepareHosts, versions};
+pub use verify::Verify;

@@ -119,7 +119,7 @@ ensure_kube_mirror() { # DEBIAN_DIR
 			[ -x "$bindir/$b" ] && sha256sum <"$bindir/$b"
 		done
 		[ -x "$(kubectl_path)" ] && stat -c '%n %s %Y' "$(kubectl_path)"
-		find "$debian/pool" -name 'etcd-*' -o -name 'containernetworking-plugins*'
+		find "$debian/pool" \( -name 'etcd-*' -o -name 'containernetworking-plugins*' \) -printf '%f\n'
 		cat "$LAB_KEYDIR/archive-key.asc"
 	} 2>/dev/null | sha256sum | cut -c1-16)
 	dir=$LAB_CACHE/kube-$key

@@ -5,10 +5,11 @@
 #
 #   debian.sh OUT ROOTFS DEBCACHE        (GNUPGHOME: the lab's signing key ring)
 #
-# The set is resolved by apt's own solver against the image's dpkg status (all packages at
-# once, and each one alone, so whichever subset the installer asks for resolves the same way).
-# Following every alternative of `apt-cache depends --recurse` instead drags in GTK, Mesa and
-# fonts (~290 MB) through alternatives no host would pick.
+# The set is resolved by apt's own solver, all packages at once, against the image's dpkg
+# status. Any subset installs from it too: a host's apt sees only the mirror, so where the
+# solver picked one alternative of an OR-dependency, that is the one a host finds. Following
+# every alternative of `apt-cache depends --recurse` instead drags in GTK, Mesa and fonts
+# (~290 MB) that no host would install.
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,19 +24,12 @@ mapfile -t wanted < <(grep -v '^#' "$here/debian-packages" | grep .)
 apt_opts=(-o "Dir::State::status=$rootfs/var/lib/dpkg/status" -o APT::Install-Recommends=true)
 
 # "name=version" of every package apt would install (or upgrade) on the image.
-resolve() { # PACKAGE...
-	apt-get -s "${apt_opts[@]}" install "$@" >"$out/.sim" 2>&1 || {
-		grep -E '^(E:| )' "$out/.sim" >&2
-		echo "debian.sh: apt cannot resolve $*; run apt-get update and retry" >&2
-		exit 1
-	}
-	sed -n 's/^Inst \([^ ]*\) \(\[[^]]*\] \)\{0,1\}(\([^ ]*\) .*/\1=\3/p' "$out/.sim"
-}
-
-{
-	resolve "${wanted[@]}"
-	for p in "${wanted[@]}"; do resolve "$p"; done
-} | sort -u >"$out/PACKAGES.txt"
+if ! apt-get -s "${apt_opts[@]}" install "${wanted[@]}" >"$out/.sim" 2>&1; then
+	grep -E '^(E:| )' "$out/.sim" >&2
+	echo "debian.sh: apt cannot resolve ${wanted[*]}; run apt-get update and retry" >&2
+	exit 1
+fi
+sed -n 's/^Inst \([^ ]*\) \(\[[^]]*\] \)\{0,1\}(\([^ ]*\) .*/\1=\3/p' "$out/.sim" | sort -u >"$out/PACKAGES.txt"
 rm -f "$out/.sim"
 echo "mirror: $(wc -l <"$out/PACKAGES.txt") Debian packages to serve" >&2
 

@@ -280,8 +280,13 @@ impl Etcd {
         tokio::spawn(async move {
             let mut stream = response.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                let Ok(chunk) = chunk else { return };
+            loop {
+                // Stop reading as soon as the consumer is gone, so quiet watches do not linger.
+                let chunk = tokio::select! {
+                    _ = tx.closed() => return,
+                    c = stream.next() => c,
+                };
+                let Some(Ok(chunk)) = chunk else { return };
                 buf.extend_from_slice(&chunk);
                 let mut consumed = 0;
                 {

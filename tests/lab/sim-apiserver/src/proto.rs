@@ -12,7 +12,11 @@ enum Ty {
     Str,
     Bytes,
     Int,
+    /// An optional (pointer) integer: zero is meaningful and kept.
+    Int0,
     Bool,
+    /// intstr.IntOrString{type, intVal, strVal} → a JSON number or string.
+    IntOrString,
     Msg(&'static str),
     MapStr,
     MapBytes,
@@ -173,6 +177,85 @@ fn schema(msg: &str) -> Option<&'static [Field]> {
             (7, "name", Str),
         ],
         "NonResourceAttributes" => &[(1, "path", Str), (2, "verb", Str)],
+        "Pod" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodSpec")),
+        ],
+        "Deployment" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("DeploymentSpec")),
+        ],
+        "DeploymentSpec" => &[
+            (1, "replicas", Int0),
+            (2, "selector", Msg("LabelSelector")),
+            (3, "template", Msg("PodTemplateSpec")),
+            (4, "strategy", Msg("DeploymentStrategy")),
+            (5, "minReadySeconds", Int),
+            (6, "revisionHistoryLimit", Int0),
+            (7, "paused", Bool),
+            (9, "progressDeadlineSeconds", Int0),
+        ],
+        "DeploymentStrategy" => &[(1, "type", Str)],
+        "LabelSelector" => &[
+            (1, "matchLabels", MapStr),
+            (2, "matchExpressions", RepMsg("LabelSelectorRequirement")),
+        ],
+        "LabelSelectorRequirement" => {
+            &[(1, "key", Str), (2, "operator", Str), (3, "values", RepStr)]
+        }
+        "PodTemplateSpec" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodSpec")),
+        ],
+        "PodSpec" => &[
+            (2, "containers", RepMsg("Container")),
+            (3, "restartPolicy", Str),
+            (4, "terminationGracePeriodSeconds", Int0),
+            (6, "dnsPolicy", Str),
+            (7, "nodeSelector", MapStr),
+            (8, "serviceAccountName", Str),
+            (10, "nodeName", Str),
+            (11, "hostNetwork", Bool),
+            (19, "schedulerName", Str),
+            (20, "initContainers", RepMsg("Container")),
+            (22, "tolerations", RepMsg("Toleration")),
+        ],
+        "Container" => &[
+            (1, "name", Str),
+            (2, "image", Str),
+            (3, "command", RepStr),
+            (4, "args", RepStr),
+            (5, "workingDir", Str),
+            (6, "ports", RepMsg("ContainerPort")),
+            (7, "env", RepMsg("EnvVar")),
+            (13, "terminationMessagePath", Str),
+            (14, "imagePullPolicy", Str),
+        ],
+        "ContainerPort" => &[
+            (1, "name", Str),
+            (2, "hostPort", Int),
+            (3, "containerPort", Int),
+            (4, "protocol", Str),
+        ],
+        "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
+        "Toleration" => &[
+            (1, "key", Str),
+            (2, "operator", Str),
+            (3, "value", Str),
+            (4, "effect", Str),
+            (5, "tolerationSeconds", Int0),
+        ],
+        "PodDisruptionBudget" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodDisruptionBudgetSpec")),
+        ],
+        "PodDisruptionBudgetSpec" => &[
+            (1, "minAvailable", IntOrString),
+            (2, "selector", Msg("LabelSelector")),
+            (3, "maxUnavailable", IntOrString),
+            (4, "unhealthyPodEvictionPolicy", Str),
+        ],
+        "IntOrString" => &[(1, "type", Int), (2, "intVal", Int), (3, "strVal", Str)],
         "Time" => &[(1, "seconds", Int), (2, "nanos", Int)],
         "Unknown" => &[
             (1, "typeMeta", Msg("TypeMeta")),
@@ -287,6 +370,9 @@ fn decode_msg(b: &[u8], msg: &str) -> Result<Value, String> {
                     out.insert(name, json!(n));
                 }
             }
+            (Ty::Int0, 0) => {
+                out.insert(name, json!(r.varint()? as i64));
+            }
             (Ty::Bool, 0) => {
                 if r.varint()? != 0 {
                     out.insert(name, json!(true));
@@ -297,6 +383,15 @@ fn decode_msg(b: &[u8], msg: &str) -> Result<Value, String> {
                 if v.as_object().is_some_and(|o| !o.is_empty()) {
                     out.insert(name, v);
                 }
+            }
+            (Ty::IntOrString, 2) => {
+                let v = decode_msg(r.bytes()?, "IntOrString")?;
+                let value = if v["type"].as_i64() == Some(1) {
+                    v["strVal"].clone()
+                } else {
+                    json!(v["intVal"].as_i64().unwrap_or(0))
+                };
+                out.insert(name, value);
             }
             (Ty::Time, 2) => {
                 let t = decode_msg(r.bytes()?, "Time")?;

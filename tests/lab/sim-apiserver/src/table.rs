@@ -82,10 +82,11 @@ fn condition<'a>(o: &'a Value, t: &str) -> Option<&'a Value> {
 }
 
 fn node_status(o: &Value) -> String {
+    // Like the real printer: any Ready status but True (False, Unknown) prints NotReady.
     let ready = match condition(o, "Ready").and_then(|c| c["status"].as_str()) {
         Some("True") => "Ready",
-        Some("False") => "NotReady",
-        _ => "Unknown",
+        Some(_) => "NotReady",
+        None => "Unknown",
     };
     let mut out = ready.to_owned();
     if o["spec"]["unschedulable"].as_bool() == Some(true) {

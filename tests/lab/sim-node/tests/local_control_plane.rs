@@ -478,7 +478,9 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         node.contains("node-role.kubernetes.io/control-plane"),
         "{node}"
     );
-    assert!(node.contains("cni plugin not initialized"), "{node}");
+    wait_until("NotReady for lack of CNI", Duration::from_secs(30), || {
+        text(&env.kubectl(&["get", "node", NODE, "-o", "json"])).contains("cni plugin not initialized")
+    });
     std::fs::create_dir_all(env.root().join("etc/cni/net.d")).expect("cni dir");
     std::fs::write(
         env.root().join("etc/cni/net.d/10-test.conflist"),
@@ -600,6 +602,7 @@ fn discovery_rejections(env: &Env, pin: &str) {
         let out = env
             .cmd(env!("CARGO_BIN_EXE_kubeadm"))
             .env("SIM_ROOT", &worker)
+            .env("SIM_KUBE_VERSION", "1.36.2")
             .args(&all)
             .stdin(Stdio::null())
             .output()
@@ -649,6 +652,7 @@ fn discovery_rejections(env: &Env, pin: &str) {
     let out = env
         .cmd(env!("CARGO_BIN_EXE_kubeadm"))
         .env("SIM_ROOT", &worker)
+        .env("SIM_KUBE_VERSION", "1.36.2")
         .args(["join", "--config", cfg.to_str().expect("utf8")])
         .output()
         .expect("join");

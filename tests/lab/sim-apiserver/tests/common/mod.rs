@@ -320,7 +320,7 @@ impl Cluster {
 
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for n in ["apiserver", "controller-manager", "scheduler", "etcd"] {
+        for n in ["apiserver", "controller-manager", "scheduler"] {
             if let Ok(s) = std::fs::read_to_string(self.dir.path().join(format!("{n}.log"))) {
                 let tail: Vec<&str> = s.lines().rev().take(15).collect();
                 out.push_str(&format!(

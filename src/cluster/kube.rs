@@ -1,0 +1,146 @@
+//! The API, through `kubectl` on a control-plane node (its admin.conf never leaves it);
+//! JSON answers parsed into the few typed shapes the phases need.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Ctx;
+use crate::inventory::Host;
+use crate::playbook::Mode;
+
+/// Runs `kubectl ARGS` on `master`; stdout on success, the error output otherwise.
+pub async fn kubectl(ctx: &Ctx, master: &Host, args: &[&str]) -> Result<String, String> {
+    let playbook = ctx.playbooks.load("kubectl").map_err(|e| e.to_string())?;
+    let targets = ctx.targets(&[master], &json!({ "args": args }));
+    if targets.is_empty() {
+        return Err(format!("{} is not connected", master.name));
+    }
+    // Read-only or not, kubectl is the API's business: the task itself never changes the host.
+    let mut reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+    let report = reports.pop().ok_or("kubectl did not run")?;
+    if let Some(why) = report.failure {
+        return Err(format!("kubectl {} on {}: {why}", args.join(" "), master.name));
+    }
+    Ok(report.registered.get("out").and_then(|v| v.as_str()).unwrap_or("").to_string())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeList {
+    pub items: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Node {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: NodeSpec,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Meta {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub taints: Vec<NodeTaint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NodeTaint {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub node_info: NodeInfo,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    #[serde(default)]
+    pub kubelet_version: String,
+}
+
+impl Node {
+    pub fn ready(&self) -> bool {
+        self.status.conditions.iter().any(|c| c.kind == "Ready" && c.status == "True")
+    }
+    pub fn is_control_plane(&self) -> bool {
+        self.metadata.labels.contains_key("node-role.kubernetes.io/control-plane")
+    }
+}
+
+pub async fn nodes(ctx: &Ctx, master: &Host) -> Result<Vec<Node>, String> {
+    let out = kubectl(ctx, master, &["get", "nodes", "-o", "json"]).await?;
+    let list: NodeList = serde_json::from_str(&out).map_err(|e| format!("unexpected `kubectl get nodes` output: {e}"))?;
+    Ok(list.items)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EtcdMemberList {
+    #[serde(default)]
+    pub members: Vec<EtcdMember>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMember {
+    /// uint64, sent as a string by the JSON gateway.
+    #[serde(default, rename = "ID")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "clientURLs")]
+    pub client_urls: Vec<String>,
+    #[serde(default, rename = "peerURLs")]
+    pub peer_urls: Vec<String>,
+}
+
+impl EtcdMember {
+    /// A member added but not started yet has no name and no client URLs.
+    pub fn started(&self) -> bool {
+        !self.name.is_empty() && !self.client_urls.is_empty()
+    }
+}
+
+/// etcd's member list and this member's health, read on `master` through etcd's gateway.
+pub async fn etcd_status(ctx: &Ctx, master: &Host) -> Result<(Vec<EtcdMember>, bool), String> {
+    let playbook = ctx.playbooks.load("etcd-status").map_err(|e| e.to_string())?;
+    let targets = ctx.targets(&[master], &json!({}));
+    let mut reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
+    let report = reports.pop().ok_or("etcd status did not run")?;
+    let text = |k: &str| report.registered.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    if let Some(why) = &report.failure {
+        return Err(format!("etcd on {} does not answer: {why}", master.name));
+    }
+    let members = text("members");
+    if members.is_empty() {
+        return Err(format!("etcd on {} does not answer", master.name));
+    }
+    let list: EtcdMemberList = serde_json::from_str(&members).map_err(|e| format!("etcd member list on {}: {e}", master.name))?;
+    let healthy = text("health").contains("\"health\":\"true\"") || text("health").contains("\"health\": \"true\"");
+    Ok((list.members, healthy))
+}

@@ -1,0 +1,104 @@
+//! kubeadm's configuration files: rendered from playbooks/kubeadm/*.j2, then the inventory's
+//! `cluster.kubeadm` documents are merged over them by kind (merged, not replaced).
+
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::inventory::{ControlPlane, Host};
+use crate::playbook::Renderer;
+
+/// Variables shared by the init and join configurations (and the phases that run them).
+pub fn common_vars(ctx: &Ctx) -> Result<Value, String> {
+    let cluster = &ctx.inventory.cluster;
+    let token = ctx.token.as_ref().ok_or("no bootstrap token yet (the PKI phase makes it)")?;
+    let mut sans: Vec<String> = Vec::new();
+    if let ControlPlane::Vip { vip, .. } = &cluster.control_plane {
+        sans.push(vip.to_string());
+    }
+    if let ControlPlane::LoadBalancer { address, .. } = &cluster.control_plane {
+        sans.push(address.clone());
+    }
+    for m in ctx.inventory.masters() {
+        sans.push(m.address.to_string());
+        sans.push(m.name.clone());
+    }
+    let master_taints = if cluster.schedulable_masters {
+        json!([])
+    } else {
+        json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    };
+    use secrecy::ExposeSecret;
+    Ok(json!({
+        "endpoint": cluster.control_plane.endpoint(),
+        "cri_socket": cluster.runtime.cri_socket(),
+        "token": token.to_secret_string().expose_secret(),
+        "token_id": token.id(),
+        "discovery_hash": ctx.discovery_hash,
+        "versions": super::phases::versions(ctx)?,
+        "master_taints": master_taints,
+        "cert_sans": sans,
+    }))
+}
+
+/// The multi-document kubeadm.yaml for `kubeadm init` on `host`.
+pub fn init_config(ctx: &Ctx, host: &Host, vars: &Value) -> Result<String, String> {
+    render(ctx, host, vars, "kubeadm/init.yaml.j2")
+}
+
+/// The JoinConfiguration for `host`; `control_plane` adds the controlPlane section.
+pub fn join_config(ctx: &Ctx, host: &Host, vars: &Value, control_plane: bool) -> Result<String, String> {
+    let mut vars = vars.clone();
+    vars["control_plane"] = json!(control_plane);
+    render(ctx, host, &vars, "kubeadm/join.yaml.j2")
+}
+
+fn render(ctx: &Ctx, host: &Host, vars: &Value, template: &str) -> Result<String, String> {
+    let source = ctx.playbooks.read(template).map_err(|e| e.to_string())?;
+    let text = Renderer::new().render(template, &source, &ctx.host_context(host, vars))?;
+    merge_overrides(&text, &ctx.inventory.cluster.kubeadm)
+}
+
+/// Deep-merges the user's documents (keyed by kind) over the rendered ones.
+pub fn merge_overrides(text: &str, overrides: &std::collections::BTreeMap<String, Value>) -> Result<String, String> {
+    let mut docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("generated kubeadm config: {e}"))?;
+    for doc in &mut docs {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        if let Some(extra) = overrides.get(&kind) {
+            deep_merge(doc, extra);
+        }
+    }
+    let parts: Result<Vec<String>, String> =
+        docs.iter().map(|d| serde_saphyr::to_string(d).map_err(|e| e.to_string())).collect();
+    Ok(parts?.join("---\n"))
+}
+
+fn deep_merge(base: &mut Value, extra: &Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                deep_merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_fields_merge_into_their_kind_without_replacing_it() {
+        let text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: 10.0.0.100:8443\napiServer:\n  certSANs: [10.0.0.100]\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n";
+        let mut overrides = std::collections::BTreeMap::new();
+        overrides.insert("ClusterConfiguration".to_string(), json!({"apiServer": {"extraArgs": [{"name": "audit-log-maxage", "value": "7"}]}}));
+        overrides.insert("KubeletConfiguration".to_string(), json!({"maxPods": 200}));
+        let merged = merge_overrides(text, &overrides).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&merged).unwrap();
+        assert_eq!(docs[0]["controlPlaneEndpoint"], "10.0.0.100:8443", "generated fields stay");
+        assert_eq!(docs[0]["apiServer"]["certSANs"][0], "10.0.0.100");
+        assert_eq!(docs[0]["apiServer"]["extraArgs"][0]["name"], "audit-log-maxage");
+        assert_eq!(docs[1]["maxPods"], 200);
+        assert_eq!(docs[1]["cgroupDriver"], "systemd");
+    }
+}

@@ -1,0 +1,50 @@
+//! Init the first master: `kubeadm init` with the generated kubeadm.yaml — skipped when a
+//! master already serves a healthy control plane (that master then leads the joins).
+
+use crate::cluster::kubeadm_config;
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::Ctx;
+use crate::inventory::Host;
+use crate::playbook::Mode;
+
+pub struct InitControlPlane;
+
+impl Phase for InitControlPlane {
+    fn title(&self) -> &'static str {
+        "Init the first master"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
+        Box::pin(async move {
+            let err = |m: String| PhaseError::new(self.title(), m);
+            let first = first_master(ctx).ok_or_else(|| err("no master is reachable".into()))?;
+            let mut vars = kubeadm_config::common_vars(ctx).map_err(err)?;
+            vars["kubeadm_config"] = kubeadm_config::init_config(ctx, &first, &vars).map_err(err)?.into();
+            let playbook = ctx.playbooks.load("kubeadm-init").map_err(|e| err(e.to_string()))?;
+            let targets = ctx.targets(&[&first], &vars);
+            let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+            let failed = ctx.absorb(&reports);
+            if !failed.is_empty() {
+                return Err(err(format!(
+                    "{}; see `journalctl -u kubelet` and /var/log on {}",
+                    failed.join("; "),
+                    first.name
+                )));
+            }
+            ctx.init_master = Some(first.name.clone());
+            Ok(())
+        })
+    }
+}
+
+/// The master that leads: one that already runs a control plane, else the first listed.
+fn first_master(ctx: &Ctx) -> Option<Host> {
+    let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
+    let running = masters.iter().find(|m| {
+        ctx.hosts
+            .get(&m.name)
+            .and_then(|s| s.facts.as_ref())
+            .is_some_and(|f| f.has_control_plane_manifests && f.has_kubelet_conf)
+    });
+    running.or(masters.first()).map(|h| (*h).clone())
+}
