@@ -38,8 +38,24 @@ enum Command {
     Check,
     /// Show, per host, what `up` would do and what it would skip. Changes nothing.
     Plan,
-    /// Bring up (or converge) the cluster described by the inventory.
+    /// Bring up (or converge) the cluster described by the inventory. Safe to re-run.
     Up,
+    /// Nodes, etcd members and health, the VIP holder and API health per master.
+    Status,
+    /// Write the admin kubeconfig (server = the VIP) to FILE, or print it.
+    Kubeconfig {
+        #[arg(short, long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+    },
+    /// Tear the cluster down on every host (kubeadm reset, VIP, load balancer, CNI config).
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Also remove the Kubernetes packages.
+        #[arg(long)]
+        purge: bool,
+    },
     /// Print the installer version.
     Version,
     /// Print shell completions.
@@ -117,12 +133,10 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
     let result = match command {
         Command::Check => run_check(ctx).await,
         Command::Plan => run_plan(ctx).await,
-        Command::Up => Err(format!(
-            "`up` is not available in this build yet: its pipeline (PKI, VIP, kubeadm init/join, addons) is still being built.\n\
-             Use `installer check -i {}` and `installer plan -i {}` meanwhile.",
-            ctx.inventory.source.display(),
-            ctx.inventory.source.display()
-        )),
+        Command::Up => run_up(ctx).await,
+        Command::Status => run_status(ctx).await,
+        Command::Kubeconfig { output_file } => run_kubeconfig(ctx, output_file.as_deref()).await,
+        Command::Reset { yes, purge } => run_reset(ctx, *yes, *purge).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     };
     match result {
@@ -185,5 +199,109 @@ async fn run_plan(ctx: &mut Ctx) -> Result<(), String> {
     ));
     ctx.reporter.print(text.trim_start());
     ctx.reporter.print_json(&serde_json::json!({"plan": rows}));
+    Ok(())
+}
+
+/// One `up` or `reset` per cluster at a time: a lock file in the state directory.
+fn lock_cluster(ctx: &Ctx) -> Result<std::fs::File, String> {
+    let path = ctx.inventory.state_dir().join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another installer run holds {} for cluster {}; wait for it to finish",
+            path.display(),
+            ctx.inventory.cluster.name
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+async fn run_up(ctx: &mut Ctx) -> Result<(), String> {
+    let _lock = lock_cluster(ctx)?;
+    cluster::up(ctx).await.map_err(|e| e.to_string())?;
+    let changed = ctx.reporter.changed_count();
+    if changed == 0 {
+        ctx.reporter.print("cluster is up to date: nothing changed");
+    } else {
+        ctx.reporter.print(&format!(
+            "cluster is up ({changed} change(s)); kubeconfig: {}",
+            ctx.inventory.state_dir().join("kubeconfig").display()
+        ));
+    }
+    ctx.reporter
+        .print_json(&serde_json::json!({"up": "ok", "changed": changed}));
+    Ok(())
+}
+
+async fn run_status(ctx: &mut Ctx) -> Result<(), String> {
+    let status = cluster::status(ctx).await.map_err(|e| e.to_string())?;
+    ctx.reporter.print(&cluster::render_status(&status));
+    ctx.reporter
+        .print_json(&serde_json::json!({"status": status}));
+    Ok(())
+}
+
+async fn run_kubeconfig(ctx: &mut Ctx, output: Option<&std::path::Path>) -> Result<(), String> {
+    let status = cluster::status(ctx).await.map_err(|e| e.to_string())?;
+    drop(status);
+    let path = cluster::phases::write_admin_kubeconfig(ctx).await?;
+    match output {
+        Some(dest) => {
+            std::fs::copy(&path, dest)
+                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            ctx.reporter.print(&format!("wrote {}", dest.display()));
+        }
+        None => {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            // Printing credentials is what was asked for: bypass redaction deliberately.
+            print!("{text}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_reset(ctx: &mut Ctx, yes: bool, purge: bool) -> Result<(), String> {
+    if !yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return Err(
+                "reset destroys the cluster; run it on a terminal to confirm, or pass --yes".into(),
+            );
+        }
+        eprint!(
+            "This destroys cluster {} on {} host(s){}. Type the cluster name to confirm: ",
+            ctx.inventory.cluster.name,
+            ctx.inventory.hosts.len(),
+            if purge {
+                " and removes the Kubernetes packages"
+            } else {
+                ""
+            }
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if answer.trim() != ctx.inventory.cluster.name {
+            return Err("not confirmed; nothing was changed".into());
+        }
+    }
+    let _lock = lock_cluster(ctx)?;
+    cluster::reset(ctx, purge)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.reporter
+        .print("cluster reset; `installer up` builds it again");
     Ok(())
 }

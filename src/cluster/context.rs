@@ -124,17 +124,31 @@ impl Ctx {
 
     /// The master the API and etcd are reached through.
     pub fn leader(&self) -> Result<Host, String> {
-        let name = self.init_master.as_ref().ok_or("no control plane yet (init has not run)")?;
-        self.inventory.host(name).cloned().ok_or_else(|| format!("{name} is not in the inventory"))
+        let name = self
+            .init_master
+            .as_ref()
+            .ok_or("no control plane yet (init has not run)")?;
+        self.inventory
+            .host(name)
+            .cloned()
+            .ok_or_else(|| format!("{name} is not in the inventory"))
     }
 
     /// The eight shared CA files as `{relative path: PEM}`, for the `pki` playbook.
     pub fn shared_files_json(&self) -> Result<Value, String> {
-        let ca = self.ca.as_ref().ok_or("no cluster CA yet (the PKI phase makes it)")?;
+        let ca = self
+            .ca
+            .as_ref()
+            .ok_or("no cluster CA yet (the PKI phase makes it)")?;
         let files: serde_json::Map<String, Value> = ca
             .files()
             .iter()
-            .map(|f| (f.path.to_string(), Value::String(String::from_utf8_lossy(f.contents()).into_owned())))
+            .map(|f| {
+                (
+                    f.path.to_string(),
+                    Value::String(String::from_utf8_lossy(f.contents()).into_owned()),
+                )
+            })
             .collect();
         Ok(Value::Object(files))
     }

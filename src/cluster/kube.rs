@@ -21,9 +21,18 @@ pub async fn kubectl(ctx: &Ctx, master: &Host, args: &[&str]) -> Result<String, 
     let mut reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
     let report = reports.pop().ok_or("kubectl did not run")?;
     if let Some(why) = report.failure {
-        return Err(format!("kubectl {} on {}: {why}", args.join(" "), master.name));
+        return Err(format!(
+            "kubectl {} on {}: {why}",
+            args.join(" "),
+            master.name
+        ));
     }
-    Ok(report.registered.get("out").and_then(|v| v.as_str()).unwrap_or("").to_string())
+    Ok(report
+        .registered
+        .get("out")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,16 +95,22 @@ pub struct NodeInfo {
 
 impl Node {
     pub fn ready(&self) -> bool {
-        self.status.conditions.iter().any(|c| c.kind == "Ready" && c.status == "True")
+        self.status
+            .conditions
+            .iter()
+            .any(|c| c.kind == "Ready" && c.status == "True")
     }
     pub fn is_control_plane(&self) -> bool {
-        self.metadata.labels.contains_key("node-role.kubernetes.io/control-plane")
+        self.metadata
+            .labels
+            .contains_key("node-role.kubernetes.io/control-plane")
     }
 }
 
 pub async fn nodes(ctx: &Ctx, master: &Host) -> Result<Vec<Node>, String> {
     let out = kubectl(ctx, master, &["get", "nodes", "-o", "json"]).await?;
-    let list: NodeList = serde_json::from_str(&out).map_err(|e| format!("unexpected `kubectl get nodes` output: {e}"))?;
+    let list: NodeList = serde_json::from_str(&out)
+        .map_err(|e| format!("unexpected `kubectl get nodes` output: {e}"))?;
     Ok(list.items)
 }
 
@@ -128,11 +143,21 @@ impl EtcdMember {
 
 /// etcd's member list and this member's health, read on `master` through etcd's gateway.
 pub async fn etcd_status(ctx: &Ctx, master: &Host) -> Result<(Vec<EtcdMember>, bool), String> {
-    let playbook = ctx.playbooks.load("etcd-status").map_err(|e| e.to_string())?;
+    let playbook = ctx
+        .playbooks
+        .load("etcd-status")
+        .map_err(|e| e.to_string())?;
     let targets = ctx.targets(&[master], &json!({}));
     let mut reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
     let report = reports.pop().ok_or("etcd status did not run")?;
-    let text = |k: &str| report.registered.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let text = |k: &str| {
+        report
+            .registered
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
     if let Some(why) = &report.failure {
         return Err(format!("etcd on {} does not answer: {why}", master.name));
     }
@@ -140,7 +165,9 @@ pub async fn etcd_status(ctx: &Ctx, master: &Host) -> Result<(Vec<EtcdMember>, b
     if members.is_empty() {
         return Err(format!("etcd on {} does not answer", master.name));
     }
-    let list: EtcdMemberList = serde_json::from_str(&members).map_err(|e| format!("etcd member list on {}: {e}", master.name))?;
-    let healthy = text("health").contains("\"health\":\"true\"") || text("health").contains("\"health\": \"true\"");
+    let list: EtcdMemberList = serde_json::from_str(&members)
+        .map_err(|e| format!("etcd member list on {}: {e}", master.name))?;
+    let healthy = text("health").contains("\"health\":\"true\"")
+        || text("health").contains("\"health\": \"true\"");
     Ok((list.members, healthy))
 }

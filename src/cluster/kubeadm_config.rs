@@ -10,7 +10,10 @@ use crate::playbook::Renderer;
 /// Variables shared by the init and join configurations (and the phases that run them).
 pub fn common_vars(ctx: &Ctx) -> Result<Value, String> {
     let cluster = &ctx.inventory.cluster;
-    let token = ctx.token.as_ref().ok_or("no bootstrap token yet (the PKI phase makes it)")?;
+    let token = ctx
+        .token
+        .as_ref()
+        .ok_or("no bootstrap token yet (the PKI phase makes it)")?;
     let mut sans: Vec<String> = Vec::new();
     if let ControlPlane::Vip { vip, .. } = &cluster.control_plane {
         sans.push(vip.to_string());
@@ -46,7 +49,12 @@ pub fn init_config(ctx: &Ctx, host: &Host, vars: &Value) -> Result<String, Strin
 }
 
 /// The JoinConfiguration for `host`; `control_plane` adds the controlPlane section.
-pub fn join_config(ctx: &Ctx, host: &Host, vars: &Value, control_plane: bool) -> Result<String, String> {
+pub fn join_config(
+    ctx: &Ctx,
+    host: &Host,
+    vars: &Value,
+    control_plane: bool,
+) -> Result<String, String> {
     let mut vars = vars.clone();
     vars["control_plane"] = json!(control_plane);
     render(ctx, host, &vars, "kubeadm/join.yaml.j2")
@@ -59,16 +67,26 @@ fn render(ctx: &Ctx, host: &Host, vars: &Value, template: &str) -> Result<String
 }
 
 /// Deep-merges the user's documents (keyed by kind) over the rendered ones.
-pub fn merge_overrides(text: &str, overrides: &std::collections::BTreeMap<String, Value>) -> Result<String, String> {
-    let mut docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("generated kubeadm config: {e}"))?;
+pub fn merge_overrides(
+    text: &str,
+    overrides: &std::collections::BTreeMap<String, Value>,
+) -> Result<String, String> {
+    let mut docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| format!("generated kubeadm config: {e}"))?;
     for doc in &mut docs {
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if let Some(extra) = overrides.get(&kind) {
             deep_merge(doc, extra);
         }
     }
-    let parts: Result<Vec<String>, String> =
-        docs.iter().map(|d| serde_saphyr::to_string(d).map_err(|e| e.to_string())).collect();
+    let parts: Result<Vec<String>, String> = docs
+        .iter()
+        .map(|d| serde_saphyr::to_string(d).map_err(|e| e.to_string()))
+        .collect();
     Ok(parts?.join("---\n"))
 }
 
@@ -91,13 +109,22 @@ mod tests {
     fn user_fields_merge_into_their_kind_without_replacing_it() {
         let text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: 10.0.0.100:8443\napiServer:\n  certSANs: [10.0.0.100]\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n";
         let mut overrides = std::collections::BTreeMap::new();
-        overrides.insert("ClusterConfiguration".to_string(), json!({"apiServer": {"extraArgs": [{"name": "audit-log-maxage", "value": "7"}]}}));
+        overrides.insert(
+            "ClusterConfiguration".to_string(),
+            json!({"apiServer": {"extraArgs": [{"name": "audit-log-maxage", "value": "7"}]}}),
+        );
         overrides.insert("KubeletConfiguration".to_string(), json!({"maxPods": 200}));
         let merged = merge_overrides(text, &overrides).unwrap();
         let docs: Vec<Value> = serde_saphyr::from_multiple(&merged).unwrap();
-        assert_eq!(docs[0]["controlPlaneEndpoint"], "10.0.0.100:8443", "generated fields stay");
+        assert_eq!(
+            docs[0]["controlPlaneEndpoint"], "10.0.0.100:8443",
+            "generated fields stay"
+        );
         assert_eq!(docs[0]["apiServer"]["certSANs"][0], "10.0.0.100");
-        assert_eq!(docs[0]["apiServer"]["extraArgs"][0]["name"], "audit-log-maxage");
+        assert_eq!(
+            docs[0]["apiServer"]["extraArgs"][0]["name"],
+            "audit-log-maxage"
+        );
         assert_eq!(docs[1]["maxPods"], 200);
         assert_eq!(docs[1]["cgroupDriver"], "systemd");
     }

@@ -9,7 +9,9 @@ mod kubeadm_config;
 mod phase;
 pub mod phases;
 mod plan;
+mod reset;
 mod secrets;
+mod status;
 mod table;
 mod up;
 
@@ -17,4 +19,6 @@ pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
 pub use phase::{Phase, PhaseError, run_phases};
 pub use plan::{PlannedTask, plan};
+pub use reset::reset;
+pub use status::{Status, render as render_status, status};
 pub use up::up;

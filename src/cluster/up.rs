@@ -2,8 +2,8 @@
 //! first and does only what is missing, so re-running `up` is always safe.
 
 use super::phases::{
-    Connect, GatherFacts, InitControlPlane, JoinMasters, JoinWorkers, Kubeconfig, LoadBalancer, NodeConfig, Pki,
-    Preflight, PrepareHosts, Verify,
+    Connect, GatherFacts, InitControlPlane, JoinMasters, JoinWorkers, Kubeconfig, LoadBalancer,
+    NodeConfig, Pki, Preflight, PrepareHosts, Verify,
 };
 use super::{Ctx, PhaseError, run_phases};
 use crate::playbook::Mode;

@@ -275,7 +275,10 @@ impl<R: Remote> TaskRun<'_, R> {
         };
         if !out.success() {
             let shown = if self.task.no_log {
-                super::RemoteOutput { stdout: String::new(), ..out.clone() }
+                super::RemoteOutput {
+                    stdout: String::new(),
+                    ..out.clone()
+                }
             } else {
                 out.clone()
             };

@@ -329,12 +329,22 @@ async fn no_log_output_stays_out_of_the_host_log_and_inline_content_is_laid_down
         logs: Some(logs.clone()),
         playbooks: books.clone(),
     };
-    let host = HostTarget { name: "local".into(), remote: LocalShell, context: json!({"vars": {"key": "SECRET-KEY-BYTES"}}) };
+    let host = HostTarget {
+        name: "local".into(),
+        remote: LocalShell,
+        context: json!({"vars": {"key": "SECRET-KEY-BYTES"}}),
+    };
     let report = run(&playbook, vec![host], &opts).await.remove(0);
     assert!(report.failure.is_none(), "{:?}", report.failure);
-    assert_eq!(report.registered["key"], "KEYMATERIAL-1234", "no_log still registers");
+    assert_eq!(
+        report.registered["key"], "KEYMATERIAL-1234",
+        "no_log still registers"
+    );
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "SECRET-KEY-BYTES");
     let log = std::fs::read_to_string(logs.path_for("local")).unwrap();
     assert!(!log.contains("KEYMATERIAL-1234"), "{log}");
-    assert!(!log.contains("SECRET-KEY-BYTES"), "uploaded contents are never logged: {log}");
+    assert!(
+        !log.contains("SECRET-KEY-BYTES"),
+        "uploaded contents are never logged: {log}"
+    );
 }

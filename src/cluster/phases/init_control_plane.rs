@@ -1,9 +1,9 @@
 //! Init the first master: `kubeadm init` with the generated kubeadm.yaml — skipped when a
 //! master already serves a healthy control plane (that master then leads the joins).
 
+use crate::cluster::Ctx;
 use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
-use crate::cluster::Ctx;
 use crate::inventory::Host;
 use crate::playbook::Mode;
 
@@ -19,10 +19,16 @@ impl Phase for InitControlPlane {
             let err = |m: String| PhaseError::new(self.title(), m);
             let first = first_master(ctx).ok_or_else(|| err("no master is reachable".into()))?;
             let mut vars = kubeadm_config::common_vars(ctx).map_err(err)?;
-            vars["kubeadm_config"] = kubeadm_config::init_config(ctx, &first, &vars).map_err(err)?.into();
-            let playbook = ctx.playbooks.load("kubeadm-init").map_err(|e| err(e.to_string()))?;
+            vars["kubeadm_config"] = kubeadm_config::init_config(ctx, &first, &vars)
+                .map_err(err)?
+                .into();
+            let playbook = ctx
+                .playbooks
+                .load("kubeadm-init")
+                .map_err(|e| err(e.to_string()))?;
             let targets = ctx.targets(&[&first], &vars);
-            let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
             let failed = ctx.absorb(&reports);
             if !failed.is_empty() {
                 return Err(err(format!(

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cluster::Ctx;
 use crate::cluster::kube::{self, EtcdMember};
 use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
-use crate::cluster::Ctx;
 use crate::inventory::Host;
 use crate::playbook::Mode;
 
@@ -26,9 +26,15 @@ impl Phase for JoinMasters {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
             let leader = ctx.leader().map_err(err)?;
-            let others: Vec<Host> = ctx.usable(Host::is_master).filter(|m| m.name != leader.name).cloned().collect();
+            let others: Vec<Host> = ctx
+                .usable(Host::is_master)
+                .filter(|m| m.name != leader.name)
+                .cloned()
+                .collect();
             for master in others {
-                join_one(ctx, &leader, &master).await.map_err(|m| err(format!("{}: {m}", master.name)))?;
+                join_one(ctx, &leader, &master)
+                    .await
+                    .map_err(|m| err(format!("{}: {m}", master.name)))?;
             }
             Ok(())
         })
@@ -38,8 +44,15 @@ impl Phase for JoinMasters {
 async fn join_one(ctx: &mut Ctx, leader: &Host, master: &Host) -> Result<(), String> {
     let (members, _) = kube::etcd_status(ctx, leader).await?;
     let peer = format!("https://{}:2380", master.address);
-    let own: Vec<&EtcdMember> = members.iter().filter(|m| m.peer_urls.contains(&peer)).collect();
-    let has_kubelet = ctx.hosts.get(&master.name).and_then(|s| s.facts.as_ref()).is_some_and(|f| f.has_kubelet_conf);
+    let own: Vec<&EtcdMember> = members
+        .iter()
+        .filter(|m| m.peer_urls.contains(&peer))
+        .collect();
+    let has_kubelet = ctx
+        .hosts
+        .get(&master.name)
+        .and_then(|s| s.facts.as_ref())
+        .is_some_and(|f| f.has_kubelet_conf);
     let started = own.iter().any(|m| m.started());
     if has_kubelet && started {
         return Ok(());
@@ -47,9 +60,18 @@ async fn join_one(ctx: &mut Ctx, leader: &Host, master: &Host) -> Result<(), Str
     let half_joined = has_kubelet || !own.is_empty();
     let vars = join_vars(ctx, master)?;
     if half_joined {
-        ctx.reporter.host_info(&master.name, "half-joined: resetting it before joining again");
+        ctx.reporter.host_info(
+            &master.name,
+            "half-joined: resetting it before joining again",
+        );
         for stale in &own {
-            run_playbook(ctx, "etcd-remove-member", leader, &json!({"member_id": stale.id})).await?;
+            run_playbook(
+                ctx,
+                "etcd-remove-member",
+                leader,
+                &json!({"member_id": stale.id}),
+            )
+            .await?;
         }
         run_playbook(ctx, "kubeadm-reset", master, &vars).await?;
         run_playbook(ctx, "pki", master, &vars).await?;
@@ -66,12 +88,21 @@ fn join_vars(ctx: &Ctx, master: &Host) -> Result<Value, String> {
     Ok(vars)
 }
 
-pub(crate) async fn run_playbook(ctx: &mut Ctx, name: &str, host: &Host, vars: &Value) -> Result<(), String> {
+pub(crate) async fn run_playbook(
+    ctx: &mut Ctx,
+    name: &str,
+    host: &Host,
+    vars: &Value,
+) -> Result<(), String> {
     let playbook = ctx.playbooks.load(name).map_err(|e| e.to_string())?;
     let targets = ctx.targets(&[host], vars);
     let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
     let failed = ctx.absorb(&reports);
-    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 async fn wait_for_member(ctx: &Ctx, leader: &Host, peer: &str) -> Result<(), String> {
@@ -79,15 +110,33 @@ async fn wait_for_member(ctx: &Ctx, leader: &Host, peer: &str) -> Result<(), Str
     loop {
         let last = match kube::etcd_status(ctx, leader).await {
             Ok((members, healthy)) => {
-                if healthy && members.iter().any(|m| m.peer_urls.iter().any(|p| p == peer) && m.started()) {
+                if healthy
+                    && members
+                        .iter()
+                        .any(|m| m.peer_urls.iter().any(|p| p == peer) && m.started())
+                {
                     return Ok(());
                 }
-                format!("etcd members: {}", members.iter().map(|m| if m.name.is_empty() { "(unstarted)" } else { m.name.as_str() }).collect::<Vec<_>>().join(", "))
+                format!(
+                    "etcd members: {}",
+                    members
+                        .iter()
+                        .map(|m| if m.name.is_empty() {
+                            "(unstarted)"
+                        } else {
+                            m.name.as_str()
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
             Err(e) => e,
         };
         if started.elapsed() > MEMBER_TIMEOUT {
-            return Err(format!("its etcd member did not start within {}s ({last}); check `journalctl -u kubelet` there", MEMBER_TIMEOUT.as_secs()));
+            return Err(format!(
+                "its etcd member did not start within {}s ({last}); check `journalctl -u kubelet` there",
+                MEMBER_TIMEOUT.as_secs()
+            ));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

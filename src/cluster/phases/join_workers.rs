@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::cluster::Ctx;
 use crate::cluster::kube;
 use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::cluster::phases::join_masters::run_playbook;
-use crate::cluster::Ctx;
 use crate::playbook::{HostTarget, Mode, SshRemote};
 
 pub struct JoinWorkers;
@@ -21,12 +21,20 @@ impl Phase for JoinWorkers {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
             let leader = ctx.leader().map_err(err)?;
-            let registered: BTreeSet<String> =
-                kube::nodes(ctx, &leader).await.map_err(err)?.into_iter().map(|n| n.metadata.name).collect();
+            let registered: BTreeSet<String> = kube::nodes(ctx, &leader)
+                .await
+                .map_err(err)?
+                .into_iter()
+                .map(|n| n.metadata.name)
+                .collect();
             let mut fresh = Vec::new();
             let mut half = Vec::new();
             for w in ctx.usable(|h| h.is_worker() && !h.is_master()) {
-                let configured = ctx.hosts.get(&w.name).and_then(|s| s.facts.as_ref()).is_some_and(|f| f.has_kubelet_conf);
+                let configured = ctx
+                    .hosts
+                    .get(&w.name)
+                    .and_then(|s| s.facts.as_ref())
+                    .is_some_and(|f| f.has_kubelet_conf);
                 match (configured, registered.contains(&w.name)) {
                     (true, true) => {}
                     (true, false) => half.push(w.clone()),
@@ -37,21 +45,36 @@ impl Phase for JoinWorkers {
                 return Ok(());
             }
             let vars = kubeadm_config::common_vars(ctx).map_err(err)?;
-            run_playbook(ctx, "kubeadm-token", &leader, &vars).await.map_err(err)?;
+            run_playbook(ctx, "kubeadm-token", &leader, &vars)
+                .await
+                .map_err(err)?;
             for w in &half {
-                ctx.reporter.host_info(&w.name, "half-joined: resetting it before joining again");
-                run_playbook(ctx, "kubeadm-reset", w, &vars).await.map_err(err)?;
+                ctx.reporter
+                    .host_info(&w.name, "half-joined: resetting it before joining again");
+                run_playbook(ctx, "kubeadm-reset", w, &vars)
+                    .await
+                    .map_err(err)?;
             }
             let mut targets: Vec<HostTarget<SshRemote>> = Vec::new();
             for w in fresh.iter().chain(&half) {
                 let mut v = vars.clone();
-                v["join_config"] = kubeadm_config::join_config(ctx, w, &vars, false).map_err(err)?.into();
+                v["join_config"] = kubeadm_config::join_config(ctx, w, &vars, false)
+                    .map_err(err)?
+                    .into();
                 targets.extend(ctx.targets(&[w], &v));
             }
-            let playbook = ctx.playbooks.load("kubeadm-join").map_err(|e| err(e.to_string()))?;
-            let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+            let playbook = ctx
+                .playbooks
+                .load("kubeadm-join")
+                .map_err(|e| err(e.to_string()))?;
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
             let failed = ctx.absorb(&reports);
-            if failed.is_empty() { Ok(()) } else { Err(err(failed.join("; "))) }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(err(failed.join("; ")))
+            }
         })
     }
 }

@@ -1,9 +1,9 @@
 //! Labels and taints from the inventory. Masters keep the control-plane NoSchedule taint
 //! unless the inventory makes them schedulable. Only differences are applied.
 
+use crate::cluster::Ctx;
 use crate::cluster::kube::{self, Node, NodeTaint};
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
-use crate::cluster::Ctx;
 use crate::inventory::{Host, Taint};
 use crate::ui::{Event, TaskOutcome};
 
@@ -23,7 +23,9 @@ impl Phase for NodeConfig {
             let leader = ctx.leader().map_err(err)?;
             let nodes = kube::nodes(ctx, &leader).await.map_err(err)?;
             for host in ctx.inventory.hosts.clone() {
-                let Some(node) = nodes.iter().find(|n| n.metadata.name == host.name) else { continue };
+                let Some(node) = nodes.iter().find(|n| n.metadata.name == host.name) else {
+                    continue;
+                };
                 for args in changes(&host, node, ctx.inventory.cluster.schedulable_masters) {
                     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
                     kube::kubectl(ctx, &leader, &refs).await.map_err(err)?;
@@ -49,22 +51,53 @@ fn changes(host: &Host, node: &Node, schedulable_masters: bool) -> Vec<Vec<Strin
     }
     for (k, v) in &labels {
         if node.metadata.labels.get(k) != Some(v) {
-            out.push(vec!["label".into(), "node".into(), host.name.clone(), format!("{k}={v}"), "--overwrite".into()]);
+            out.push(vec![
+                "label".into(),
+                "node".into(),
+                host.name.clone(),
+                format!("{k}={v}"),
+                "--overwrite".into(),
+            ]);
         }
     }
     let mut wanted: Vec<Taint> = host.taints.clone();
     if host.is_master() && !schedulable_masters {
-        wanted.push(Taint { key: CONTROL_PLANE_TAINT.into(), value: None, effect: crate::inventory::TaintEffect::NoSchedule });
+        wanted.push(Taint {
+            key: CONTROL_PLANE_TAINT.into(),
+            value: None,
+            effect: crate::inventory::TaintEffect::NoSchedule,
+        });
     }
     for t in &wanted {
-        let present = node.spec.taints.iter().any(|n| n.key == t.key && n.effect == t.effect.as_str() && n.value.as_deref().filter(|v| !v.is_empty()) == t.value.as_deref());
+        let present = node.spec.taints.iter().any(|n| {
+            n.key == t.key
+                && n.effect == t.effect.as_str()
+                && n.value.as_deref().filter(|v| !v.is_empty()) == t.value.as_deref()
+        });
         if !present {
-            out.push(vec!["taint".into(), "node".into(), host.name.clone(), t.to_string(), "--overwrite".into()]);
+            out.push(vec![
+                "taint".into(),
+                "node".into(),
+                host.name.clone(),
+                t.to_string(),
+                "--overwrite".into(),
+            ]);
         }
     }
     if host.is_master() && schedulable_masters {
-        for n in node.spec.taints.iter().filter(|n| n.key == CONTROL_PLANE_TAINT) {
-            out.push(vec!["taint".into(), "node".into(), host.name.clone(), removal(n), "--overwrite".into()]);
+        for n in node
+            .spec
+            .taints
+            .iter()
+            .filter(|n| n.key == CONTROL_PLANE_TAINT)
+        {
+            out.push(vec![
+                "taint".into(),
+                "node".into(),
+                host.name.clone(),
+                removal(n),
+                "--overwrite".into(),
+            ]);
         }
     }
     out
@@ -90,10 +123,22 @@ mod tests {
     fn host(roles: &str, labels: &[(&str, &str)], taints: &[&str]) -> Host {
         let text = format!(
             "apiVersion: installer/v1\nkind: Inventory\ncluster: {{name: c, kubernetes: 1.36.2, controlPlane: {{vip: 10.0.0.100}}}}\nssh: {{knownHosts: /tmp/kh}}\nhosts:\n  - name: n\n    address: 10.0.0.11\n    roles: [{roles}]\n    labels: {{{}}}\n    taints: [{}]\n  - {{name: m, address: 10.0.0.12, roles: [master]}}\n",
-            labels.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "),
-            taints.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            taints
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        crate::inventory::parse(std::path::Path::new("/x/h.yaml"), &text).unwrap().inventory.hosts.remove(0)
+        crate::inventory::parse(std::path::Path::new("/x/h.yaml"), &text)
+            .unwrap()
+            .inventory
+            .hosts
+            .remove(0)
     }
 
     #[test]
@@ -101,13 +146,32 @@ mod tests {
         let h = host("worker", &[("disk", "ssd")], &["dedicated=db:NoSchedule"]);
         let todo = changes(&h, &node(&[("disk", "hdd")], &[]), false);
         let flat: Vec<String> = todo.iter().map(|c| c.join(" ")).collect();
-        assert!(flat.contains(&"label node n disk=ssd --overwrite".to_string()), "{flat:?}");
-        assert!(flat.contains(&"label node n node-role.kubernetes.io/worker= --overwrite".to_string()), "{flat:?}");
-        assert!(flat.contains(&"taint node n dedicated=db:NoSchedule --overwrite".to_string()), "{flat:?}");
-        let done = node(&[("disk", "ssd"), ("node-role.kubernetes.io/worker", "")], &[]);
+        assert!(
+            flat.contains(&"label node n disk=ssd --overwrite".to_string()),
+            "{flat:?}"
+        );
+        assert!(
+            flat.contains(&"label node n node-role.kubernetes.io/worker= --overwrite".to_string()),
+            "{flat:?}"
+        );
+        assert!(
+            flat.contains(&"taint node n dedicated=db:NoSchedule --overwrite".to_string()),
+            "{flat:?}"
+        );
+        let done = node(
+            &[("disk", "ssd"), ("node-role.kubernetes.io/worker", "")],
+            &[],
+        );
         let mut with_taint = done.clone();
-        with_taint.spec.taints.push(NodeTaint { key: "dedicated".into(), value: Some("db".into()), effect: "NoSchedule".into() });
-        assert!(changes(&h, &with_taint, false).is_empty(), "a converged node needs nothing");
+        with_taint.spec.taints.push(NodeTaint {
+            key: "dedicated".into(),
+            value: Some("db".into()),
+            effect: "NoSchedule".into(),
+        });
+        assert!(
+            changes(&h, &with_taint, false).is_empty(),
+            "a converged node needs nothing"
+        );
     }
 
     #[test]
@@ -116,8 +180,14 @@ mod tests {
         let tainted = node(&[], &[(CONTROL_PLANE_TAINT, "NoSchedule")]);
         assert!(changes(&h, &tainted, false).is_empty());
         let todo = changes(&h, &tainted, true);
-        assert_eq!(todo[0].join(" "), "taint node n node-role.kubernetes.io/control-plane:NoSchedule- --overwrite");
+        assert_eq!(
+            todo[0].join(" "),
+            "taint node n node-role.kubernetes.io/control-plane:NoSchedule- --overwrite"
+        );
         let bare = node(&[], &[]);
-        assert_eq!(changes(&h, &bare, false)[0].join(" "), "taint node n node-role.kubernetes.io/control-plane:NoSchedule --overwrite");
+        assert_eq!(
+            changes(&h, &bare, false)[0].join(" "),
+            "taint node n node-role.kubernetes.io/control-plane:NoSchedule --overwrite"
+        );
     }
 }

@@ -5,8 +5,8 @@
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::cluster::Ctx;
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::inventory::Host;
 use crate::pki::{BootstrapToken, ClusterCa};
 use crate::playbook::Mode;
@@ -27,14 +27,22 @@ impl Phase for Pki {
             let playbook = ctx.playbooks.load("pki").map_err(|e| err(e.to_string()))?;
             let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
             let targets = ctx.targets(&masters, &json!({"pki": files}));
-            let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
             let failed = ctx.absorb(&reports);
             if !failed.is_empty() {
                 return Err(err(failed.join("; ")));
             }
             let token = reuse_or_mint_token(&ctx.inventory.state_dir()).map_err(err)?;
-            ctx.reporter.redactor().add_secret(token.to_secret_string().expose_secret());
-            let hash = ctx.ca.as_ref().map(|ca| ca.discovery_hash()).transpose().map_err(|e| err(e.to_string()))?;
+            ctx.reporter
+                .redactor()
+                .add_secret(token.to_secret_string().expose_secret());
+            let hash = ctx
+                .ca
+                .as_ref()
+                .map(|ca| ca.discovery_hash())
+                .transpose()
+                .map_err(|e| err(e.to_string()))?;
             ctx.discovery_hash = hash;
             ctx.token = Some(token);
             Ok(())
@@ -84,22 +92,38 @@ async fn obtain(ctx: &Ctx) -> Result<ClusterCa, String> {
     }
     if let Some((master, ca)) = recover_from_masters(ctx).await? {
         ca.save(&dir).map_err(|e| e.to_string())?;
-        ctx.reporter.info(format!("recovered the cluster CAs from {master} into {}", dir.display()));
+        ctx.reporter.info(format!(
+            "recovered the cluster CAs from {master} into {}",
+            dir.display()
+        ));
         return Ok(ca);
     }
     let ca = ClusterCa::generate().map_err(|e| e.to_string())?;
     ca.save(&dir).map_err(|e| e.to_string())?;
-    ctx.reporter.info(format!("generated the cluster CAs in {}", dir.display()));
+    ctx.reporter
+        .info(format!("generated the cluster CAs in {}", dir.display()));
     Ok(ca)
 }
 
 async fn recover_from_masters(ctx: &Ctx) -> Result<Option<(String, ClusterCa)>, String> {
-    let playbook = ctx.playbooks.load("pki-recover").map_err(|e| e.to_string())?;
+    let playbook = ctx
+        .playbooks
+        .load("pki-recover")
+        .map_err(|e| e.to_string())?;
     let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
-    let reports = crate::playbook::run(&playbook, ctx.targets(&masters, &json!({})), &ctx.run_options(Mode::Plan)).await;
+    let reports = crate::playbook::run(
+        &playbook,
+        ctx.targets(&masters, &json!({})),
+        &ctx.run_options(Mode::Plan),
+    )
+    .await;
     let mut partial = Vec::new();
     for r in reports {
-        let text = r.registered.get("shared").and_then(|v| v.as_str()).unwrap_or("");
+        let text = r
+            .registered
+            .get("shared")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let files = split_files(text);
         match files.len() {
             0 => continue,
@@ -141,7 +165,9 @@ fn split_files(text: &str) -> Vec<(String, String)> {
 mod tests {
     #[test]
     fn recovered_output_splits_into_files() {
-        let files = super::split_files("==> ca.crt\n-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n==> sa.pub\nB\n");
+        let files = super::split_files(
+            "==> ca.crt\n-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n==> sa.pub\nB\n",
+        );
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].0, "ca.crt");
         assert!(files[0].1.ends_with("-----END CERTIFICATE-----\n"));

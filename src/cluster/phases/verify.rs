@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::cluster::Ctx;
 use crate::cluster::kube;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
-use crate::cluster::Ctx;
 use crate::inventory::Host;
 
 pub struct Verify;
@@ -49,7 +49,10 @@ async fn check_nodes(ctx: &Ctx, leader: &Host) -> Vec<String> {
                     problems.push(format!("node {} has the wrong role", host.name));
                 }
                 if n.status.node_info.kubelet_version != want {
-                    problems.push(format!("node {} runs kubelet {} instead of {want}", host.name, n.status.node_info.kubelet_version));
+                    problems.push(format!(
+                        "node {} runs kubelet {} instead of {want}",
+                        host.name, n.status.node_info.kubelet_version
+                    ));
                 }
             }
         }
@@ -71,7 +74,9 @@ async fn check_etcd(ctx: &Ctx) -> Vec<String> {
                 if i == 0 {
                     let have: BTreeSet<String> = members.iter().map(|x| x.name.clone()).collect();
                     if have != want {
-                        problems.push(format!("etcd members are {have:?}, expected the masters {want:?}"));
+                        problems.push(format!(
+                            "etcd members are {have:?}, expected the masters {want:?}"
+                        ));
                     }
                 }
             }
@@ -81,11 +86,23 @@ async fn check_etcd(ctx: &Ctx) -> Vec<String> {
 }
 
 async fn check_api(ctx: &Ctx, leader: &Host) -> Vec<String> {
-    let mut servers = vec![format!("https://{}", ctx.inventory.cluster.control_plane.endpoint())];
-    servers.extend(ctx.usable(Host::is_master).map(|m| format!("https://{}:6443", m.address)));
+    let mut servers = vec![format!(
+        "https://{}",
+        ctx.inventory.cluster.control_plane.endpoint()
+    )];
+    servers.extend(
+        ctx.usable(Host::is_master)
+            .map(|m| format!("https://{}:6443", m.address)),
+    );
     let mut problems = Vec::new();
     for server in servers {
-        if let Err(e) = kube::kubectl(ctx, leader, &["--server", &server, "get", "--raw", "/readyz"]).await {
+        if let Err(e) = kube::kubectl(
+            ctx,
+            leader,
+            &["--server", &server, "get", "--raw", "/readyz"],
+        )
+        .await
+        {
             problems.push(format!("the API does not answer at {server}: {e}"));
         }
     }
@@ -93,14 +110,28 @@ async fn check_api(ctx: &Ctx, leader: &Host) -> Vec<String> {
 }
 
 async fn check_static_pods(ctx: &Ctx, leader: &Host) -> Vec<String> {
-    let out = match kube::kubectl(ctx, leader, &["get", "pods", "-n", "kube-system", "-o", "name"]).await {
+    let out = match kube::kubectl(
+        ctx,
+        leader,
+        &["get", "pods", "-n", "kube-system", "-o", "name"],
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => return vec![e],
     };
-    let pods: BTreeSet<&str> = out.lines().map(|l| l.trim().trim_start_matches("pod/")).collect();
+    let pods: BTreeSet<&str> = out
+        .lines()
+        .map(|l| l.trim().trim_start_matches("pod/"))
+        .collect();
     let mut problems = Vec::new();
     for m in ctx.inventory.masters() {
-        for component in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        for component in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
             let name = format!("{component}-{}", m.name);
             if !pods.contains(name.as_str()) {
                 problems.push(format!("static pod kube-system/{name} is missing"));

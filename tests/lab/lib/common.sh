@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for tests/lab/lab: logging, paths, naming, dependencies, state files.
 # Sourced, never executed.
 
@@ -73,6 +74,7 @@ ensure_deps() {
 # -security companions), as "URI SUITE" lines. Read through apt so both sources formats count;
 # nothing about any particular mirror is written into the project.
 debian_sources() {
+	# shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
 	apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(TARGET_OF) $(IDENTIFIER)' 2>/dev/null |
 		awk -v s="$LAB_SUITE" '$3 == "deb" && $4 == "Packages" && ($2 == s || index($2, s "-") == 1) { print $1, $2 }' |
 		sort -u

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Hosts: systemd-nspawn machines booted on an overlay of the base image, each in its own
 # network namespace. Per host, $LAB_RUN/<lab>/hosts/<host>/ holds upper/ work/ merged/ (the
 # overlay), nspawn.pid, console.log, cgroups and the public halves of its SSH host keys.
@@ -140,6 +141,7 @@ wait_ssh() { # TIMEOUT HOST...
 }
 
 ssh_banner() { # IP -> true when an SSH server greets on port 22
+	# shellcheck disable=SC2016 # $0 is expanded by the inner bash
 	timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/22" && head -c 4 <&3' "$1" 2>/dev/null | grep -q '^SSH-'
 }
 
@@ -175,7 +177,7 @@ host_stop() { # LAB HOST
 # Everything a lab's hosts hold on this machine, found by name and path so that it also works
 # when the state is incomplete (a failed or interrupted `up`).
 hosts_down() { # LAB
-	local lab=$1 dir pid p hdir
+	local lab=$1 dir pid p hdir children
 	dir=$(lab_dir "$lab")
 	local pids=()
 	for p in /proc/[0-9]*; do
@@ -186,24 +188,25 @@ hosts_down() { # LAB
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do
 		host_wait_gone "$pid" "${LAB_STOP_TIMEOUT:-30}" && continue
-		for p in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+		read -ra children 2>/dev/null <"/proc/$pid/task/$pid/children" || children=()
+		for p in "${children[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 		kill -KILL "$pid" 2>/dev/null || true
 		host_wait_gone "$pid" 5 || warn "process $pid of lab $lab does not exit"
 	done
 	for hdir in "$dir"/hosts/*; do
 		[ -f "$hdir/cgroups" ] || continue
 		while read -r p; do
-			[ -d "$p" ] && find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
+			[ ! -d "$p" ] || find "$p" -depth -type d -exec rmdir {} + 2>/dev/null || true
 		done <"$hdir/cgroups"
 	done
 	for p in /sys/fs/cgroup/installer-lab/"$lab" /sys/fs/cgroup/*/installer-lab/"$lab" \
 		/sys/fs/cgroup/*/*/*/installer-lab/"$lab"; do
 		[ -d "$p" ] || continue
-		find "$p" -depth -type d -exec rmdir {} + 2>/dev/null
-		rmdir "${p%/*}" 2>/dev/null # installer-lab/ itself, once no lab uses it
+		find "$p" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		rmdir "${p%/*}" 2>/dev/null || true # installer-lab/ itself, once no lab uses it
 	done
 	for p in /run/systemd/nspawn/propagate/"il-$lab"-*; do
-		[ -d "$p" ] && rmdir "$p" 2>/dev/null
+		[ ! -d "$p" ] || rmdir "$p" 2>/dev/null || true
 	done
 	return 0
 }

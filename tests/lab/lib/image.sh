@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The base image: built once by image/build.sh, cached under $LAB_CACHE/image-<hash>/ where
 # the hash covers the recipe (tests/lab/image/**) and the running kernel (modules.builtin).
 

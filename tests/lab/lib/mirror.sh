@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The lab mirror: content built by tests/lab/mirror/*.sh and cached under $LAB_CACHE, served
 # per lab over HTTP on the lab bridge by python3's http.server (GET/HEAD only: read-only).
 #
@@ -212,13 +213,17 @@ mirror_start() { # LAB (after load_state and net_up)
 	die "the mirror server did not start on $LAB_GATEWAY:$LAB_PORT (is the port taken? set LAB_MIRROR_PORT)"
 }
 
+# Stops the lab's server, found by the directory it serves (its pid file may be missing after
+# an interrupted `up`).
 mirror_stop() { # LAB
-	local pid dir
+	local dir p pid
 	dir=$(lab_dir "$1")
-	if pid=$(mirror_pid "$1"); then
+	for p in /proc/[0-9]*; do
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "http.server --bind " || continue
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "--directory $dir/www " || continue
+		pid=${p#/proc/}
 		kill "$pid" 2>/dev/null || true
-		for _ in 1 2 3 4 5 6 7 8 9 10; do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-	fi
+		host_wait_gone "$pid" 2 || kill -9 "$pid" 2>/dev/null || true
+	done
 	rm -f "$dir/mirror.pid"
 }

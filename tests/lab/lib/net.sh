@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The lab network: one bridge per lab carrying a /24, one network namespace per host joined to
 # it by a veth pair. No default route anywhere: the mirror on the bridge address is all a host
 # can reach besides its peers.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The verbs of tests/lab/lab, one function each: verb_<name> LAB [ARGS].
 
 verb_image() { # LAB
@@ -41,8 +42,9 @@ verb_up() { # LAB [--masters N] [--workers M]
 	dir=$(lab_dir "$lab")
 
 	if load_state "$lab"; then
-		[ "$LAB_MASTERS" = "$masters" ] && [ "$LAB_WORKERS" = "$workers" ] ||
+		if [ "$LAB_MASTERS" != "$masters" ] || [ "$LAB_WORKERS" != "$workers" ]; then
 			die "lab '$lab' exists with $LAB_MASTERS masters and $LAB_WORKERS workers; take it down first: $0 down --name $lab"
+		fi
 		ensure_mirror "$LAB_IMAGE"
 	else
 		# Leftovers of an earlier lab of this name (a crashed `up`, a machine reboot).
@@ -117,14 +119,14 @@ lab_teardown() { # LAB
 }
 
 verb_status() { # LAB
-	local lab=$1 h state link mem pid cg
+	local lab=$1 h state link mem cg
 	require_lab "$lab"
 	printf 'lab %s: %s masters, %s workers on %s.0/24 (bridge %s)\n' "$lab" "$LAB_MASTERS" \
 		"$LAB_WORKERS" "$LAB_SUBNET" "$(lab_bridge "$lab")"
 	printf '%-10s %-7s %-15s %-9s %-12s %s\n' HOST ROLE ADDRESS STATE LINK MEMORY
 	while read -r h; do
 		state=stopped mem=-
-		if pid=$(host_pid "$lab" "$h"); then
+		if host_running "$lab" "$h"; then
 			state=running
 			cg=$(grep '/memory/' "$(host_dir "$lab" "$h")/cgroups" 2>/dev/null || true)
 			if [ -n "$cg" ] && [ -r "$cg/memory.usage_in_bytes" ]; then

@@ -17,6 +17,7 @@ out=${1:?usage: debian.sh OUT ROOTFS DEBCACHE}
 rootfs=${2:?usage: debian.sh OUT ROOTFS DEBCACHE}
 debs=${3:?usage: debian.sh OUT ROOTFS DEBCACHE}
 : "${GNUPGHOME:?GNUPGHOME must point at the lab key ring}"
+# shellcheck source=repo.sh
 . "$here/repo.sh"
 
 mkdir -p "$out"

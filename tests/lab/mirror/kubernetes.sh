@@ -21,6 +21,7 @@ pool=${3:?$usage}
 kubectl=${4:?$usage}
 : "${GNUPGHOME:?GNUPGHOME must point at the lab key ring}"
 : "${LAB_ARCHIVE_KEY:?LAB_ARCHIVE_KEY must name the lab key (armored)}"
+# shellcheck source=repo.sh
 . "$here/repo.sh"
 
 work=$(mktemp -d)
@@ -169,10 +170,10 @@ docker_packages() { # DEBVERSION
 	cp "$LAB_ARCHIVE_KEY" "$repo/gpg"
 }
 
-while read -r kind a b rest; do
-	case $kind in
-	kubernetes) kube_packages "$a" $b $rest ;;
-	cri-dockerd) docker_packages "$a" ;;
+while read -ra fields; do
+	case ${fields[0]} in
+	kubernetes) kube_packages "${fields[@]:1}" ;;
+	cri-dockerd) docker_packages "${fields[1]}" ;;
 	esac
 done < <(grep -v '^#' "$here/versions" | grep .)
 sort -u -o "$out/MISSING.txt" "$out/MISSING.txt"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the mirror's repository builders: index, Release, signatures.
 # Sourced by debian.sh and kubernetes.sh. Needs GNUPGHOME set to the lab's key ring.
 

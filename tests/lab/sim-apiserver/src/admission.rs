@@ -385,18 +385,15 @@ pub async fn admit_create(
 pub fn default_on_update(rt: &ResourceType, old: &Value, new: &mut Value) {
     match (rt.group.as_str(), rt.resource.as_str()) {
         ("", "secrets") => fold_string_data(new),
-        ("", "services") => {
+        ("", "services")
             if new["spec"]["clusterIP"].as_str().unwrap_or("").is_empty()
-                && old["spec"]["clusterIP"].is_string()
-            {
-                new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
-                new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
-            }
+                && old["spec"]["clusterIP"].is_string() =>
+        {
+            new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
+            new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
         }
-        ("", "pods") => {
-            if new["spec"]["tolerations"].is_null() {
-                new["spec"]["tolerations"] = old["spec"]["tolerations"].clone();
-            }
+        ("", "pods") if new["spec"]["tolerations"].is_null() => {
+            new["spec"]["tolerations"] = old["spec"]["tolerations"].clone();
         }
         _ => {}
     }

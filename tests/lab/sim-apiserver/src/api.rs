@@ -58,17 +58,102 @@ fn check_type(t: &Target, o: &Value) -> Result<(), ApiError> {
             )));
         }
     }
-    if let Some(k) = o["kind"].as_str() {
-        if k != t.rt.kind {
+    if let Some(k) = o["kind"].as_str()
+        && k != t.rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            t.rt.kind
+        )));
+    }
+    check_shape(o)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => "null",
+    }
+}
+
+fn want(v: &Value, path: &str, object: bool) -> Result<(), ApiError> {
+    let ok = v.is_null() || if object { v.is_object() } else { v.is_array() };
+    if ok {
+        return Ok(());
+    }
+    let go = if object { "map or struct" } else { "slice" };
+    Err(ApiError::bad_request(format!(
+        "json: cannot unmarshal {} into Go struct field {path} of type {go}",
+        type_name(v)
+    )))
+}
+
+/// The structural checks typed decoding does in the real server for the fields this
+/// simulator reads and writes (a malformed body is a 400, never a crash).
+pub fn check_shape(o: &Value) -> Result<(), ApiError> {
+    if !o.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "json: cannot unmarshal {} into Go value of type struct",
+            type_name(o)
+        )));
+    }
+    let m = &o["metadata"];
+    want(m, "metadata", true)?;
+    for f in ["labels", "annotations"] {
+        want(&m[f], &format!("metadata.{f}"), true)?;
+        if let Some((k, _)) = m[f]
+            .as_object()
+            .and_then(|x| x.iter().find(|(_, v)| !v.is_string()))
+        {
             return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                t.rt.kind
+                "json: cannot unmarshal non-string value of {k:?} into Go struct field ObjectMeta.metadata.{f} of type string"
             )));
         }
     }
-    if !o.is_object() {
-        return Err(ApiError::bad_request("the request body must be an object"));
+    want(&m["finalizers"], "metadata.finalizers", false)?;
+    want(&m["ownerReferences"], "metadata.ownerReferences", false)?;
+    for f in ["spec", "status"] {
+        want(&o[f], f, true)?;
     }
+    for (spec, path) in [
+        (&o["spec"], "spec"),
+        (&o["spec"]["template"]["spec"], "spec.template.spec"),
+    ] {
+        if !spec.is_object() {
+            continue;
+        }
+        for f in [
+            "containers",
+            "initContainers",
+            "tolerations",
+            "volumes",
+            "taints",
+        ] {
+            want(&spec[f], &format!("{path}.{f}"), false)?;
+            if spec[f]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| !x.is_object()))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "json: cannot unmarshal non-object into Go struct field {path}.{f}"
+                )));
+            }
+        }
+        want(&spec["nodeSelector"], &format!("{path}.nodeSelector"), true)?;
+        want(&spec["affinity"], &format!("{path}.affinity"), true)?;
+    }
+    want(&o["spec"]["template"], "spec.template", true)?;
+    want(
+        &o["spec"]["template"]["metadata"],
+        "spec.template.metadata",
+        true,
+    )?;
+    want(&o["spec"]["selector"], "spec.selector", true)?;
+    want(&o["status"]["conditions"], "status.conditions", false)?;
     Ok(())
 }
 
@@ -258,7 +343,7 @@ impl Server {
             let rt = rt.clone();
             move |ty: &str, o: Value| -> Bytes {
                 let o = if table {
-                    table::table(&rt, &[o.clone()], obj::meta_rv(&o))
+                    table::table(&rt, std::slice::from_ref(&o), obj::meta_rv(&o))
                 } else {
                     o
                 };
@@ -272,10 +357,10 @@ impl Server {
         if rv == 0 || initial {
             let (kvs, rev) = self.cfg.etcd.list(&prefix).await.map_err(etcd_err)?;
             for kv in &kvs {
-                if let Some(o) = decode(&rt, &version, kv) {
-                    if matches(&o) {
-                        first.push(render("ADDED", o));
-                    }
+                if let Some(o) = decode(&rt, &version, kv)
+                    && matches(&o)
+                {
+                    first.push(render("ADDED", o));
                 }
             }
             if initial {
@@ -378,13 +463,13 @@ impl Server {
         } else {
             obj::meta_mut(&mut o).remove("namespace");
         }
-        if obj::name(&o).is_empty() {
-            if let Some(prefix) = o["metadata"]["generateName"].as_str().map(str::to_owned) {
-                obj::meta_mut(&mut o).insert(
-                    "name".into(),
-                    json!(format!("{prefix}{}", obj::random_suffix(5))),
-                );
-            }
+        if obj::name(&o).is_empty()
+            && let Some(prefix) = o["metadata"]["generateName"].as_str().map(str::to_owned)
+        {
+            obj::meta_mut(&mut o).insert(
+                "name".into(),
+                json!(format!("{prefix}{}", obj::random_suffix(5))),
+            );
         }
         {
             let m = obj::meta_mut(&mut o);
@@ -401,10 +486,11 @@ impl Server {
                 m.remove(k);
             }
         }
-        if rt.has_status() && rt.resource != "nodes" {
-            if let Some(m) = o.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.has_status()
+            && rt.resource != "nodes"
+            && let Some(m) = o.as_object_mut()
+        {
+            m.remove("status");
         }
         admission::default_on_create(self, rt, &mut o, &r.user).await?;
         let causes = validate::validate_create(rt, &o);
@@ -462,10 +548,10 @@ impl Server {
                 let mut n = incoming;
                 if t.rt.has_status() {
                     n["status"] = old["status"].clone();
-                    if n["status"].is_null() {
-                        if let Some(m) = n.as_object_mut() {
-                            m.remove("status");
-                        }
+                    if n["status"].is_null()
+                        && let Some(m) = n.as_object_mut()
+                    {
+                        m.remove("status");
                     }
                 }
                 n
@@ -527,6 +613,7 @@ impl Server {
                 obj::name(&new)
             )));
         }
+        check_shape(&new)?;
         if t.sub.is_none() && spec_part(old) != spec_part(&new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             obj::meta_mut(&mut new).insert("generation".into(), json!(g));
@@ -579,10 +666,9 @@ impl Server {
         if let Some(want) = body["metadata"]["resourceVersion"]
             .as_str()
             .filter(|s| !s.is_empty())
+            && want != rev.to_string()
         {
-            if want != rev.to_string() {
-                return Err(ApiError::conflict(&t.rt, url_name));
-            }
+            return Err(ApiError::conflict(&t.rt, url_name));
         }
         let new = Self::merge_for_write(t, &old, body);
         let out = self.write(r, t, &old, rev, new).await?;
@@ -658,10 +744,9 @@ impl Server {
             if let Some(want) = p["metadata"]["resourceVersion"]
                 .as_str()
                 .filter(|s| !s.is_empty())
+                && want != rev.to_string()
             {
-                if want != rev.to_string() {
-                    return Err(ApiError::conflict(&t.rt, &name));
-                }
+                return Err(ApiError::conflict(&t.rt, &name));
             }
             let new = Self::merge_for_write(t, &old, patched);
             match self.write(r, t, &old, rev, new).await {
@@ -690,23 +775,23 @@ impl Server {
                 .await?
                 .ok_or_else(|| ApiError::not_found(rt, name))?;
             let pre = &opts["preconditions"];
-            if let Some(uid) = pre["uid"].as_str() {
-                if uid != obj::uid(&o) {
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            rt.qualified(),
-                            obj::uid(&o)
-                        ),
-                    ));
-                }
+            if let Some(uid) = pre["uid"].as_str()
+                && uid != obj::uid(&o)
+            {
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        rt.qualified(),
+                        obj::uid(&o)
+                    ),
+                ));
             }
-            if let Some(want) = pre["resourceVersion"].as_str() {
-                if want != rev.to_string() {
-                    return Err(ApiError::conflict(rt, name));
-                }
+            if let Some(want) = pre["resourceVersion"].as_str()
+                && want != rev.to_string()
+            {
+                return Err(ApiError::conflict(rt, name));
             }
             if r.dry_run() {
                 return Ok(o);
@@ -886,4 +971,42 @@ fn scale_of(o: &Value) -> Value {
     json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta,
         "spec": {"replicas": o["spec"]["replicas"].as_i64().unwrap_or(1)},
         "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_bodies_are_bad_requests_not_crashes() {
+        assert_eq!(check_shape(&json!({"spec": "x"})).unwrap_err().code, 400);
+        assert_eq!(
+            check_shape(&json!({"metadata": {"labels": {"a": 1}}}))
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            check_shape(&json!({"spec": {"template": {"spec": {"containers": ["x"]}}}}))
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert!(check_shape(&json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}})).is_ok());
+    }
+
+    #[test]
+    fn stored_objects_drop_nulls_and_resource_version() {
+        let c = crate::catalog::Catalog::new(&[]);
+        let rt = c.find("", "v1", "configmaps").unwrap();
+        let bytes = to_storage(
+            rt,
+            &json!({"metadata": {"name": "a", "resourceVersion": "5"}, "data": {"k": null}}),
+        );
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {}})
+        );
+    }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub signing_duration: Duration,
     pub root_ca: Option<String>,
     pub node_grace: Duration,
+    /// `--allocate-node-cidrs` with `--cluster-cidr` and `--node-cidr-mask-size`.
+    pub node_cidrs: Option<((u32, u8), u8)>,
 }
 
 impl Settings {
@@ -117,7 +119,8 @@ impl Controllers {
         run!("daemonset", self.daemonsets());
         run!("statefulset", self.statefulsets());
         run!("nodelifecycle", self.node_lifecycle());
-        if tick % 3 == 0 {
+        run!("nodeipam", self.node_ipam());
+        if tick.is_multiple_of(3) {
             run!("namespace", self.namespaces());
             run!("garbagecollector", self.garbage_collect());
         }
@@ -457,7 +460,7 @@ impl Controllers {
             for t in cat
                 .types
                 .iter()
-                .filter(|t| t.namespaced && t.stored && !(t.group == "events.k8s.io"))
+                .filter(|t| t.namespaced && t.stored && (t.group != "events.k8s.io"))
             {
                 let items = self
                     .c
@@ -894,6 +897,56 @@ impl Controllers {
         Ok(())
     }
 
+    /// nodeipam: give each node a spec.podCIDR from the cluster CIDR (range allocator).
+    async fn node_ipam(&self) -> Result<(), CallError> {
+        let Some(((net, len), mask)) = self.s.node_cidrs else {
+            return Ok(());
+        };
+        if mask < len || mask > 30 {
+            return Ok(());
+        }
+        let nodes = self.c.list(&path("", "v1", "nodes", None, None)).await?;
+        let mut used: HashSet<String> = nodes
+            .iter()
+            .filter_map(|n| n["spec"]["podCIDR"].as_str().map(str::to_owned))
+            .collect();
+        for node in nodes
+            .iter()
+            .filter(|n| n["spec"]["podCIDR"].as_str().unwrap_or("").is_empty())
+        {
+            let count = 1u64 << (mask - len);
+            let free = (0..count)
+                .map(|i| {
+                    format!(
+                        "{}/{mask}",
+                        std::net::Ipv4Addr::from(
+                            net.wrapping_add((i as u32) << (32 - mask as u32))
+                        )
+                    )
+                })
+                .find(|c| !used.contains(c));
+            let Some(cidr) = free else {
+                eprintln!("nodeipam: no CIDR left for node {}", obj::name(node));
+                continue;
+            };
+            let mut upd = node.clone();
+            upd["spec"]["podCIDR"] = json!(cidr);
+            upd["spec"]["podCIDRs"] = json!([cidr]);
+            match self
+                .c
+                .update(&path("", "v1", "nodes", None, Some(obj::name(node))), &upd)
+                .await
+            {
+                Ok(_) => {
+                    used.insert(cidr);
+                }
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// TaintNodesByCondition / taint-based eviction taints for the Ready condition.
     async fn condition_taints(&self, node: &Value, ready: &str) -> Result<(), CallError> {
         let want: Vec<(&str, &str)> = match ready {
@@ -1105,6 +1158,7 @@ mod tests {
             signing_duration: Duration::from_secs(1),
             root_ca: None,
             node_grace: Duration::from_secs(40),
+            node_cidrs: None,
         };
         assert!(!s(&["*"]).enabled("bootstrapsigner"));
         assert!(s(&["*", "bootstrapsigner", "tokencleaner"]).enabled("tokencleaner"));

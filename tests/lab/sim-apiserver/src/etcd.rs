@@ -337,17 +337,14 @@ async fn forward(msg: &Value, tx: &mpsc::Sender<Result<WatchEvent, EtcdError>>) 
     true
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_increments_last_byte() {
-        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
-    }
-}
-
 impl Etcd {
+    /// Compact the key space up to `revision` (the API server does this periodically).
+    pub async fn compact(&self, revision: i64) -> Result<(), EtcdError> {
+        self.call("kv/compaction", json!({"revision": revision.to_string()}))
+            .await
+            .map(|_| ())
+    }
+
     /// Delete every key under `prefix` (used when a CRD goes away with its objects).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), EtcdError> {
         self.call(
@@ -356,5 +353,15 @@ impl Etcd {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_last_byte() {
+        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
     }
 }

@@ -256,6 +256,16 @@ fn schema(msg: &str) -> Option<&'static [Field]> {
             (4, "unhealthyPodEvictionPolicy", Str),
         ],
         "IntOrString" => &[(1, "type", Int), (2, "intVal", Int), (3, "strVal", Str)],
+        "Role" => &[(1, "metadata", Msg("ObjectMeta")), (2, "rules", RepMsg("PolicyRule"))],
+        "ClusterRole" => &[(1, "metadata", Msg("ObjectMeta")), (2, "rules", RepMsg("PolicyRule"))],
+        "PolicyRule" => &[(1, "verbs", RepStr), (2, "apiGroups", RepStr), (3, "resources", RepStr), (4, "resourceNames", RepStr),
+            (5, "nonResourceURLs", RepStr)],
+        "Service" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("ServiceSpec"))],
+        "ServiceSpec" => &[(1, "ports", RepMsg("ServicePort")), (2, "selector", MapStr), (3, "clusterIP", Str), (4, "type", Str),
+            (5, "externalIPs", RepStr), (7, "sessionAffinity", Str), (10, "externalName", Str)],
+        "ServicePort" => &[(1, "name", Str), (2, "protocol", Str), (3, "port", Int), (4, "targetPort", IntOrString), (5, "nodePort", Int)],
+        "PriorityClass" => &[(1, "metadata", Msg("ObjectMeta")), (2, "value", Int0), (3, "globalDefault", Bool), (4, "description", Str),
+            (5, "preemptionPolicy", Str)],
         "Time" => &[(1, "seconds", Int), (2, "nanos", Int)],
         "Unknown" => &[
             (1, "typeMeta", Msg("TypeMeta")),
@@ -488,8 +498,8 @@ mod tests {
 
     #[test]
     fn unsupported_protobuf_kind_is_refused() {
-        let tm = [field(1, b"apps/v1"), field(2, b"Deployment")].concat();
+        let tm = [field(1, b"batch/v1"), field(2, b"CronJob")].concat();
         let body = [b"k8s\0".as_slice(), &field(1, &tm)].concat();
-        assert!(decode_envelope(&body).unwrap_err().contains("Deployment"));
+        assert!(decode_envelope(&body).unwrap_err().contains("CronJob"));
     }
 }

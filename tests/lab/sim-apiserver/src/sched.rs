@@ -68,10 +68,10 @@ fn expr_matches(e: &Value, get: &dyn Fn(&str) -> Option<String>) -> bool {
 /// nodeSelector and requiredDuringSchedulingIgnoredDuringExecution node affinity.
 pub fn affinity_matches(spec: &Value, node: &Value) -> bool {
     let labels = obj::labels(node);
-    if let Some(sel) = spec["nodeSelector"].as_object() {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
+    if let Some(sel) = spec["nodeSelector"].as_object()
+        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    {
+        return false;
     }
     let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"]

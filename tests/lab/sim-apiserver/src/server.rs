@@ -195,27 +195,26 @@ impl Server {
                 .and_then(|s| auth::user_from_bootstrap_secret(&s, secret));
             return user.ok_or_else(unauthorized);
         }
-        if let Some(v) = &self.cfg.sa_verifier {
-            if let Some(claims) = v.verify(token) {
-                // Like --service-account-lookup: the account must still exist (and be the same one).
-                let key = format!(
-                    "/registry/serviceaccounts/{}/{}",
-                    claims.namespace, claims.name
-                );
-                let kv = self
-                    .cfg
-                    .etcd
-                    .get(&key)
-                    .await
-                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
-                let sa = kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
-                if let Some(sa) = sa {
-                    if claims.uid.is_empty()
-                        || sa["metadata"]["uid"].as_str() == Some(claims.uid.as_str())
-                    {
-                        return Ok(auth::sa_user(&claims));
-                    }
-                }
+        if let Some(v) = &self.cfg.sa_verifier
+            && let Some(claims) = v.verify(token)
+        {
+            // Like --service-account-lookup: the account must still exist (and be the same one).
+            let key = format!(
+                "/registry/serviceaccounts/{}/{}",
+                claims.namespace, claims.name
+            );
+            let kv = self
+                .cfg
+                .etcd
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let sa = kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
+            if let Some(sa) = sa
+                && (claims.uid.is_empty()
+                    || sa["metadata"]["uid"].as_str() == Some(claims.uid.as_str()))
+            {
+                return Ok(auth::sa_user(&claims));
             }
         }
         Err(unauthorized())
@@ -266,7 +265,13 @@ impl Server {
         };
         match self.route(&r).await {
             Ok(resp) => resp,
-            Err(e) => error_response(&e),
+            Err(e) => {
+                // Server-side failures are worth a line in the component log (never bodies or headers).
+                if e.code >= 500 {
+                    eprintln!("E {} {}: {} {}", r.method, r.path, e.code, e.message);
+                }
+                error_response(&e)
+            }
         }
     }
 
@@ -497,10 +502,10 @@ impl Server {
         if (rt.namespaced && ns.is_none() && name.is_some()) || (!rt.namespaced && ns.is_some()) {
             return Err(not_found());
         }
-        if let Some(s) = &sub {
-            if !rt.subresources.contains(s) {
-                return Err(not_found());
-            }
+        if let Some(s) = &sub
+            && !rt.subresources.contains(s)
+        {
+            return Err(not_found());
         }
         let verb = match (&r.method, &name, &sub) {
             (&Method::GET, None, _) if matches!(r.q("watch"), Some("1" | "true")) => "watch",

@@ -55,9 +55,9 @@ impl Server {
         let body = parse_body(r)?;
         let name = t.name.clone().unwrap_or_default();
         if !body.is_null() && obj::name(&body) != name && !obj::name(&body).is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "name in URL does not match name in Eviction object"
-            )));
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Eviction object".to_string(),
+            ));
         }
         let ns = t.ns.clone().unwrap_or_default();
         let (pod, _) = self

@@ -78,10 +78,10 @@ fn label_key(k: &str) -> Option<String> {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    if let Some(p) = prefix {
-        if let Some(e) = dns_subdomain(p) {
-            return Some(format!("prefix part {e}"));
-        }
+    if let Some(p) = prefix
+        && let Some(e) = dns_subdomain(p)
+    {
+        return Some(format!("prefix part {e}"));
     }
     if name.is_empty() || name.len() > 63 || !QUALIFIED_NAME.is_match(name) {
         return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
@@ -197,18 +197,11 @@ fn validate_crd(o: &Value, causes: &mut Vec<Cause>) {
         ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        causes.push(Cause::invalid(
-            "spec.versions",
-            &spec["versions"],
-            "must have exactly one version marked as storage version",
-        ));
-    } else if versions
+    let storage = versions
         .iter()
         .filter(|v| v["storage"].as_bool() == Some(true))
-        .count()
-        != 1
-    {
+        .count();
+    if storage != 1 {
         causes.push(Cause::invalid(
             "spec.versions",
             &spec["versions"],
@@ -263,15 +256,13 @@ pub fn validate_create(rt: &ResourceType, o: &Value) -> Vec<Cause> {
                 causes.push(Cause::required("spec.signerName"));
             }
         }
-        ("scheduling.k8s.io", "priorityclasses") => {
-            if !o["value"].is_i64() {
-                causes.push(Cause::required("value"));
-            }
+        ("scheduling.k8s.io", "priorityclasses") if !o["value"].is_i64() => {
+            causes.push(Cause::required("value"));
         }
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            if o["roleRef"]["name"].as_str().unwrap_or("").is_empty() {
-                causes.push(Cause::required("roleRef.name"));
-            }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
+            if o["roleRef"]["name"].as_str().unwrap_or("").is_empty() =>
+        {
+            causes.push(Cause::required("roleRef.name"));
         }
         _ => {}
     }
@@ -314,12 +305,12 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
             let old_node = old["spec"]["nodeName"].as_str().unwrap_or("");
             let mut n = new["spec"].clone();
             // The binding subresource sets nodeName once; updates cannot move a bound pod.
-            if old_node.is_empty() {
-                if let Some(m) = n.as_object_mut() {
-                    m.insert("nodeName".into(), old["spec"]["nodeName"].clone());
-                    if old["spec"].get("nodeName").is_none() {
-                        m.remove("nodeName");
-                    }
+            if old_node.is_empty()
+                && let Some(m) = n.as_object_mut()
+            {
+                m.insert("nodeName".into(), old["spec"]["nodeName"].clone());
+                if old["spec"].get("nodeName").is_none() {
+                    m.remove("nodeName");
                 }
             }
             if mutable_pod_spec(&old["spec"]) != mutable_pod_spec(&n) {
@@ -413,22 +404,20 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
                 }
             }
         }
-        ("scheduling.k8s.io", "priorityclasses") => {
-            if old["value"] != new["value"] {
-                causes.push(Cause::forbidden(
-                    "value",
-                    "may not be changed in an update.",
-                ));
-            }
+        ("scheduling.k8s.io", "priorityclasses") if old["value"] != new["value"] => {
+            causes.push(Cause::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
         }
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            if old["roleRef"] != new["roleRef"] {
-                causes.push(Cause::invalid(
-                    "roleRef",
-                    &new["roleRef"],
-                    "cannot change roleRef",
-                ));
-            }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
+            if old["roleRef"] != new["roleRef"] =>
+        {
+            causes.push(Cause::invalid(
+                "roleRef",
+                &new["roleRef"],
+                "cannot change roleRef",
+            ));
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             if changed("/spec/scope") {
@@ -436,10 +425,8 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
             }
             validate_crd(new, &mut causes);
         }
-        ("certificates.k8s.io", "certificatesigningrequests") => {
-            if changed("/spec") {
-                causes.push(Cause::immutable("spec", &Value::String("{...}".into())));
-            }
+        ("certificates.k8s.io", "certificatesigningrequests") if changed("/spec") => {
+            causes.push(Cause::immutable("spec", &Value::String("{...}".into())));
         }
         _ => {}
     }

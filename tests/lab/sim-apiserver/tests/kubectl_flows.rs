@@ -154,6 +154,22 @@ fn node_label_taint_cordon_drain_and_delete() {
         "{wide}"
     );
 
+    // nodeipam hands out distinct /24s from --cluster-cidr.
+    c.eventually(15, "pod CIDRs", || {
+        let cidrs: Vec<String> = ["w1", "w2"]
+            .iter()
+            .map(|n| {
+                c.json(&["get", "node", n])["spec"]["podCIDR"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        cidrs
+            .iter()
+            .all(|x| x.starts_with("10.244.") && x.ends_with("/24"))
+            && cidrs[0] != cidrs[1]
+    });
     c.k(&["label", "node", "w1", "disk=ssd"]);
     c.k(&["taint", "node", "w2", "dedicated=db:NoSchedule"]);
     let w2 = c.json(&["get", "node", "w2"]);

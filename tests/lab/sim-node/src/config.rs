@@ -751,7 +751,7 @@ impl ClusterConfiguration {
             self.networking.dns_domain = "cluster.local".into();
         }
         if self.certificates_dir.is_empty() {
-            self.certificates_dir = crate::paths::s(crate::paths::PKI_DIR);
+            self.certificates_dir = crate::paths::PKI_DIR.into();
         }
         if self.image_repository.is_empty() {
             self.image_repository = "registry.k8s.io".into();
@@ -769,7 +769,7 @@ impl ClusterConfiguration {
         if let Some(l) = self.etcd.local.as_mut()
             && l.data_dir.is_empty()
         {
-            l.data_dir = crate::paths::s(crate::paths::ETCD_DATA_DIR);
+            l.data_dir = crate::paths::ETCD_DATA_DIR.into();
         }
     }
 
@@ -858,6 +858,12 @@ impl ClusterConfiguration {
             None => crate::pki::CA_VALIDITY,
         };
         Ok((leaf, ca))
+    }
+
+    /// The certificates directory on this node. The configuration keeps the path as the
+    /// cluster knows it; `SIM_ROOT` (tests) relocates it locally.
+    pub fn cert_dir(&self) -> std::path::PathBuf {
+        crate::paths::p(&self.certificates_dir)
     }
 
     pub fn service_ip(&self) -> Result<IpAddr> {

@@ -113,7 +113,7 @@ impl Local<'_> {
     }
 
     fn pki(&self, f: &str) -> String {
-        format!("{}/{f}", self.cfg.certificates_dir)
+        format!("{}/{f}", self.cfg.cert_dir().display())
     }
 
     pub fn api_server(&self) -> Value {
@@ -186,7 +186,7 @@ impl Local<'_> {
             "startupProbe".into(),
             probe(&adv, "/livez", self.bind_port, "HTTPS", 24),
         );
-        let certs = &self.cfg.certificates_dir;
+        let certs = &self.cfg.cert_dir().display().to_string();
         pod(
             "kube-apiserver",
             self.image("kube-apiserver", &self.version.to_string()),
@@ -272,7 +272,7 @@ impl Local<'_> {
             "startupProbe".into(),
             probe("127.0.0.1", "/healthz", 10257, "HTTPS", 24),
         );
-        let certs = &self.cfg.certificates_dir;
+        let certs = &self.cfg.cert_dir().display().to_string();
         pod(
             "kube-controller-manager",
             self.image("kube-controller-manager", &self.version.to_string()),
@@ -343,7 +343,7 @@ impl Local<'_> {
             ("advertise-client-urls", client.clone()),
             ("cert-file", self.pki("etcd/server.crt")),
             ("client-cert-auth", "true".into()),
-            ("data-dir", local.data_dir.clone()),
+            ("data-dir", s(&local.data_dir)),
             ("experimental-initial-corrupt-check", "true".into()),
             ("experimental-watch-progress-notify-interval", "5s".into()),
             ("initial-advertise-peer-urls", peer.clone()),
@@ -381,7 +381,8 @@ impl Local<'_> {
             "startupProbe".into(),
             probe("127.0.0.1", "/readyz", 2381, "HTTP", 24),
         );
-        let certs = format!("{}/etcd", self.cfg.certificates_dir);
+        let certs = format!("{}/etcd", self.cfg.cert_dir().display());
+        let data_dir = s(&local.data_dir);
         let repo = if local.image_repository.is_empty() {
             &self.cfg.image_repository
         } else {
@@ -398,12 +399,12 @@ impl Local<'_> {
             cmd,
             json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": client}),
             vec![
-                mount("etcd-data", &local.data_dir, false),
+                mount("etcd-data", &data_dir, false),
                 mount("etcd-certs", &certs, false),
             ],
             vec![
                 host_path("etcd-certs", &certs, "DirectoryOrCreate"),
-                host_path("etcd-data", &local.data_dir, "DirectoryOrCreate"),
+                host_path("etcd-data", &data_dir, "DirectoryOrCreate"),
             ],
             probes,
             "100m",
@@ -434,7 +435,7 @@ pub fn kubelet_config(
         "healthzPort": 10248,
         "resolvConf": "/run/systemd/resolve/resolv.conf",
         "rotateCertificates": true,
-        "staticPodPath": s(paths::MANIFESTS_DIR),
+        "staticPodPath": paths::MANIFESTS_DIR,
     });
     let Value::Object(mut out) = defaults else {
         unreachable!("literal object")

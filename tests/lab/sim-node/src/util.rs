@@ -196,6 +196,14 @@ pub fn systemctl(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// YAML the way Go's yaml writes it for our documents: long tokens (certificate data) stay on
+/// one plain line instead of becoming folded block scalars.
+pub fn to_yaml<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut o = serde_saphyr::SerializerOptions::default();
+    o.folded_wrap_chars = usize::MAX / 2;
+    serde_saphyr::to_string_with_options(v, o).map_err(|e| anyhow::anyhow!("serializing YAML: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,12 +225,4 @@ mod tests {
         assert_eq!(b.to_string(), "v1.10.0");
         assert!(KubeVersion::parse("1.36").is_err());
     }
-}
-
-/// YAML the way Go's yaml writes it for our documents: long tokens (certificate data) stay on
-/// one plain line instead of becoming folded block scalars.
-pub fn to_yaml<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut o = serde_saphyr::SerializerOptions::default();
-    o.folded_wrap_chars = usize::MAX / 2;
-    serde_saphyr::to_string_with_options(v, o).map_err(|e| anyhow::anyhow!("serializing YAML: {e}"))
 }

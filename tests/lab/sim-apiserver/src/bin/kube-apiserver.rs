@@ -1,10 +1,11 @@
 //! kube-apiserver simulator: the real flags, HTTPS with the kubeadm certificates, storage in etcd.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use sim_apiserver::auth::{SaSigner, SaVerifier};
 use sim_apiserver::server::{self, Config, Server};
-use sim_apiserver::{admission, bootstrap, etcd::Etcd, flags, tlsutil};
+use sim_apiserver::{admission, bootstrap, client, etcd::Etcd, flags, tlsutil};
 
 fn run(f: &flags::Flags) -> anyhow::Result<()> {
     let port: u16 = f
@@ -63,6 +64,11 @@ fn run(f: &flags::Flags) -> anyhow::Result<()> {
         f.get("advertise-address").unwrap_or("127.0.0.1")
     );
     let tls = tlsutil::server_config(cert, key, f.get("client-ca-file"))?;
+    let compaction = match f.get("etcd-compaction-interval") {
+        Some(v) => client::parse_duration(v)
+            .ok_or_else(|| anyhow::anyhow!("invalid --etcd-compaction-interval {v}"))?,
+        None => Duration::from_secs(300),
+    };
     let cfg = Config {
         etcd,
         sa_verifier,
@@ -81,8 +87,28 @@ fn run(f: &flags::Flags) -> anyhow::Result<()> {
         let srv = Server::new(cfg);
         let boot = srv.clone();
         tokio::spawn(async move { bootstrap::ensure_system_objects(&boot).await });
+        if !compaction.is_zero() {
+            let etcd = srv.cfg.etcd.clone();
+            tokio::spawn(compact_periodically(etcd, compaction));
+        }
         server::serve(srv, tls, SocketAddr::new(bind, port)).await
     })
+}
+
+/// Like the real server: every interval, compact to the revision seen one interval earlier,
+/// so watchers always have at least one interval of history.
+async fn compact_periodically(etcd: Etcd, every: Duration) {
+    let mut previous = 0;
+    loop {
+        tokio::time::sleep(every).await;
+        if previous > 0 {
+            // Another replica may have compacted further already; that is fine.
+            let _ = etcd.compact(previous).await;
+        }
+        if let Ok(rev) = etcd.health().await {
+            previous = rev;
+        }
+    }
 }
 
 fn main() {

@@ -5,11 +5,37 @@ use std::time::Duration;
 
 use sim_apiserver::client::{self, Client, parse_duration};
 use sim_apiserver::controllers::{Controllers, Settings};
-use sim_apiserver::flags;
+use sim_apiserver::{admission, flags};
 
 fn fail(msg: String) -> ! {
     eprintln!("E0000 kube-controller-manager: {msg}");
     std::process::exit(1);
+}
+
+fn node_cidrs(f: &flags::Flags) -> Option<((u32, u8), u8)> {
+    if !f.bool("allocate-node-cidrs", false) {
+        return None;
+    }
+    let Some(cidr) = f.get("cluster-cidr") else {
+        fail("--cluster-cidr is required when --allocate-node-cidrs is true".into());
+    };
+    let first = cidr.split(',').next().unwrap_or(cidr);
+    let parsed = admission::parse_cidr(first)
+        .unwrap_or_else(|| fail(format!("invalid --cluster-cidr {cidr}")));
+    let mask = f
+        .get("node-cidr-mask-size")
+        .or(f.get("node-cidr-mask-size-ipv4"))
+        .unwrap_or("24");
+    let mask: u8 = mask
+        .parse()
+        .unwrap_or_else(|_| fail(format!("invalid --node-cidr-mask-size {mask}")));
+    if mask < parsed.1 {
+        fail(format!(
+            "--node-cidr-mask-size {mask} is smaller than the --cluster-cidr prefix /{}",
+            parsed.1
+        ));
+    }
+    Some((parsed, mask))
 }
 
 fn main() {
@@ -42,6 +68,7 @@ fn main() {
         signing_duration: dur("cluster-signing-duration", "8760h"),
         root_ca: f.get("root-ca-file").map(str::to_owned),
         node_grace: dur("node-monitor-grace-period", "40s"),
+        node_cidrs: node_cidrs(&f),
     };
     if s.signing_cert.is_some() != s.signing_key.is_some() {
         fail(

@@ -34,7 +34,7 @@ pub struct NodePki<'a> {
 
 impl NodePki<'_> {
     pub fn dir(&self) -> PathBuf {
-        PathBuf::from(&self.cfg.certificates_dir)
+        self.cfg.cert_dir()
     }
 
     fn algo(&self) -> Result<KeyAlgo> {

@@ -420,7 +420,7 @@ pub fn run(a: JoinArgs) -> Result<()> {
                 "error execution phase preflight: \nOne or more conditions for hosting a new control plane instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a stable controlPlaneEndpoint address.\n* The certificates that must be shared among control plane instances are provided.\n"
             );
         }
-        let dir = PathBuf::from(&cluster.certificates_dir);
+        let dir = cluster.cert_dir();
         let missing = missing_shared_files(&dir);
         if !missing.is_empty() {
             if !cp.certificate_key.is_empty() {
@@ -508,7 +508,7 @@ pub fn run(a: JoinArgs) -> Result<()> {
 
     if phases.run("kubelet-start") {
         let ca_path = if j.ca_cert_path.is_empty() {
-            format!("{}/ca.crt", cluster.certificates_dir)
+            cluster.cert_dir().join("ca.crt").display().to_string()
         } else {
             j.ca_cert_path.clone()
         };
@@ -748,7 +748,7 @@ fn join_etcd(
     version: KubeVersion,
     timeout: Duration,
 ) -> Result<()> {
-    let pki = PathBuf::from(&cluster.certificates_dir);
+    let pki = cluster.cert_dir();
     let etcd = Etcd::new(etcd_endpoints(admin)?, &pki, "apiserver-etcd-client")?;
     let peer = format!("https://{}", host_port(&ip.to_string(), 2380));
     println!("[etcd] Adding etcd member {peer} to the existing cluster");
@@ -772,7 +772,7 @@ fn join_etcd(
                 );
                 break all;
             }
-            Err(e) if start.elapsed() < timeout && e.to_string().contains("unhealthy cluster") => {
+            Err(e) if start.elapsed() < timeout && refused_while_unstarted(&e) => {
                 eprintln!("[etcd] etcd refused the member add ({e}); retrying");
                 std::thread::sleep(Duration::from_secs(2));
             }
@@ -817,4 +817,10 @@ fn join_etcd(
         );
     }
     Ok(())
+}
+
+/// etcd's answers to a member add it refuses until an added member has started.
+fn refused_while_unstarted(e: &anyhow::Error) -> bool {
+    let m = e.to_string();
+    m.contains("not enough started members") || m.contains("unhealthy cluster")
 }

@@ -237,18 +237,34 @@ pub fn start_kubelet() {
     }
 }
 
-/// Writes /var/lib/kubelet/config.yaml and kubeadm-flags.env.
-pub fn write_kubelet_files(kubelet_cfg: &Map<String, Value>, flags_env: &str) -> Result<()> {
+/// Writes /var/lib/kubelet/config.yaml from the cluster-wide KubeletConfiguration.
+pub fn write_kubelet_config(kubelet_cfg: &Map<String, Value>) -> Result<()> {
     let cfg = p(paths::KUBELET_CONFIG);
+    let mut local = kubelet_cfg.clone();
+    // The cluster-wide configuration names paths as every node sees them; SIM_ROOT (tests)
+    // relocates them on this node.
+    if let Some(Value::String(sp)) = local.get("staticPodPath").cloned() {
+        local.insert("staticPodPath".into(), Value::String(paths::s(&sp)));
+    }
+    if let Some(Value::String(ca)) = local.get("authentication").and_then(|a| a.pointer("/x509/clientCAFile")).cloned()
+        && let Some(x) = local.get_mut("authentication").and_then(|a| a.pointer_mut("/x509/clientCAFile"))
+    {
+        *x = Value::String(paths::s(&ca));
+    }
     println!(
         "[kubelet-start] Writing kubelet configuration to file {:?}",
         cfg.display().to_string()
     );
     write_file(
         &cfg,
-        crate::manifests::to_yaml(&Value::Object(kubelet_cfg.clone()))?,
+        crate::manifests::to_yaml(&Value::Object(local))?,
         0o644,
-    )?;
+    )
+}
+
+/// Writes /var/lib/kubelet/config.yaml and kubeadm-flags.env.
+pub fn write_kubelet_files(kubelet_cfg: &Map<String, Value>, flags_env: &str) -> Result<()> {
+    write_kubelet_config(kubelet_cfg)?;
     let env = p(paths::KUBELET_FLAGS_ENV);
     println!(
         "[kubelet-start] Writing kubelet environment file with flags to file {:?}",

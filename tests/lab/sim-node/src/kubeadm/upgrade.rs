@@ -3,7 +3,6 @@
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
 
 use super::join::fetch_cluster_config;
@@ -283,16 +282,7 @@ fn node(kv: KubeVersion, renew: bool) -> Result<()> {
 }
 
 fn write_local_kubelet_config(cfg: &serde_json::Map<String, Value>) -> Result<()> {
-    let path = p(paths::KUBELET_CONFIG);
-    println!(
-        "[upgrade] Writing kubelet configuration to file {:?}",
-        path.display().to_string()
-    );
-    write_file(
-        &path,
-        crate::manifests::to_yaml(&Value::Object(cfg.clone()))?,
-        0o644,
-    )
+    super::write_kubelet_config(cfg)
 }
 
 /// Rewrites the control-plane manifests' image tags, then waits for the kubelet to restart
@@ -306,7 +296,7 @@ fn upgrade_local_control_plane(
     if renew {
         println!("[upgrade/staticpods] Renewing the control-plane certificates");
         super::certs::renew(
-            Path::new(&cluster.certificates_dir),
+            &cluster.cert_dir(),
             "all",
             crate::pki::YEAR,
         )?;

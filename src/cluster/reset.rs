@@ -1,0 +1,53 @@
+//! `installer reset`: kubeadm reset on every host (workers first, masters last) and removal of
+//! what `up` laid down (VIP, haproxy/keepalived config, CNI config, Kubernetes iptables
+//! chains). Packages stay unless `--purge`. The caller asks for confirmation first.
+
+use serde_json::json;
+
+use super::phases::{Connect, GatherFacts};
+use super::{Ctx, PhaseError, run_phases};
+use crate::inventory::{ControlPlane, Host};
+use crate::playbook::Mode;
+
+pub async fn reset(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
+    run_phases(ctx, &[&Connect, &GatherFacts]).await?;
+    let err = |m: String| PhaseError::new("Reset hosts", m);
+    ctx.reporter.phase("Reset hosts");
+    let unreachable: Vec<String> = ctx
+        .hosts
+        .iter()
+        .filter_map(|(name, s)| s.error.as_ref().map(|e| format!("{name}: {e}")))
+        .collect();
+    let vip = match &ctx.inventory.cluster.control_plane {
+        ControlPlane::Vip { vip, .. } => json!(vip),
+        ControlPlane::LoadBalancer { .. } => json!(null),
+    };
+    let vars = json!({"vip": vip, "purge": purge});
+    let playbook = ctx
+        .playbooks
+        .load("reset")
+        .map_err(|e| err(e.to_string()))?;
+    // Workers leave first; masters (and etcd) last.
+    for pick in [
+        (|h: &Host| !h.is_master()) as fn(&Host) -> bool,
+        Host::is_master,
+    ] {
+        let hosts: Vec<&Host> = ctx.usable(pick).collect();
+        let targets = ctx.targets(&hosts, &vars);
+        let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+        let failed = ctx.absorb(&reports);
+        if !failed.is_empty() {
+            return Err(err(failed.join("; ")));
+        }
+    }
+    for stale in ["kubeconfig", "bootstrap-token"] {
+        let _ = std::fs::remove_file(ctx.inventory.state_dir().join(stale));
+    }
+    if !unreachable.is_empty() {
+        return Err(err(format!(
+            "these hosts were not reset: {}",
+            unreachable.join("; ")
+        )));
+    }
+    Ok(())
+}

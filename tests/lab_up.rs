@@ -1,0 +1,284 @@
+//! `installer up` end to end on the lab: real Debian hosts, real apt/dpkg, haproxy,
+//! keepalived and etcd; kubeadm, kubelet and the API server are the lab's simulators.
+//! One test per runtime, each walking the issue's acceptance list in order.
+
+#[path = "support/lab.rs"]
+mod lab;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use lab::Lab;
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+/// The lab's inventory with `runtime` and only the hosts named in `hosts`.
+fn write_inventory(lab: &Lab, dir: &Path, runtime: &str, hosts: &[&str]) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory_path()).expect("lab inventory");
+    let mut out = String::new();
+    let mut named = false;
+    for line in text.lines() {
+        let mut line = line.replace("runtime: docker", &format!("runtime: {runtime}"));
+        // A fixed cluster name keeps the state directory (and kubeconfig) path predictable.
+        if !named && line.starts_with("  name: ") {
+            line = "  name: lab".into();
+            named = true;
+        }
+        if line.trim_start().starts_with("- {name:")
+            && !hosts.iter().any(|h| line.contains(&format!("name: {h},")))
+        {
+            continue;
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = dir.join("hosts.yaml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn installer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_installer"))
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run installer")
+}
+
+fn all_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn up(inv: &Path) -> String {
+    let out = installer(&["up", "-i", inv.to_str().unwrap()]);
+    let text = all_output(&out);
+    assert!(out.status.success(), "installer up failed:\n{text}");
+    text
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        all_output(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn checks_on_hosts(lab: &Lab, masters: &[&str], workers: &[&str], version: &str) {
+    for h in masters.iter().chain(workers) {
+        for pkg in ["kubelet", "kubeadm", "kubectl"] {
+            let v = lab.exec_ok(h, &format!("dpkg-query -W -f='${{Version}}' {pkg}"));
+            assert!(v.starts_with(&format!("{version}-")), "{h}: {pkg} {v}");
+        }
+        let held = lab.exec_ok(h, "apt-mark showhold");
+        for pkg in ["kubelet", "kubeadm", "kubectl"] {
+            assert!(
+                held.lines().any(|l| l == pkg),
+                "{h}: {pkg} not held: {held}"
+            );
+        }
+        assert_eq!(
+            lab.exec_ok(h, "swapon --show --noheadings").trim(),
+            "",
+            "{h}: swap on"
+        );
+        assert_eq!(
+            lab.exec_ok(h, "cat /proc/sys/net/ipv4/ip_forward").trim(),
+            "1",
+            "{h}"
+        );
+        assert_eq!(
+            lab.exec_ok(h, "cat /proc/sys/net/bridge/bridge-nf-call-iptables")
+                .trim(),
+            "1",
+            "{h}"
+        );
+    }
+    let shared = "cd /etc/kubernetes/pki && sudo sha256sum ca.crt ca.key sa.key sa.pub front-proxy-ca.crt front-proxy-ca.key etcd/ca.crt etcd/ca.key";
+    let first = lab.exec_ok(masters[0], shared);
+    for m in masters {
+        assert_eq!(lab.exec_ok(m, shared), first, "{m}: shared CA files differ");
+        let modes = lab.exec_ok(m, "cd /etc/kubernetes/pki && sudo stat -c '%a %U %G' ca.key sa.key front-proxy-ca.key etcd/ca.key");
+        assert!(modes.lines().all(|l| l == "600 root root"), "{m}: {modes}");
+    }
+    for w in workers {
+        let (status, _, _) = lab.exec(
+            w,
+            "sudo test -e /etc/kubernetes/pki/ca.key -o -e /etc/kubernetes/pki/sa.key",
+        );
+        assert_ne!(status, 0, "{w}: a worker must not hold CA keys");
+    }
+    let holders: Vec<&&str> = masters
+        .iter()
+        .filter(|m| {
+            lab.exec_ok(m, "ip -o addr show")
+                .contains(&format!(" {}/", lab.vip()))
+        })
+        .collect();
+    assert_eq!(holders.len(), 1, "VIP holders: {holders:?}");
+    let members = lab.exec_ok(
+        masters[0],
+        "sudo curl -sS --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
+         --key /etc/kubernetes/pki/etcd/healthcheck-client.key -X POST -d '{}' https://127.0.0.1:2379/v3/cluster/member/list",
+    );
+    let doc: serde_json::Value = serde_json::from_str(&members).expect("member list JSON");
+    assert_eq!(
+        doc["members"].as_array().map(|a| a.len()),
+        Some(masters.len()),
+        "{members}"
+    );
+}
+
+fn checks_through_vip(kubeconfig: &Path, masters: &[&str], workers: &[&str]) {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    assert!(
+        text.contains(":8443"),
+        "kubeconfig must point at the VIP: {text}"
+    );
+    let nodes: serde_json::Value =
+        serde_json::from_str(&kubectl(kubeconfig, &["get", "nodes", "-o", "json"])).unwrap();
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), masters.len() + workers.len());
+    for n in items {
+        let name = n["metadata"]["name"].as_str().unwrap();
+        let control_plane = n["metadata"]["labels"]
+            .get("node-role.kubernetes.io/control-plane")
+            .is_some();
+        let tainted = n["spec"]["taints"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["key"] == "node-role.kubernetes.io/control-plane" && t["effect"] == "NoSchedule"
+            })
+        });
+        assert_eq!(control_plane, masters.contains(&name), "{name}: role");
+        assert_eq!(
+            tainted,
+            masters.contains(&name),
+            "{name}: control-plane taint"
+        );
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
+    let Some(lab) = Lab::up_or_skip("up-docker", 3, 3) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let masters = ["master-1", "master-2", "master-3"];
+    let five = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
+    let inv = write_inventory(&lab, tmp.path(), "docker", &five);
+    let kubeconfig = tmp.path().join(".installer/lab/kubeconfig");
+
+    eprintln!("step 1: up on 3 masters + 2 workers");
+    up(&inv);
+    checks_on_hosts(&lab, &masters, &["worker-1", "worker-2"], "1.36.2");
+    checks_through_vip(&kubeconfig, &masters, &["worker-1", "worker-2"]);
+    assert!(
+        lab.exec_ok("worker-1", "systemctl is-active cri-docker.service docker")
+            .lines()
+            .all(|l| l == "active")
+    );
+
+    eprintln!("step 2: a re-run changes nothing and says so");
+    let again = up(&inv);
+    assert!(again.contains("nothing changed"), "{again}");
+    assert!(
+        !again.contains("changed  "),
+        "a task reported a change:\n{again}"
+    );
+
+    eprintln!("step 3: a sixth host is joined by a re-run; nothing else is touched");
+    let six = write_inventory(
+        &lab,
+        tmp.path(),
+        "docker",
+        &[
+            "master-1", "master-2", "master-3", "worker-1", "worker-2", "worker-3",
+        ],
+    );
+    let grown = up(&six);
+    for line in grown.lines().filter(|l| l.contains("changed  ")) {
+        assert!(
+            line.trim_start().starts_with("worker-3:"),
+            "only worker-3 may change: {line}"
+        );
+    }
+    checks_through_vip(&kubeconfig, &masters, &["worker-1", "worker-2", "worker-3"]);
+
+    eprintln!("step 4: reset, then up again on the same hosts");
+    let out = installer(&["reset", "--yes", "-i", six.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    for h in five {
+        let (status, _, _) = lab.exec(h, "test -e /etc/kubernetes/kubelet.conf");
+        assert_ne!(status, 0, "{h}: kubelet.conf survived reset");
+    }
+    up(&six);
+    checks_through_vip(&kubeconfig, &masters, &["worker-1", "worker-2", "worker-3"]);
+}
+
+#[test]
+fn killed_during_control_plane_joins_then_rerun_converges_on_containerd() {
+    let Some(lab) = Lab::up_or_skip("up-containerd", 3, 1) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let masters = ["master-1", "master-2", "master-3"];
+    let inv = write_inventory(
+        &lab,
+        tmp.path(),
+        "containerd",
+        &["master-1", "master-2", "master-3", "worker-1"],
+    );
+    let kubeconfig = tmp.path().join(".installer/lab/kubeconfig");
+
+    eprintln!("step 1: kill the installer while the second master joins");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_installer"))
+        .args(["up", "-v", "-i", inv.to_str().unwrap()])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "master-2 to start joining",
+        Duration::from_secs(900),
+        || {
+            lab.exec("master-2", "test -e /etc/kubernetes/installer/join.yaml")
+                .0
+                == 0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    eprintln!("step 2: re-run converges");
+    up(&inv);
+    checks_on_hosts(&lab, &masters, &["worker-1"], "1.36.2");
+    checks_through_vip(&kubeconfig, &masters, &["worker-1"]);
+    assert_eq!(
+        lab.exec_ok("worker-1", "systemctl is-active containerd")
+            .trim(),
+        "active"
+    );
+}
