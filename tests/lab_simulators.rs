@@ -292,6 +292,25 @@ fn five_simulated_nodes_join_and_the_api_survives_a_master_loss() {
         if ok && ready == 5 { Ok(()) } else { Err(out) }
     });
 
+    let (_, ips) = kubectl(
+        &admin,
+        &server(&m1),
+        &[
+            "get",
+            "nodes",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name}={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}"#,
+        ],
+    );
+    for h in lab.hosts() {
+        assert!(
+            ips.lines()
+                .any(|l| l == format!("{}={}", h.name, h.address)),
+            "InternalIP of {} must be its lab address:\n{ips}",
+            h.name
+        );
+    }
+
     let etcdctl = "sudo ETCDCTL_API=3 /usr/libexec/kubernetes-sim/etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key member list";
     let members = run(&lab, &masters[1].name, etcdctl);
     assert_eq!(

@@ -1,4 +1,6 @@
 # Facts about this host, one `key=value` per line. Read-only; no root needed.
+# Administrative commands live in sbin, which a non-root PATH may lack.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 kv() { printf '%s=%s\n' "$1" "$2"; }
 if [ -r /etc/os-release ]; then
   . /etc/os-release

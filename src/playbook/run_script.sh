@@ -5,4 +5,6 @@ umask 077
 script=$(mktemp /tmp/installer-task.XXXXXXXX) || exit 125
 trap 'rm -f "$script"' EXIT
 cat > "$script"
+# The task itself runs with the usual umask: files it creates are meant to be readable.
+umask 022
 sh -e "$script" </dev/null

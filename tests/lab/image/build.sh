@@ -87,6 +87,7 @@ in_root systemctl set-default multi-user.target >&2
 kver=$(uname -r)
 install -d "$rootfs/lib/modules/$kver"
 grep -v '^#' "$here/modules.builtin" | grep . >"$rootfs/lib/modules/$kver/modules.builtin"
+: >"$rootfs/lib/modules/$kver/modules.builtin.modinfo"
 in_root depmod -a "$kver"
 
 echo "image: done ($(du -shx "$rootfs" | cut -f1))" >&2

@@ -25,6 +25,7 @@ ensure_image() {
 	id=$(image_id)
 	dir=$LAB_CACHE/image-$id
 	if [ -d "$dir/rootfs" ]; then
+		touch "$dir" # in use: not pruned for another hour
 		printf '%s\n' "$dir/rootfs"
 		return 0
 	fi
@@ -53,15 +54,15 @@ ensure_image() {
 	printf '%s\n' "$dir/rootfs"
 }
 
-# Older images are removed unless a lab still runs on them.
+# Older images are removed unless a lab still runs on them or one was handed out within the
+# hour (an `up` running alongside may not have recorded it yet).
 prune_images() { # KEEP_ID
 	local d in_use
 	in_use=$(cat "$LAB_RUN"/*/lab.env 2>/dev/null | sed -n "s/^LAB_IMAGE=//p" || true)
-	for d in "$LAB_CACHE"/image-*; do
-		[ -d "$d" ] || continue
+	while read -r d; do
 		case $d in *"image-$1" | *.tmp-*) continue ;; esac
 		grep -qF "$d" <<<"$in_use" && continue
 		log "removing the outdated image $d"
 		remove_tree "$d"
-	done
+	done < <(find "$LAB_CACHE" -mindepth 1 -maxdepth 1 -type d -name 'image-*' -mmin +60)
 }

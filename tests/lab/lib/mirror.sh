@@ -79,6 +79,7 @@ ensure_debian_mirror() { # ROOTFS
 			die "building the Debian mirror failed (log above, full log: $LAB_CACHE/debian.log)"
 		log "Debian mirror built in $(elapsed "$start"): $(wc -l <"$dir/PACKAGES.txt") packages"
 	fi
+	touch "$dir" # in use: not pruned for another hour
 	printf '%s\n' "$dir"
 }
 apt_lists_stamp_files() { ls /var/lib/apt/lists/*Packages* 2>/dev/null || true; }
@@ -131,6 +132,7 @@ ensure_kube_mirror() { # DEBIAN_DIR
 			die "building the Kubernetes repos failed (log above, full log: $LAB_CACHE/kube.log)"
 		log "Kubernetes/Docker repos built in $(elapsed "$start")"
 	fi
+	touch "$dir" # in use: not pruned for another hour
 	if [ -s "$dir/MISSING.txt" ]; then
 		warn "the lab's Kubernetes packages are incomplete:"
 		sed 's/^/         /' "$dir/MISSING.txt" >&2
@@ -139,28 +141,29 @@ ensure_kube_mirror() { # DEBIAN_DIR
 }
 kube_build() { "$LAB_HOME/mirror/kubernetes.sh" "$2" "$(sim_bindir)" "$1/pool" "$(kubectl_path)"; }
 
-# Builds or finds all mirror content; sets LAB_WWW_DEBIAN and LAB_WWW_KUBE.
+# Builds or finds all mirror content; sets LAB_WWW_DEBIAN and LAB_WWW_KUBE. Cargo has its own
+# lock, so the simulators are built before taking the mirror's.
 ensure_mirror() { # ROOTFS
+	build_simulators
 	mirror_lock
 	ensure_mirror_key
 	LAB_WWW_DEBIAN=$(ensure_debian_mirror "$1")
-	build_simulators
 	LAB_WWW_KUBE=$(ensure_kube_mirror "$LAB_WWW_DEBIAN")
 	stop_gpg_agent
 	prune_mirrors
 	mirror_unlock
 }
 
-# Cached mirror builds no lab uses any more (and that are not the current ones) go away.
+# Cached mirror builds that no lab uses and that are older than an hour go away (an `up`
+# running alongside may have picked one a moment ago without having recorded it yet).
 prune_mirrors() {
 	local d in_use
 	in_use=$(cat "$LAB_RUN"/*/lab.env 2>/dev/null || true)
-	for d in "$LAB_CACHE"/debian-* "$LAB_CACHE"/kube-*; do
-		[ -d "$d" ] || continue
+	while read -r d; do
 		case $d in *.tmp-* | "$LAB_WWW_DEBIAN" | "$LAB_WWW_KUBE") continue ;; esac
 		grep -qF "$d" <<<"$in_use" && continue
 		remove_tree "$d"
-	done
+	done < <(find "$LAB_CACHE" -mindepth 1 -maxdepth 1 -type d \( -name 'debian-*' -o -name 'kube-*' \) -mmin +60)
 }
 
 # The tree the lab's HTTP server serves.

@@ -37,7 +37,11 @@ host_net_up() { # LAB HOST (after load_state)
 	ns=$(host_netns "$1" "$2")
 	veth=$(host_veth "$1" "$2")
 	br=$(lab_bridge "$1")
-	[ -e "/run/netns/$ns" ] || ip netns add "$ns"
+	# A namespace file left from before a reboot of this machine no longer holds a namespace.
+	if ! ip -n "$ns" link show lo >/dev/null 2>&1; then
+		ip netns del "$ns" 2>/dev/null || rm -f "/run/netns/$ns"
+		ip netns add "$ns"
+	fi
 	if ! ip link show "$veth" >/dev/null 2>&1; then
 		ip -n "$ns" link del eth0 2>/dev/null || true
 		ip link add "$veth" type veth peer name eth0 netns "$ns"

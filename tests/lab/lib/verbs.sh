@@ -23,7 +23,7 @@ lab_lock() { # LAB: one verb at a time changes a lab
 }
 
 verb_up() { # LAB [--masters N] [--workers M]
-	local lab=$1 masters=3 workers=2 start t dir hosts h failed
+	local lab=$1 masters=3 workers=2 start t
 	shift
 	while [ $# -gt 0 ]; do
 		case $1 in
@@ -39,43 +39,57 @@ verb_up() { # LAB [--masters N] [--workers M]
 	start=$(now_ms)
 	ensure_deps
 	lab_lock "$lab"
-	dir=$(lab_dir "$lab")
-
 	if load_state "$lab"; then
 		if [ "$LAB_MASTERS" != "$masters" ] || [ "$LAB_WORKERS" != "$workers" ]; then
 			die "lab '$lab' exists with $LAB_MASTERS masters and $LAB_WORKERS workers; take it down first: $0 down --name $lab"
 		fi
 		ensure_mirror "$LAB_IMAGE"
+		save_state "$lab"
 	else
-		# Leftovers of an earlier lab of this name (a crashed `up`, a machine reboot).
-		lab_teardown "$lab"
-		LAB_IMAGE=$(ensure_image)
-		ensure_mirror "$LAB_IMAGE"
-		LAB_MASTERS=$masters LAB_WORKERS=$workers
-		LAB_PORT=${LAB_MIRROR_PORT:-$LAB_MIRROR_PORT_DEFAULT}
-		mkdir -p "$dir/hosts"
-		(
-			exec 6>"$LAB_RUN/.alloc.lock"
-			flock 6
-			LAB_OCTET=$(allocate_octet "$lab")
-			save_state "$lab"
-		)
-		load_state "$lab"
-		ssh-keygen -q -t ed25519 -N '' -C "installer-lab-$lab" -f "$dir/id_ed25519"
+		lab_create "$lab" "$masters" "$workers"
 	fi
-	save_state "$lab"
 	load_state "$lab"
-	t=$(now_ms)
 
+	t=$(now_ms)
 	net_up "$lab"
 	mirror_www "$lab"
 	mirror_start "$lab"
-	sysctl -qw fs.inotify.max_user_instances=8192 2>/dev/null ||
-		warn "could not raise fs.inotify.max_user_instances; large labs may boot degraded"
+	# Every host's systemd takes inotify instances from root's shared budget (128 by default).
+	if [ "$(sysctl -n fs.inotify.max_user_instances)" -lt 8192 ]; then
+		sysctl -qw fs.inotify.max_user_instances=8192 2>/dev/null ||
+			warn "could not raise fs.inotify.max_user_instances; large labs may boot degraded"
+	fi
+	boot_hosts "$lab"
+	log "lab '$lab' is up: $((LAB_MASTERS + LAB_WORKERS)) hosts ready in $(elapsed "$t") (whole run $(elapsed "$start"))"
+	verb_status "$lab" >&2
+}
 
+# First `up` of a lab: image, mirror, subnet, client key, state.
+lab_create() { # LAB MASTERS WORKERS
+	local lab=$1 dir
+	dir=$(lab_dir "$lab")
+	# Leftovers of an earlier lab of this name (a killed `up`, a reboot of this machine).
+	lab_teardown "$lab"
+	LAB_IMAGE=$(ensure_image)
+	ensure_mirror "$LAB_IMAGE"
+	LAB_MASTERS=$2 LAB_WORKERS=$3
+	LAB_PORT=${LAB_MIRROR_PORT:-$LAB_MIRROR_PORT_DEFAULT}
+	mkdir -p "$dir/hosts"
+	ssh-keygen -q -t ed25519 -N '' -C "installer-lab-$lab" -f "$dir/id_ed25519"
+	(
+		exec 6>"$LAB_RUN/.alloc.lock"
+		flock 6
+		LAB_OCTET=$(allocate_octet "$lab")
+		save_state "$lab"
+	)
+}
+
+# Prepares and boots every host in parallel (each job reports its own failure), then waits
+# for all sshds; writes known_hosts and the inventory.
+boot_hosts() { # LAB (after load_state)
+	local lab=$1 h failed=0 pids=() hosts dir
+	dir=$(lab_dir "$lab")
 	mapfile -t hosts < <(host_names "$LAB_MASTERS" "$LAB_WORKERS")
-	# Hosts are prepared and booted in parallel; each job reports its own failure.
-	local pids=()
 	for h in "${hosts[@]}"; do
 		(
 			host_net_up "$lab" "$h"
@@ -85,7 +99,6 @@ verb_up() { # LAB [--masters N] [--workers M]
 		) &
 		pids+=($!)
 	done
-	failed=0
 	for h in "${pids[@]}"; do wait "$h" || failed=1; done
 	[ "$failed" = 0 ] || die "preparing the hosts failed (see above); clean up with: $0 down --name $lab"
 	write_known_hosts "$lab"
@@ -98,8 +111,6 @@ verb_up() { # LAB [--masters N] [--workers M]
 		done
 		die "the lab did not come up; inspect with '$0 status --name $lab', clean up with '$0 down --name $lab'"
 	fi
-	log "lab '$lab' is up: ${#hosts[@]} hosts ready in $(elapsed "$t") (whole run $(elapsed "$start"))"
-	verb_status "$lab" >&2
 }
 
 verb_down() { # LAB

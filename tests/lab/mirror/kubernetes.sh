@@ -162,6 +162,8 @@ docker_packages() { # DEBVERSION
 		root=$work/cri-dockerd
 		put "$simbin/cri-dockerd" "$root/usr/bin/cri-dockerd" 755
 		put "$here/packaging/cri-dockerd/cri-docker.service" "$root/lib/systemd/system/cri-docker.service" 644
+		# Like the upstream package: systemd owns the socket, cri-dockerd gets it as fd://.
+		put "$here/packaging/cri-dockerd/cri-docker.socket" "$root/lib/systemd/system/cri-docker.socket" 644
 		build_deb cri-dockerd "$1" "$root" "docker-ce | docker.io | moby-engine" \
 			"Container Runtime Interface shim for Docker Engine" cri-docker.service
 	fi

@@ -191,14 +191,18 @@ pub async fn default_on_create(
         ("", "pods") => {
             set_default(o, "spec", json!({}));
             default_pod_spec(&mut o["spec"]);
+            let mirror = o["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
             let spec = &mut o["spec"];
-            if spec["serviceAccountName"].as_str().unwrap_or("").is_empty() {
+            // Mirror pods get no service account (the ServiceAccount plugin skips them).
+            if !mirror && spec["serviceAccountName"].as_str().unwrap_or("").is_empty() {
                 spec["serviceAccountName"] = spec["serviceAccount"]
                     .as_str()
                     .map(|s| json!(s))
                     .unwrap_or(json!("default"));
             }
-            spec["serviceAccount"] = spec["serviceAccountName"].clone();
+            if !spec["serviceAccountName"].is_null() {
+                spec["serviceAccount"] = spec["serviceAccountName"].clone();
+            }
             // DefaultTolerationSeconds admission.
             let mut tols = spec["tolerations"].as_array().cloned().unwrap_or_default();
             for key in [
@@ -300,6 +304,18 @@ pub async fn admit_create(
             let name = obj::name(o).to_owned();
             let ns = obj::namespace(o).to_owned();
             let mirror = o["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
+            if mirror
+                && !o["spec"]["serviceAccountName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .is_empty()
+            {
+                return Err(ApiError::forbidden(
+                    rt,
+                    &name,
+                    "a mirror pod may not reference service accounts",
+                ));
+            }
             if !mirror {
                 let sa = o["spec"]["serviceAccountName"]
                     .as_str()

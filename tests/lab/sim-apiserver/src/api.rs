@@ -157,6 +157,33 @@ pub fn check_shape(o: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Custom resources against their CRD's structural schema: undeclared fields are an error
+/// under `fieldValidation=Strict` (kubectl's default) and pruned otherwise; wrong types,
+/// enums and missing required fields are Invalid.
+fn apply_schema(r: &Req, t: &Target, o: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = t.rt.schema_for(&t.version) else {
+        return Ok(());
+    };
+    let report = crate::schema::check_resource(schema, o);
+    if r.q("fieldValidation") == Some("Strict") && !report.unknown.is_empty() {
+        let list: Vec<String> = report
+            .unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect();
+        let k = &t.rt.kind;
+        return Err(ApiError::bad_request(format!(
+            "{k} in version \"{}\" cannot be handled as a {k}: strict decoding error: {}",
+            t.version,
+            list.join(", ")
+        )));
+    }
+    if !report.causes.is_empty() {
+        return Err(ApiError::invalid(&t.rt, obj::name(o), report.causes));
+    }
+    Ok(())
+}
+
 /// Drop `null` members: typed decoding in the real server never keeps them.
 fn strip_nulls(v: &mut Value) {
     match v {
@@ -493,6 +520,7 @@ impl Server {
             m.remove("status");
         }
         admission::default_on_create(self, rt, &mut o, &r.user).await?;
+        apply_schema(r, t, &mut o)?;
         let causes = validate::validate_create(rt, &o);
         let name = obj::name(&o).to_owned();
         if !causes.is_empty() {
@@ -619,6 +647,7 @@ impl Server {
             obj::meta_mut(&mut new).insert("generation".into(), json!(g));
         }
         admission::default_on_update(rt, old, &mut new);
+        apply_schema(r, t, &mut new)?;
         let causes = validate::validate_update(rt, old, &new);
         if !causes.is_empty() {
             return Err(ApiError::invalid(rt, &name, causes));

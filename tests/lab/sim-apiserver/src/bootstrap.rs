@@ -128,8 +128,98 @@ pub async fn ensure_system_objects(server: &Server) {
             }
         }
         if !failed {
+            server
+                .bootstrapped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The `default/kubernetes` Endpoints and EndpointSlice list every live API server: each
+/// replica renews `/registry/masterleases/<ip>` and rewrites the address list (like the real
+/// lease endpoint reconciler), so a dead master drops out within `ttl`.
+pub async fn reconcile_master_endpoints(server: &Server, ip: &str, port: u16, ttl: Duration) {
+    loop {
+        if let Err(e) = reconcile_once(server, ip, port, ttl).await {
+            eprintln!("endpoint reconciler: {e}");
+        }
+        tokio::time::sleep(ttl / 3).await;
+    }
+}
+
+async fn reconcile_once(
+    server: &Server,
+    ip: &str,
+    port: u16,
+    ttl: Duration,
+) -> Result<(), EtcdError> {
+    let etcd = &server.cfg.etcd;
+    let key = format!("/registry/masterleases/{ip}");
+    let lease = json!({"ip": ip, "port": port, "renewTime": obj::now()}).to_string();
+    match etcd.get(&key).await? {
+        Some(kv) => {
+            let _ = etcd.update(&key, lease.as_bytes(), kv.mod_revision).await;
+        }
+        None => {
+            let _ = etcd.create(&key, lease.as_bytes()).await;
+        }
+    }
+    let (kvs, _) = etcd.list("/registry/masterleases/").await?;
+    let mut ips: Vec<String> = kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+        .filter(|l| obj::age_seconds(l["renewTime"].as_str().unwrap_or("")) <= ttl.as_secs() as i64)
+        .filter_map(|l| l["ip"].as_str().map(str::to_owned))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    let subsets = json!([{"addresses": ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>(),
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+    let ep_key = "/registry/endpoints/default/kubernetes";
+    upsert(etcd, ep_key, |cur| {
+        let mut ep = cur.unwrap_or_else(|| json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("kubernetes", Some("default"))}));
+        ep["metadata"]["labels"] = json!({"endpointslice.kubernetes.io/skip-mirror": "true"});
+        ep["subsets"] = subsets.clone();
+        ep
+    })
+    .await?;
+    let slice_key = "/registry/discovery.k8s.io/endpointslices/default/kubernetes";
+    upsert(etcd, slice_key, |cur| {
+        let mut s = cur.unwrap_or_else(|| json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta("kubernetes", Some("default"))}));
+        s["metadata"]["labels"] = json!({"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
+        s["addressType"] = json!("IPv4");
+        s["endpoints"] = json!(ips.iter().map(|i| json!({"addresses": [i], "conditions": {"ready": true}})).collect::<Vec<_>>());
+        s["ports"] = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
+        s
+    })
+    .await
+}
+
+/// Write `key` as `f(current)` if that changes it (create when missing).
+async fn upsert(
+    etcd: &crate::etcd::Etcd,
+    key: &str,
+    f: impl Fn(Option<Value>) -> Value,
+) -> Result<(), EtcdError> {
+    let cur = etcd.get(key).await?;
+    let old: Option<Value> = cur
+        .as_ref()
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+    let new = f(old.clone());
+    if Some(&new) == old.as_ref() {
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec(&new).unwrap_or_default();
+    match cur {
+        Some(kv) => match etcd.update(key, &bytes, kv.mod_revision).await {
+            Ok(_) | Err(EtcdError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        },
+        None => match etcd.create(key, &bytes).await {
+            Ok(_) | Err(EtcdError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        },
     }
 }

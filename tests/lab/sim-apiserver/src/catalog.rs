@@ -18,6 +18,8 @@ pub struct ResourceType {
     pub stored: bool,
     /// The CRD's additionalPrinterColumns for the preferred version, if any.
     pub printer_columns: Vec<Value>,
+    /// The CRD's openAPIV3Schema per served version (empty for built-in kinds).
+    pub schemas: Vec<(String, Value)>,
 }
 
 impl ResourceType {
@@ -66,6 +68,13 @@ impl ResourceType {
 
     pub fn key(&self, ns: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.ns_prefix(ns))
+    }
+
+    pub fn schema_for(&self, version: &str) -> Option<&Value> {
+        self.schemas
+            .iter()
+            .find(|(v, s)| v == version && s.is_object())
+            .map(|(_, s)| s)
     }
 
     pub fn has_status(&self) -> bool {
@@ -525,6 +534,7 @@ fn builtins() -> Vec<ResourceType> {
             subresources: sub.iter().map(|s| (*s).into()).collect(),
             stored: true,
             printer_columns: vec![],
+            schemas: vec![],
         })
         .collect();
     out.extend(VIRTUAL.iter().map(|(g, v, r, k)| ResourceType {
@@ -539,6 +549,7 @@ fn builtins() -> Vec<ResourceType> {
         subresources: vec![],
         stored: false,
         printer_columns: vec![],
+        schemas: vec![],
     }));
     out
 }
@@ -594,6 +605,15 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
             .as_array()
             .cloned()
             .unwrap_or_default(),
+        schemas: versions
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    v["name"].as_str()?.to_owned(),
+                    v["schema"]["openAPIV3Schema"].clone(),
+                ))
+            })
+            .collect(),
     })
 }
 

@@ -225,6 +225,36 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Record a core/v1 Event about `involved` (best effort: a failure is not an error).
+    pub async fn event(
+        &self,
+        involved: &Value,
+        ty: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
+        let ns = involved["metadata"]["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default");
+        let name = obj::name(involved);
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let now = obj::now();
+        let ev = json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": ns},
+            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": name,
+                "namespace": involved["metadata"]["namespace"], "uid": involved["metadata"]["uid"],
+                "resourceVersion": involved["metadata"]["resourceVersion"]},
+            "reason": reason, "message": message, "type": ty, "source": {"component": component},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1, "reportingComponent": component, "reportingInstance": ""});
+        let _ = self
+            .create(&path("", "v1", "events", Some(ns), None), &ev)
+            .await;
+    }
+}
+
 /// Leader election on Lease `kube-system/<name>`: blocks until this process holds it, then
 /// keeps renewing; exits the process if the lease is lost (like the real components).
 pub async fn lead(client: &Client, name: &str, identity: &str, lease_secs: i64) {

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
 use crate::client::{CallError, Client, path};
-use crate::obj;
+use crate::obj::{self, LabelSelector};
 use crate::sched;
 use crate::special::pod_ready;
 
@@ -120,6 +120,8 @@ impl Controllers {
         run!("statefulset", self.statefulsets());
         run!("nodelifecycle", self.node_lifecycle());
         run!("nodeipam", self.node_ipam());
+        run!("endpoint", self.endpoints());
+        run!("disruption", self.disruption());
         if tick.is_multiple_of(3) {
             run!("namespace", self.namespaces());
             run!("garbagecollector", self.garbage_collect());
@@ -530,7 +532,20 @@ impl Controllers {
                         "annotations": {"deployment.kubernetes.io/revision": revision.to_string(), "deployment.kubernetes.io/desired-replicas": replicas.to_string()}},
                         "spec": {"replicas": replicas, "selector": sel, "template": template}});
                     match self.c.create(&rs_path, &rs).await {
-                        Ok(_) | Err(CallError { code: 409, .. }) => {}
+                        Ok(_) => {
+                            let msg =
+                                format!("Scaled up replica set {rs_name} from 0 to {replicas}");
+                            self.c
+                                .event(
+                                    d,
+                                    "Normal",
+                                    "ScalingReplicaSet",
+                                    &msg,
+                                    "deployment-controller",
+                                )
+                                .await;
+                        }
+                        Err(CallError { code: 409, .. }) => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -541,6 +556,19 @@ impl Controllers {
                             &json!({"spec": {"replicas": replicas}}),
                         )
                         .await?;
+                    let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
+                    let dir = if replicas > from { "up" } else { "down" };
+                    let msg =
+                        format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
+                    self.c
+                        .event(
+                            d,
+                            "Normal",
+                            "ScalingReplicaSet",
+                            &msg,
+                            "deployment-controller",
+                        )
+                        .await;
                 }
                 Some(_) => {}
             }
@@ -554,6 +582,20 @@ impl Controllers {
                         &json!({"spec": {"replicas": 0}}),
                     )
                     .await?;
+                let from = old["spec"]["replicas"].as_i64().unwrap_or(0);
+                let msg = format!(
+                    "Scaled down replica set {} from {from} to 0",
+                    obj::name(old)
+                );
+                self.c
+                    .event(
+                        d,
+                        "Normal",
+                        "ScalingReplicaSet",
+                        &msg,
+                        "deployment-controller",
+                    )
+                    .await;
             }
             let sum = |f: &str| {
                 owned
@@ -669,7 +711,17 @@ impl Controllers {
                         Some(&format!("{}-", obj::name(rs))),
                         owner_ref(rs, "apps/v1", "ReplicaSet"),
                     );
-                    self.c.create(&pods_path, &pod).await?;
+                    let created = self.c.create(&pods_path, &pod).await?;
+                    let msg = format!("Created pod: {}", obj::name(&created));
+                    self.c
+                        .event(
+                            rs,
+                            "Normal",
+                            "SuccessfulCreate",
+                            &msg,
+                            "replicaset-controller",
+                        )
+                        .await;
                 }
             } else if have > want {
                 // Delete unscheduled, then not-ready pods first (like the real ranking).
@@ -678,6 +730,16 @@ impl Controllers {
                     self.c
                         .delete(&format!("{pods_path}/{}", obj::name(p)))
                         .await?;
+                    let msg = format!("Deleted pod: {}", obj::name(p));
+                    self.c
+                        .event(
+                            rs,
+                            "Normal",
+                            "SuccessfulDelete",
+                            &msg,
+                            "replicaset-controller",
+                        )
+                        .await;
                 }
             }
             let ready = mine.iter().filter(|p| pod_ready(p)).count() as i64;
@@ -733,7 +795,17 @@ impl Controllers {
                             Some(&format!("{}-", obj::name(ds))),
                             owner_ref(ds, "apps/v1", "DaemonSet"),
                         );
-                        self.c.create(&pods_path, &pod).await?;
+                        let created = self.c.create(&pods_path, &pod).await?;
+                        let msg = format!("Created pod: {}", obj::name(&created));
+                        self.c
+                            .event(
+                                ds,
+                                "Normal",
+                                "SuccessfulCreate",
+                                &msg,
+                                "daemonset-controller",
+                            )
+                            .await;
                     }
                 } else {
                     for p in existing {
@@ -802,7 +874,19 @@ impl Controllers {
                     owner_ref(sts, "apps/v1", "StatefulSet"),
                 );
                 match self.c.create(&pods_path, &pod).await {
-                    Ok(_) | Err(CallError { code: 409, .. }) => {}
+                    Ok(_) => {
+                        let msg = format!("create Pod {pname} in StatefulSet {name} successful");
+                        self.c
+                            .event(
+                                sts,
+                                "Normal",
+                                "SuccessfulCreate",
+                                &msg,
+                                "statefulset-controller",
+                            )
+                            .await;
+                    }
+                    Err(CallError { code: 409, .. }) => {}
                     Err(e) => return Err(e),
                 }
                 if !parallel {
@@ -818,6 +902,165 @@ impl Controllers {
             let status = json!({"replicas": mine.len(), "readyReplicas": ready, "currentReplicas": mine.len(), "updatedReplicas": mine.len(),
                 "availableReplicas": ready, "observedGeneration": sts["metadata"]["generation"]});
             self.put_status("apps", "statefulsets", sts, status).await?;
+        }
+        Ok(())
+    }
+
+    // ---- services and budgets ---------------------------------------------------------
+
+    async fn endpoints(&self) -> Result<(), CallError> {
+        let services = self.c.list(&path("", "v1", "services", None, None)).await?;
+        let eps = self
+            .c
+            .list(&path("", "v1", "endpoints", None, None))
+            .await?;
+        let pods = self.c.list(&path("", "v1", "pods", None, None)).await?;
+        const MANAGED: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+        for svc in &services {
+            let Some(sel) = svc["spec"]["selector"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+            else {
+                continue;
+            };
+            let ns = obj::namespace(svc);
+            let name = obj::name(svc);
+            let sel = LabelSelector::from_object(&json!({"matchLabels": sel}));
+            let mut ready = vec![];
+            let mut not_ready = vec![];
+            let mut ports: Vec<Value> = vec![];
+            for p in pods
+                .iter()
+                .filter(|p| obj::namespace(p) == ns && alive(p) && sel.matches(&obj::labels(p)))
+            {
+                let Some(ip) = p["status"]["podIP"].as_str().filter(|i| !i.is_empty()) else {
+                    continue;
+                };
+                let addr = json!({"ip": ip, "nodeName": p["spec"]["nodeName"],
+                    "targetRef": {"kind": "Pod", "namespace": ns, "name": obj::name(p), "uid": p["metadata"]["uid"]}});
+                if pod_ready(p) {
+                    ready.push(addr)
+                } else {
+                    not_ready.push(addr)
+                }
+                for sp in svc["spec"]["ports"].as_array().into_iter().flatten() {
+                    let target = match &sp["targetPort"] {
+                        Value::String(named) => p["spec"]["containers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                            .find(|cp| cp["name"] == named.as_str())
+                            .and_then(|cp| cp["containerPort"].as_i64()),
+                        Value::Number(n) => n.as_i64(),
+                        _ => sp["port"].as_i64(),
+                    };
+                    if let Some(t) = target {
+                        let mut port = json!({"port": t, "protocol": sp["protocol"].as_str().unwrap_or("TCP")});
+                        if let Some(n) = sp["name"].as_str() {
+                            port["name"] = json!(n);
+                        }
+                        if !ports.contains(&port) {
+                            ports.push(port);
+                        }
+                    }
+                }
+            }
+            let mut subset = json!({});
+            if !ready.is_empty() {
+                subset["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(not_ready);
+            }
+            let subsets = if ready.is_empty() && not_ready.is_empty() {
+                json!([])
+            } else {
+                subset["ports"] = json!(ports);
+                json!([subset])
+            };
+            let existing = eps
+                .iter()
+                .find(|e| obj::namespace(e) == ns && obj::name(e) == name);
+            if existing.is_some_and(|e| {
+                e["subsets"].as_array().cloned().unwrap_or_default()
+                    == subsets.as_array().cloned().unwrap_or_default()
+            }) {
+                continue;
+            }
+            let ep = json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": ns, "labels": svc["metadata"]["labels"], "annotations": {MANAGED: obj::now()}},
+                "subsets": subsets});
+            let r = match existing {
+                Some(_) => {
+                    self.c
+                        .update(&path("", "v1", "endpoints", Some(ns), Some(name)), &ep)
+                        .await
+                }
+                None => {
+                    self.c
+                        .create(&path("", "v1", "endpoints", Some(ns), None), &ep)
+                        .await
+                }
+            };
+            match r {
+                Ok(_)
+                | Err(CallError {
+                    code: 409 | 403 | 404,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for ep in eps
+            .iter()
+            .filter(|e| e["metadata"]["annotations"][MANAGED].is_string())
+        {
+            let gone = !services
+                .iter()
+                .any(|s| obj::namespace(s) == obj::namespace(ep) && obj::name(s) == obj::name(ep));
+            if gone {
+                self.c
+                    .delete(&path(
+                        "",
+                        "v1",
+                        "endpoints",
+                        Some(obj::namespace(ep)),
+                        Some(obj::name(ep)),
+                    ))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn disruption(&self) -> Result<(), CallError> {
+        let pdbs = self
+            .c
+            .list(&path("policy", "v1", "poddisruptionbudgets", None, None))
+            .await?;
+        if pdbs.is_empty() {
+            return Ok(());
+        }
+        let pods = self.c.list(&path("", "v1", "pods", None, None)).await?;
+        for pdb in &pdbs {
+            let sel = LabelSelector::from_object(&pdb["spec"]["selector"]);
+            let selected: Vec<Value> = pods
+                .iter()
+                .filter(|p| {
+                    obj::namespace(p) == obj::namespace(pdb)
+                        && alive(p)
+                        && sel.matches(&obj::labels(p))
+                })
+                .cloned()
+                .collect();
+            let (allowed, desired, healthy) = crate::special::disruptions_allowed(pdb, &selected);
+            let status = json!({"observedGeneration": pdb["metadata"]["generation"], "disruptionsAllowed": allowed,
+                "currentHealthy": healthy, "desiredHealthy": desired, "expectedPods": selected.len(),
+                "conditions": [{"type": "DisruptionAllowed", "status": if allowed > 0 { "True" } else { "False" },
+                    "reason": if allowed > 0 { "SufficientPods" } else { "InsufficientPods" }, "message": ""}]});
+            self.put_status("policy", "poddisruptionbudgets", pdb, status)
+                .await?;
         }
         Ok(())
     }
@@ -886,7 +1129,13 @@ impl Controllers {
                     )
                     .await
                 {
-                    Ok(_) => eprintln!("node {n}: kubelet stopped posting status; Ready=Unknown"),
+                    Ok(_) => {
+                        eprintln!("node {n}: kubelet stopped posting status; Ready=Unknown");
+                        let msg = format!("Node {n} status is now: NodeNotReady");
+                        self.c
+                            .event(node, "Normal", "NodeNotReady", &msg, "node-controller")
+                            .await;
+                    }
                     Err(e) if e.code == 409 => continue,
                     Err(e) => return Err(e),
                 }

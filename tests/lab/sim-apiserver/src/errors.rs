@@ -183,6 +183,28 @@ impl Cause {
         }
     }
 
+    pub fn not_supported(field: &str, value: &Value, supported: &str) -> Cause {
+        let value = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Cause {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            value: Some(value),
+            detail: format!("supported values: {supported}"),
+        }
+    }
+
+    pub fn too_long(field: &str, max: usize) -> Cause {
+        Cause {
+            field: field.into(),
+            reason: "FieldValueTooLong",
+            value: None,
+            detail: format!("must have at most {max} bytes"),
+        }
+    }
+
     pub fn immutable(field: &str, value: &Value) -> Cause {
         Cause::invalid(field, value, "field is immutable")
     }
@@ -191,6 +213,11 @@ impl Cause {
         let head = match self.reason {
             "FieldValueRequired" => "Required value".to_owned(),
             "FieldValueForbidden" => "Forbidden".to_owned(),
+            "FieldValueTooLong" => "Too long".to_owned(),
+            "FieldValueNotSupported" => format!(
+                "Unsupported value: {}",
+                self.value.clone().unwrap_or_default()
+            ),
             _ => format!("Invalid value: {}", self.value.clone().unwrap_or_default()),
         };
         if self.detail.is_empty() {

@@ -102,7 +102,10 @@ pub async fn pass(c: &Client) -> Result<(), CallError> {
                     .await
                 {
                     Ok(_) => {
-                        eprintln!("Successfully assigned {ns}/{name} to {n}");
+                        let msg = format!("Successfully assigned {ns}/{name} to {n}");
+                        c.event(pod, "Normal", "Scheduled", &msg, "default-scheduler")
+                            .await;
+                        eprintln!("{msg}");
                         *load.entry(n).or_default() += 1;
                     }
                     Err(e) if e.code == 409 || e.code == 404 => {}
@@ -121,6 +124,14 @@ pub async fn pass(c: &Client) -> Result<(), CallError> {
                 {
                     continue;
                 }
+                c.event(
+                    pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    "default-scheduler",
+                )
+                .await;
                 let mut upd = pod.clone();
                 let mut cs: Vec<Value> = conds
                     .into_iter()

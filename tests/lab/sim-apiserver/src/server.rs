@@ -40,6 +40,8 @@ pub struct Config {
 pub struct Server {
     pub cfg: Config,
     catalog: RwLock<Arc<Catalog>>,
+    /// Set once the start-up objects exist (the real server's bootstrap post-start hooks).
+    pub bootstrapped: std::sync::atomic::AtomicBool,
 }
 
 /// A parsed request, after authentication.
@@ -132,6 +134,7 @@ impl Server {
         Arc::new(Server {
             cfg,
             catalog: RwLock::new(Arc::new(Catalog::new(&[]))),
+            bootstrapped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -447,23 +450,31 @@ impl Server {
 
     async fn health(&self, which: &str, r: &Req) -> Response<Body> {
         // Liveness does not depend on etcd (like the real server); readiness and healthz do.
-        let etcd_ok = if which == "livez" {
-            true
+        // All three wait for the start-up objects (the bootstrap post-start hooks).
+        let etcd_ok = which == "livez" || self.cfg.etcd.health().await.is_ok();
+        let booted = self.bootstrapped.load(std::sync::atomic::Ordering::Relaxed);
+        let mark = |ok: bool| if ok { "[+]" } else { "[-]" };
+        let hook = if booted { "ok" } else { "failed: not finished" };
+        let etcd = if etcd_ok {
+            "ok"
         } else {
-            self.cfg.etcd.health().await.is_ok()
+            "failed: reason withheld"
         };
-        let verbose = r.query.contains_key("verbose");
-        if etcd_ok {
-            if verbose {
-                return text_response(
-                    200,
-                    &format!("[+]ping ok\n[+]etcd ok\n{which} check passed\n"),
-                );
+        let mut body = "[+]ping ok\n".to_owned();
+        if which != "livez" {
+            body.push_str(&format!("{}etcd {etcd}\n", mark(etcd_ok)));
+        }
+        body.push_str(&format!(
+            "{}poststarthook/bootstrap-controller {hook}\n",
+            mark(booted)
+        ));
+        if etcd_ok && booted {
+            if r.query.contains_key("verbose") {
+                return text_response(200, &format!("{body}{which} check passed\n"));
             }
             return text_response(200, "ok");
         }
-        let body = format!("[+]ping ok\n[-]etcd failed: reason withheld\n{which} check failed\n");
-        text_response(500, &body)
+        text_response(500, &format!("{body}{which} check failed\n"))
     }
 
     async fn resource_route(

@@ -103,6 +103,19 @@ fn validate_meta(rt: &ResourceType, o: &Value, causes: &mut Vec<Cause>) {
             &e,
         ));
     }
+    // The API caps the total size of annotations (what makes client-side apply of huge CRDs fail).
+    const MAX_ANNOTATIONS: usize = 262144;
+    let total: usize = o["metadata"]["annotations"]
+        .as_object()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    if total > MAX_ANNOTATIONS {
+        causes.push(Cause::too_long("metadata.annotations", MAX_ANNOTATIONS));
+    }
     if let Some(labels) = o["metadata"]["labels"].as_object() {
         for (k, v) in labels {
             if let Some(e) = label_key(k) {
@@ -460,6 +473,17 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].field, "metadata.name");
         assert!(c[0].detail.starts_with("a lowercase RFC 1123 label"));
+    }
+
+    #[test]
+    fn oversized_annotations_are_too_long() {
+        let big = "x".repeat(262_145);
+        let c = validate_create(
+            &rt("", "configmaps"),
+            &json!({"metadata": {"name": "c", "annotations": {"a": big}}}),
+        );
+        assert_eq!(c[0].reason, "FieldValueTooLong");
+        assert_eq!(c[0].field, "metadata.annotations");
     }
 
     #[test]

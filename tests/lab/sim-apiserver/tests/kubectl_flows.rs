@@ -54,6 +54,28 @@ fn every_upstream_addon_manifest_is_accepted_by_kubectl_apply() {
     );
     let ds = c.k(&["get", "ds", "-n", "kube-system", "weave-net", "-o", "wide"]);
     assert!(ds.contains("weave,weave-npc"), "{ds}");
+    // Custom resources are checked against their CRD's schema (kubectl asks for Strict).
+    let typo = json!({"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster", "metadata": {"name": "typo", "namespace": "rook-ceph"},
+        "spec": {"dataDirHostPath": "/var/lib/rook", "monn": {"count": 3}}});
+    let o = c.kubectl_with(
+        &c.p("admin.conf"),
+        &["apply", "-f", "-"],
+        Some(&typo.to_string()),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.monn\""),
+        "{err}"
+    );
+    let bad = json!({"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster", "metadata": {"name": "bad", "namespace": "rook-ceph"},
+        "spec": {"dataDirHostPath": "/var/lib/rook", "mon": {"count": "three"}}});
+    let o = c.kubectl_with(
+        &c.p("admin.conf"),
+        &["apply", "-f", "-"],
+        Some(&bad.to_string()),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("spec.mon.count: Invalid value: \"three\": spec.mon.count in body must be of type integer"), "{err}");
     // Deleting a CRD removes its resource from discovery and its objects with it.
     c.k(&["delete", "crd", "cephclusters.ceph.rook.io"]);
     let err = c.k_err(&["get", "cephclusters", "-A"]);
@@ -94,6 +116,36 @@ fn typed_create_commands_work_with_protobuf_bodies() {
         "--clusterrole=cluster-admin",
         "--serviceaccount=team-a:robot",
     ]);
+    c.k(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        "team-a",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    c.k(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "team-a",
+        "--tcp=80:8080",
+    ]);
+    c.k(&["create", "priorityclass", "low", "--value=10"]);
+    let role = c.json(&["get", "role", "reader", "-n", "team-a"]);
+    assert_eq!(role["rules"][0]["verbs"], json!(["get", "list"]));
+    let svc = c.json(&["get", "service", "web", "-n", "team-a"]);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.")
+    );
+    assert_eq!(c.json(&["get", "priorityclass", "low"])["value"], 10);
     let secret = c.json(&["get", "secret", "s", "-n", "team-a"]);
     assert_eq!(secret["type"], "Opaque");
     assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
@@ -192,6 +244,14 @@ fn node_label_taint_cordon_drain_and_delete() {
         c.json(&["get", "deploy", "web"])["status"]["readyReplicas"] == 2
     });
     c.k(&["rollout", "status", "deployment/web", "--timeout=20s"]);
+    c.k(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    c.eventually(15, "web endpoints", || {
+        let Some(ep) = c.try_json(&["get", "endpoints", "web"]) else {
+            return false;
+        };
+        ep["subsets"][0]["addresses"].as_array().map(|a| a.len()) == Some(2)
+            && ep["subsets"][0]["ports"][0]["port"] == 8080
+    });
     c.k(&[
         "wait",
         "--for=condition=Available",
@@ -269,6 +329,10 @@ fn drain_respects_pod_disruption_budgets() {
     c.eventually(30, "db running", || {
         c.run_bound_pods();
         c.json(&["get", "deploy", "db"])["status"]["readyReplicas"] == 1
+    });
+    c.eventually(15, "budget status", || {
+        let pdb = c.json(&["get", "pdb", "db"]);
+        pdb["status"]["currentHealthy"] == 1 && pdb["status"]["disruptionsAllowed"] == 0
     });
     let err = c.k_err(&["drain", "w1", "--timeout=3s"]);
     assert!(err.contains("disruption budget"), "{err}");
@@ -360,6 +424,24 @@ fn scheduler_honours_taints_selectors_and_daemonsets_cover_eligible_nodes() {
         "{msg}"
     );
 
+    let events = c.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=nowhere",
+    ]);
+    assert!(events.contains("FailedScheduling"), "{events}");
+    let events = c.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=ssd-only",
+    ]);
+    assert!(
+        events.contains("Successfully assigned default/ssd-only to w1"),
+        "{events}"
+    );
+
     // StatefulSets come up in order.
     c.k_stdin(&["apply", "-f", "-"], r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db","namespace":"default"},
         "spec":{"replicas":2,"serviceName":"db","selector":{"matchLabels":{"app":"db"}},"template":{"metadata":{"labels":{"app":"db"}},
@@ -408,6 +490,13 @@ fn two_api_servers_share_one_etcd() {
         None,
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "v");
+    // Each live replica is listed in the kubernetes Endpoints (both advertise 127.0.0.1 here).
+    c.eventually(15, "kubernetes endpoints", || {
+        let Some(ep) = c.try_json(&["get", "endpoints", "kubernetes"]) else {
+            return false;
+        };
+        ep["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1"
+    });
     // Losing one replica leaves the other answering.
     c.stop("apiserver");
     let o = c.kubectl_with(&kc2, &["get", "ns", "default"], None);

@@ -333,6 +333,23 @@ fn invalid_objects_get_the_api_errors() {
         "{}",
         stderr(&err)
     );
+    // Mirror pods (posted by kubelets for static pods) need no account and may not name one.
+    let mirror = |sa: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("etcd-m1{sa}"), "namespace": "default",
+        "annotations": {"kubernetes.io/config.mirror": "abc"}}, "spec": {"nodeName": "m1", "serviceAccountName": sa,
+        "containers": [{"name": "etcd", "image": "registry.k8s.io/etcd:3.5.21-0"}]}}).to_string()
+    };
+    c.k_stdin(&["create", "-f", "-"], &mirror(""));
+    let err = c.kubectl_with(
+        &c.p("admin.conf"),
+        &["create", "-f", "-"],
+        Some(&mirror("x")),
+    );
+    assert!(
+        stderr(&err).contains("a mirror pod may not reference service accounts"),
+        "{}",
+        stderr(&err)
+    );
     c.k(&["create", "serviceaccount", "default"]);
     let err = c.kubectl_with(&c.p("admin.conf"), &["create", "-f", "-"], Some(pc));
     assert!(
@@ -376,4 +393,47 @@ fn silent_node_becomes_unknown_and_unreachable() {
         })
     });
     assert!(c.k(&["get", "nodes"]).contains("NotReady"));
+}
+
+#[test]
+fn controller_manager_and_scheduler_serve_health_and_refuse_a_busy_port() {
+    let mut c = Cluster::start();
+    c.start_controllers(&[]);
+    for port in [c.cm_port, c.sched_port] {
+        let server = format!("--server=https://127.0.0.1:{port}");
+        c.eventually(15, "health endpoint", || {
+            c.kubectl(&[
+                &server,
+                "--insecure-skip-tls-verify",
+                "get",
+                "--raw",
+                "/healthz",
+            ])
+            .status
+            .success()
+        });
+        let o = c.kubectl(&[
+            &server,
+            "--insecure-skip-tls-verify",
+            "get",
+            "--raw",
+            "/metrics",
+        ]);
+        assert!(!o.status.success(), "only the health paths are open");
+    }
+    // A second controller-manager on the same port fails at start, as the real one does.
+    let o = Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
+        .args([
+            format!("--kubeconfig={}", c.p("admin.conf")),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={}", c.cm_port),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("failed to listen on 127.0.0.1"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -89,10 +89,52 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// The address kubeadm and the kubelet pick when none is configured: the first global IPv4
-/// address of an interface that is up (the lab hosts have no default route to choose by).
+/// The address kubeadm and the kubelet pick when none is configured, like the real ones: the
+/// host name's address when it is assigned here (the lab's /etc/hosts names every host), else
+/// the address of the default route's interface, else the first address of a physical-looking
+/// interface (bridges such as docker0 are skipped).
 pub fn default_ipv4() -> Option<std::net::Ipv4Addr> {
-    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    let local = local_ipv4s();
+    let by_name = std::net::ToSocketAddrs::to_socket_addrs(&(hostname().as_str(), 0))
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_loopback() => Some(ip),
+            _ => None,
+        })
+        .find(|ip| local.iter().any(|(_, l)| l == ip));
+    if by_name.is_some() {
+        return by_name;
+    }
+    let default_iface = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[1] == "00000000")
+                .map(|f| f[0].to_string())
+        });
+    if let Some(iface) = default_iface
+        && let Some((_, ip)) = local.iter().find(|(n, _)| *n == iface)
+    {
+        return Some(*ip);
+    }
+    const VIRTUAL: &[&str] = &[
+        "docker", "br-", "veth", "cni", "flannel", "cali", "weave", "virbr", "kube", "vxlan",
+    ];
+    local
+        .into_iter()
+        .find(|(n, _)| !VIRTUAL.iter().any(|v| n.starts_with(v)))
+        .map(|(_, ip)| ip)
+}
+
+/// IPv4 addresses of interfaces that are up, except loopback, sorted by interface name.
+fn local_ipv4s() -> Vec<(String, std::net::Ipv4Addr)> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return vec![];
+    };
     let mut found = Vec::new();
     for ifa in addrs {
         let up = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
@@ -107,7 +149,7 @@ pub fn default_ipv4() -> Option<std::net::Ipv4Addr> {
         }
     }
     found.sort();
-    found.into_iter().map(|(_, ip)| ip).next()
+    found
 }
 
 pub fn now_rfc3339() -> String {

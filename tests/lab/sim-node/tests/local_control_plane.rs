@@ -354,6 +354,33 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         text(&out)
     );
 
+    // Image pulls need an answering runtime; the lab's images are the simulator binaries.
+    let out = env.kubeadm(&[
+        "config",
+        "images",
+        "pull",
+        "--cri-socket",
+        "unix:///var/run/nothing.sock",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("failed to create new CRI image service"),
+        "{}",
+        text(&out)
+    );
+    let out = env.kubeadm(&[
+        "config",
+        "images",
+        "pull",
+        "--cri-socket",
+        "unix:///var/run/cri-dockerd.sock",
+    ]);
+    assert!(
+        out.status.success()
+            && text(&out).contains("Pulled registry.k8s.io/kube-apiserver:v1.36.2"),
+        "{}",
+        text(&out)
+    );
+
     // The kubelet refuses to start with swap on, or with a CRI socket that does not answer.
     let cfg = env.write("kubelet-config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nhealthzPort: 10248\ncontainerRuntimeEndpoint: unix:///var/run/cri-dockerd.sock\n");
     let cfg_arg = format!("--config={}", cfg.display());
@@ -478,7 +505,8 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         "{node}"
     );
     wait_until("NotReady for lack of CNI", Duration::from_secs(30), || {
-        text(&env.kubectl(&["get", "node", NODE, "-o", "json"])).contains("cni plugin not initialized")
+        text(&env.kubectl(&["get", "node", NODE, "-o", "json"]))
+            .contains("cni plugin not initialized")
     });
     std::fs::create_dir_all(env.root().join("etc/cni/net.d")).expect("cni dir");
     std::fs::write(
@@ -566,6 +594,22 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
     let out = env.kubectl(&["version", "-o", "json"]);
     assert!(
         text(&out).contains("\"gitVersion\": \"v1.37.1\""),
+        "{}",
+        text(&out)
+    );
+
+    // The other control planes follow with `upgrade node`, which reads the version from the cluster.
+    let out = env.kubeadm(&["upgrade", "node"]);
+    assert!(
+        out.status.success() && text(&out).contains("successfully upgraded"),
+        "{}",
+        text(&out)
+    );
+    env.set_version("kubeadm", "1.36.2");
+    let out = env.kubeadm(&["upgrade", "node"]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("upgrade the kubeadm package on this node first"),
         "{}",
         text(&out)
     );

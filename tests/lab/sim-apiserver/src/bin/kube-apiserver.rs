@@ -59,6 +59,11 @@ fn run(f: &flags::Flags) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // The address other masters and clients reach this replica on (the kubernetes Endpoints).
+    let lease_ip = f
+        .get("advertise-address")
+        .map(str::to_owned)
+        .or_else(|| (!bind.is_unspecified()).then(|| bind.to_string()));
     let advertise = format!(
         "{}:{port}",
         f.get("advertise-address").unwrap_or("127.0.0.1")
@@ -87,6 +92,21 @@ fn run(f: &flags::Flags) -> anyhow::Result<()> {
         let srv = Server::new(cfg);
         let boot = srv.clone();
         tokio::spawn(async move { bootstrap::ensure_system_objects(&boot).await });
+        if let Some(ip) = lease_ip {
+            let rec = srv.clone();
+            tokio::spawn(async move {
+                bootstrap::reconcile_master_endpoints(&rec, &ip, port, Duration::from_secs(15))
+                    .await
+            });
+        }
+        // CRDs created or deleted through another replica show up here within seconds.
+        let cat = srv.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let _ = cat.refresh_catalog().await;
+            }
+        });
         if !compaction.is_zero() {
             let etcd = srv.cfg.etcd.clone();
             tokio::spawn(compact_periodically(etcd, compaction));

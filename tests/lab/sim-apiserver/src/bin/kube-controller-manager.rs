@@ -81,6 +81,10 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(e.to_string()));
     rt.block_on(async move {
+        if let Err(e) = sim_apiserver::health::serve(&f, 10257).await {
+            eprintln!("E0000 {e:#}");
+            std::process::exit(1);
+        }
         if f.bool("leader-elect", true) {
             let host = std::fs::read_to_string("/etc/hostname")
                 .map(|s| s.trim().to_owned())

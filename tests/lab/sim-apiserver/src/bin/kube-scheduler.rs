@@ -37,6 +37,10 @@ fn main() {
         }
     };
     rt.block_on(async move {
+        if let Err(e) = sim_apiserver::health::serve(&f, 10259).await {
+            eprintln!("E0000 {e:#}");
+            std::process::exit(1);
+        }
         if f.bool("leader-elect", true) {
             let id = format!("{}_{}", hostname(), sim_apiserver::obj::new_uid());
             let name = f

@@ -112,6 +112,9 @@ pub struct Cluster {
     pub port: u16,
     etcd_port: u16,
     peer_port: u16,
+    /// Health ports of the controller-manager and scheduler (after start_controllers).
+    pub cm_port: u16,
+    pub sched_port: u16,
     procs: Vec<(String, Child)>,
 }
 
@@ -137,6 +140,8 @@ impl Cluster {
             port: free_port(),
             etcd_port: free_port(),
             peer_port: free_port(),
+            cm_port: 0,
+            sched_port: 0,
             procs: vec![],
         };
         c.start_etcd();
@@ -295,6 +300,9 @@ impl Cluster {
             "--service-cluster-ip-range=10.96.0.0/12".into(),
             "--use-service-account-credentials=true".into(),
         ];
+        self.cm_port = free_port();
+        self.sched_port = free_port();
+        cm_args.push(format!("--secure-port={}", self.cm_port));
         cm_args.extend(extra_cm.iter().map(|s| s.to_string()));
         let cm = Command::new(bin("kube-controller-manager"))
             .args(&cm_args)
@@ -310,6 +318,7 @@ impl Cluster {
                 "--bind-address=127.0.0.1".into(),
                 format!("--kubeconfig={kc}"),
                 "--leader-elect=true".into(),
+                format!("--secure-port={}", self.sched_port),
             ])
             .stdout(Stdio::null())
             .stderr(self.log("scheduler"))
@@ -397,6 +406,17 @@ impl Cluster {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);
         serde_json::from_str(&self.k(&a)).expect("kubectl -o json output")
+    }
+
+    /// `kubectl get ... -o json`, or None when kubectl fails (e.g. not found yet).
+    pub fn try_json(&self, args: &[&str]) -> Option<Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let o = self.kubectl(&a);
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
     }
 
     /// Poll until `f` holds (or panic after `secs`).

@@ -151,3 +151,35 @@ pub fn docker_version(docker_sock: &std::path::Path) -> Result<Value> {
 
 pub mod crictl;
 pub mod dockerd;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unix_endpoints_are_supported() {
+        assert!(socket_path("unix:///var/run/cri-dockerd.sock").is_ok());
+        assert!(socket_path("tcp://127.0.0.1:1234").is_err());
+    }
+
+    #[test]
+    fn a_socket_that_accepts_but_does_not_speak_http2_does_not_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mute.sock");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                drop(s);
+            }
+        });
+        let ep = format!("unix://{}", path.display());
+        assert!(answers(&ep).is_err());
+        assert!(
+            answers(&format!(
+                "unix://{}",
+                dir.path().join("none.sock").display()
+            ))
+            .is_err()
+        );
+    }
+}

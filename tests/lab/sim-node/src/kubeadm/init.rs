@@ -485,30 +485,51 @@ pub fn admin_client(local_server: &str) -> Result<Kube> {
     Ok(Kube::from_kubeconfig(&conf)?.with_server(local_server))
 }
 
+/// kubeadm's control-plane check: the API server's /livez through the verified client, and
+/// the controller-manager's and scheduler's local health endpoints (self-signed, so not
+/// verified) when their manifests are on this node.
 pub fn wait_api(kube: &Kube, timeout: Duration) -> Result<()> {
     println!(
         "[control-plane-check] Waiting for healthy control plane components. This can take up to {}",
         super::fmt_duration(timeout)
     );
-    println!(
-        "[control-plane-check] Checking kube-apiserver at {}/livez",
-        kube.server
-    );
-    let start = std::time::Instant::now();
-    if !super::wait_for(timeout, Duration::from_millis(500), || {
-        kube.healthy("/livez")
-    }) {
-        bail!(
-            "[control-plane-check] kube-apiserver check failed at {}/livez: not healthy after {}\n\nA control plane component may have crashed or exited when started by the container runtime.\nThe simulated components log to {}/<pod>.log; also check 'journalctl -xeu kubelet'.",
-            kube.server,
-            super::fmt_duration(timeout),
-            paths::s(paths::LOG_DIR)
+    // (component, client, health path)
+    let mut checks: Vec<(&str, Kube, &str)> = vec![("kube-apiserver", kube.clone(), "/livez")];
+    let manifests = p(paths::MANIFESTS_DIR);
+    for (name, port, path) in [
+        ("kube-controller-manager", 10257, "/healthz"),
+        ("kube-scheduler", 10259, "/livez"),
+    ] {
+        if manifests.join(format!("{name}.yaml")).exists() {
+            checks.push((
+                name,
+                Kube::insecure(&format!("https://127.0.0.1:{port}"))?,
+                path,
+            ));
+        }
+    }
+    for (name, client, path) in &checks {
+        println!(
+            "[control-plane-check] Checking {name} at {}{path}",
+            client.server
         );
     }
-    println!(
-        "[control-plane-check] kube-apiserver is healthy after {}",
-        super::fmt_duration(start.elapsed())
-    );
+    let start = std::time::Instant::now();
+    for (name, client, path) in &checks {
+        let left = timeout.saturating_sub(start.elapsed());
+        if !super::wait_for(left, Duration::from_millis(500), || client.healthy(path)) {
+            bail!(
+                "[control-plane-check] {name} check failed at {}{path}: not healthy after {}\n\nA control plane component may have crashed or exited when started by the container runtime.\nThe simulated components log to {}/<pod>.log; also check 'journalctl -xeu kubelet'.",
+                client.server,
+                super::fmt_duration(timeout),
+                paths::s(paths::LOG_DIR)
+            );
+        }
+        println!(
+            "[control-plane-check] {name} is healthy after {}",
+            super::fmt_duration(start.elapsed())
+        );
+    }
     Ok(())
 }
 

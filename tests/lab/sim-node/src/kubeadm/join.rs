@@ -824,3 +824,98 @@ fn refused_while_unstarted(e: &anyhow::Error) -> bool {
     let m = e.to_string();
     m.contains("not enough started members") || m.contains("unhealthy cluster")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bt(token: &str, endpoint: &str, hashes: &[&str], unsafe_skip: bool) -> JoinConfiguration {
+        let mut j = JoinConfiguration::default();
+        j.discovery.bootstrap_token = Some(BootstrapTokenDiscovery {
+            token: token.into(),
+            api_server_endpoint: endpoint.into(),
+            ca_cert_hashes: hashes.iter().map(|h| h.to_string()).collect(),
+            unsafe_skip_ca_verification: unsafe_skip,
+        });
+        j
+    }
+
+    const HASH: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn token_discovery_without_ca_hashes_is_refused_unless_unsafe_is_asked_for() {
+        let e = validate_join_config(&bt("abcdef.0123456789abcdef", "10.0.0.1:6443", &[], false))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("without caCertHashes can be unsafe"),
+            "{e}"
+        );
+        assert!(
+            validate_join_config(&bt("abcdef.0123456789abcdef", "10.0.0.1:6443", &[], true))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn join_without_endpoint_or_with_a_malformed_token_is_refused() {
+        assert!(validate_join_config(&bt("abcdef.0123456789abcdef", "", &[HASH], false)).is_err());
+        let e = validate_join_config(&bt("abcdef.secret", "10.0.0.1:6443", &[HASH], false))
+            .unwrap_err();
+        assert!(
+            !e.to_string().contains("secret"),
+            "the token must not be echoed: {e}"
+        );
+        assert!(
+            validate_join_config(&bt(
+                "abcdef.0123456789abcdef",
+                "10.0.0.1:6443",
+                &["sha256:00"],
+                false
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn discovery_needs_exactly_one_method() {
+        assert!(validate_join_config(&JoinConfiguration::default()).is_err());
+        let mut j = bt("abcdef.0123456789abcdef", "10.0.0.1:6443", &[HASH], false);
+        j.discovery.file = Some(config::FileDiscovery {
+            kube_config_path: "/x".into(),
+        });
+        assert!(
+            validate_join_config(&j)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot both be set")
+        );
+    }
+
+    #[test]
+    fn config_file_cannot_be_mixed_with_join_flags() {
+        let a = JoinArgs {
+            config: Some("/tmp/join.yaml".into()),
+            token: Some("abcdef.0123456789abcdef".into()),
+            control_plane: true,
+            ..Default::default()
+        };
+        let e = a.join_configuration().unwrap_err().to_string();
+        assert!(
+            e.contains("can not mix '--config' with arguments [token control-plane]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn etcd_refusals_for_unstarted_members_are_recognised() {
+        assert!(refused_while_unstarted(&anyhow!(
+            "etcdserver: re-configuration failed due to not enough started members"
+        )));
+        assert!(refused_while_unstarted(&anyhow!(
+            "etcdserver: unhealthy cluster"
+        )));
+        assert!(!refused_while_unstarted(&anyhow!(
+            "etcdserver: member not found"
+        )));
+    }
+}

@@ -88,6 +88,31 @@ enum ConfigCmd {
         #[arg(long = "allow-experimental-api")]
         allow_experimental_api: bool,
     },
+    /// Interact with container images used by kubeadm
+    Images {
+        #[command(subcommand)]
+        cmd: ImagesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImagesCmd {
+    /// Print a list of images kubeadm will use
+    List(ImagesArgs),
+    /// Pull images used by kubeadm
+    Pull(ImagesArgs),
+}
+
+#[derive(Args, Debug)]
+struct ImagesArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long = "kubernetes-version")]
+    kubernetes_version: Option<String>,
+    #[arg(long = "image-repository")]
+    image_repository: Option<String>,
+    #[arg(long = "cri-socket")]
+    cri_socket: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -187,7 +212,91 @@ fn config_cmd(cmd: ConfigCmd) -> Result<()> {
             println!("ok");
             Ok(())
         }
+        ConfigCmd::Images { cmd } => images_cmd(cmd),
     }
+}
+
+/// The images kubeadm uses for a cluster configuration, with the simulator binary (if any)
+/// that stands in for each in the kubelet package.
+fn images(
+    cfg: &crate::config::ClusterConfiguration,
+) -> Result<Vec<(String, Option<&'static str>)>> {
+    let v = KubeVersion::parse(&cfg.kubernetes_version)?;
+    let repo = &cfg.image_repository;
+    let mut out: Vec<(String, Option<&'static str>)> = [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ]
+    .into_iter()
+    .map(|c| (format!("{repo}/{c}:{v}"), Some(c)))
+    .collect();
+    out.push((format!("{repo}/kube-proxy:{v}"), None));
+    out.push((
+        format!("{repo}/coredns/coredns:{}", crate::manifests::COREDNS_TAG),
+        None,
+    ));
+    out.push((
+        format!("{repo}/pause:{}", crate::manifests::PAUSE_TAG),
+        None,
+    ));
+    out.push((
+        format!("{repo}/etcd:{}", crate::manifests::ETCD_TAG),
+        Some("etcd"),
+    ));
+    Ok(out)
+}
+
+fn images_cmd(cmd: ImagesCmd) -> Result<()> {
+    let (a, pull) = match cmd {
+        ImagesCmd::List(a) => (a, false),
+        ImagesCmd::Pull(a) => (a, true),
+    };
+    let kv = kubeadm_version()?;
+    let (mut cluster, cri) = match &a.config {
+        Some(path) => {
+            let docs = crate::config::parse_documents(&util::read_to_string(path)?)?;
+            let cri = docs
+                .init
+                .as_ref()
+                .and_then(|i| i.node_registration.cri_endpoint());
+            (docs.cluster.unwrap_or_default(), cri)
+        }
+        None => (crate::config::ClusterConfiguration::default(), None),
+    };
+    if let Some(v) = &a.kubernetes_version {
+        cluster.kubernetes_version = v.clone();
+    }
+    if let Some(r) = &a.image_repository {
+        cluster.image_repository = r.clone();
+    }
+    cluster.default_fields(kv);
+    let list = images(&cluster)?;
+    if !pull {
+        for (img, _) in list {
+            println!("{img}");
+        }
+        return Ok(());
+    }
+    let cri = match a.cri_socket.or(cri) {
+        Some(c) => c,
+        None => crate::cri::detect()?,
+    };
+    crate::cri::answers(&cri)
+        .map_err(|e| anyhow!("failed to create new CRI image service: {e:#}"))?;
+    for (img, binary) in list {
+        // The lab's "images" are the simulator binaries the kubelet package ships.
+        if let Some(b) = binary
+            && !p(paths::IMAGES_DIR).join(b).exists()
+        {
+            bail!(
+                "failed to pull image {img:?}: {} is missing (reinstall the kubelet package)",
+                p(paths::IMAGES_DIR).join(b).display()
+            );
+        }
+        println!("[config/images] Pulled {img}");
+    }
+    Ok(())
 }
 
 fn certs_cmd(cmd: CertsCmd) -> Result<()> {
@@ -246,8 +355,13 @@ pub fn write_kubelet_config(kubelet_cfg: &Map<String, Value>) -> Result<()> {
     if let Some(Value::String(sp)) = local.get("staticPodPath").cloned() {
         local.insert("staticPodPath".into(), Value::String(paths::s(&sp)));
     }
-    if let Some(Value::String(ca)) = local.get("authentication").and_then(|a| a.pointer("/x509/clientCAFile")).cloned()
-        && let Some(x) = local.get_mut("authentication").and_then(|a| a.pointer_mut("/x509/clientCAFile"))
+    if let Some(Value::String(ca)) = local
+        .get("authentication")
+        .and_then(|a| a.pointer("/x509/clientCAFile"))
+        .cloned()
+        && let Some(x) = local
+            .get_mut("authentication")
+            .and_then(|a| a.pointer_mut("/x509/clientCAFile"))
     {
         *x = Value::String(paths::s(&ca));
     }

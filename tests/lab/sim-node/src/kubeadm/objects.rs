@@ -192,7 +192,7 @@ pub fn coredns(cfg: &ClusterConfiguration) -> Result<Vec<Value>> {
         ".:53 {{\n    errors\n    health {{\n       lameduck 5s\n    }}\n    ready\n    kubernetes {domain} in-addr.arpa ip6.arpa {{\n       pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }}\n    prometheus :9153\n    forward . /etc/resolv.conf {{\n       max_concurrent 1000\n    }}\n    cache 30 {{\n       disable success cluster.local\n       disable denial cluster.local\n    }}\n    loop\n    reload\n    loadbalance\n}}\n"
     );
     let repo = if cfg.dns.image_repository.is_empty() {
-        format!("{}/coredns", cfg.image_repository)
+        format!("{}/coredns/coredns", cfg.image_repository)
     } else {
         cfg.dns.image_repository.clone()
     };

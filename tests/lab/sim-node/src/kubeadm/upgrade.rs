@@ -295,11 +295,7 @@ fn upgrade_local_control_plane(
     let dir = p(paths::MANIFESTS_DIR);
     if renew {
         println!("[upgrade/staticpods] Renewing the control-plane certificates");
-        super::certs::renew(
-            &cluster.cert_dir(),
-            "all",
-            crate::pki::YEAR,
-        )?;
+        super::certs::renew(&cluster.cert_dir(), "all", crate::pki::YEAR)?;
     }
     let mut endpoint = None;
     for c in [

@@ -30,6 +30,8 @@ pub struct Agent {
     last_ready: Option<bool>,
     ready_since: String,
     mirrors: HashMap<String, String>,
+    /// What was last reported per mirror pod (running, restarts) and when.
+    mirror_status: HashMap<String, (bool, u32, Instant)>,
 }
 
 impl Agent {
@@ -46,6 +48,7 @@ impl Agent {
             last_ready: None,
             ready_since: now_rfc3339(),
             mirrors: HashMap::new(),
+            mirror_status: HashMap::new(),
         }
     }
 
@@ -231,6 +234,7 @@ impl Agent {
         self.registered = true;
         self.last_status = None;
         self.mirrors.clear();
+        self.mirror_status.clear();
         Ok(())
     }
 
@@ -399,6 +403,14 @@ impl Agent {
                     }
                 }
                 self.mirrors.insert(key.clone(), st.hash.clone());
+                self.mirror_status.remove(&key);
+            }
+            // Report a change at once, an unchanged state now and then.
+            let fresh = self.mirror_status.get(&key).is_some_and(|(r, n, t)| {
+                *r == st.running && *n == st.restarts && t.elapsed() < STATUS_EVERY * 3
+            });
+            if fresh {
+                continue;
             }
             let started = if st.started_at.is_empty() {
                 now_rfc3339()
@@ -421,7 +433,10 @@ impl Agent {
                     "ready": st.running, "started": st.running, "restartCount": st.restarts, "state": state,
                 })],
             );
-            kube.merge_patch(&format!("{path}/status"), &json!({"status": status}))?;
+            kube.merge_patch(&format!("{path}/status"), &json!({"status": status}))?
+                .into_result(&format!("updating status of mirror pod {key}"))?;
+            self.mirror_status
+                .insert(key, (st.running, st.restarts, Instant::now()));
         }
         Ok(())
     }
