@@ -5,5 +5,6 @@ for port in 22 {{ vars.vip_port }}; do
   err=$(timeout 3 bash -c ': </dev/tcp/{{ vars.vip }}/'"$port" 2>&1) && answers=yes
   case "$err" in *"Connection refused"*) answers=yes ;; esac
 done
-if ip neigh show {{ vars.vip }} 2>/dev/null | grep -q lladdr; then answers=yes; fi
+# A neighbour that answered ARP just now (stale entries from an old holder do not count).
+if ip neigh show {{ vars.vip }} 2>/dev/null | grep -q REACHABLE; then answers=yes; fi
 echo "vip_answers=$answers"
