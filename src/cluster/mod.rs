@@ -20,5 +20,5 @@ pub use context::{Ctx, HostState, Options};
 pub use phase::{Phase, PhaseError, run_phases};
 pub use plan::{PlannedTask, plan};
 pub use reset::reset;
-pub use status::{Status, render as render_status, status};
+pub use status::{Status, connect_to_leader, render as render_status, status};
 pub use up::up;

@@ -37,22 +37,21 @@ pub struct ApiRow {
     pub ok: bool,
 }
 
-pub async fn status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
+/// Connects, gathers facts and picks the master whose control plane the API is read through.
+pub async fn connect_to_leader(ctx: &mut Ctx) -> Result<Host, PhaseError> {
     run_phases(ctx, &[&Connect, &GatherFacts]).await?;
-    let err = |m: String| PhaseError::new("Status", m);
     let leader = ctx
         .usable(Host::is_master)
-        .find(|m| {
-            ctx.hosts
-                .get(&m.name)
-                .and_then(|s| s.facts.as_ref())
-                .is_some_and(|f| f.has_control_plane_manifests)
-        })
+        .find(|m| ctx.hosts.get(&m.name).and_then(|s| s.facts.as_ref()).is_some_and(|f| f.has_control_plane_manifests))
         .cloned()
-        .ok_or_else(|| {
-            err("no reachable master runs a control plane; run `installer up` first".into())
-        })?;
+        .ok_or_else(|| PhaseError::new("Status", "no reachable master runs a control plane; run `installer up` first"))?;
     ctx.init_master = Some(leader.name.clone());
+    Ok(leader)
+}
+
+pub async fn status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
+    let err = |m: String| PhaseError::new("Status", m);
+    let leader = connect_to_leader(ctx).await?;
     let nodes = kube::nodes(ctx, &leader).await.map_err(err)?;
     let node_rows = nodes
         .iter()
