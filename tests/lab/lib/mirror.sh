@@ -27,6 +27,11 @@ ensure_mirror_key() {
 	export GNUPGHOME=$LAB_KEYDIR/gnupg
 	export LAB_ARCHIVE_KEY=$LAB_KEYDIR/archive-key.asc
 	[ -s "$LAB_KEYDIR/archive-keyring.gpg" ] && return 0
+	mirror_lock
+	if [ -s "$LAB_KEYDIR/archive-keyring.gpg" ]; then
+		mirror_unlock
+		return 0
+	fi
 	rm -rf --one-file-system "$LAB_KEYDIR"
 	install -d -m 0700 "$LAB_KEYDIR" "$GNUPGHOME"
 	gpg --batch --quiet --passphrase '' --quick-gen-key \
@@ -35,24 +40,35 @@ ensure_mirror_key() {
 	gpg --batch --export >"$LAB_KEYDIR/archive-keyring.gpg.tmp"
 	mv "$LAB_ARCHIVE_KEY.tmp" "$LAB_ARCHIVE_KEY"
 	mv "$LAB_KEYDIR/archive-keyring.gpg.tmp" "$LAB_KEYDIR/archive-keyring.gpg"
+	stop_gpg_agent
+	mirror_unlock
 	log "created the lab's archive signing key in $LAB_KEYDIR"
 }
 
 # gpg starts an agent per key ring; it must not outlive the build.
 stop_gpg_agent() { gpgconf --homedir "$GNUPGHOME" --kill gpg-agent 2>/dev/null || true; }
 
-# Builds DIR (absent) with CMD into a temporary sibling, renamed into place when complete, so
-# a killed build never leaves a half-made cache entry.
+# Builds DIR with CMD into a temporary sibling, renamed into place when complete, so a killed
+# build never leaves a half-made cache entry. Holds the mirror lock while building; returns
+# at once when another `up` built DIR meanwhile.
 build_atomically() { # DIR LOG CMD...
-	local dir=$1 logf=$2 tmp=$1.tmp-$$ d
+	local dir=$1 logf=$2 tmp=$1.tmp-$$ d rc=0
 	shift 2
-	for d in "${dir%-*}"-*.tmp-*; do remove_tree "$d"; done
-	if ! "$@" "$tmp" >"$logf" 2>&1; then
-		grep -v '^Get:\|^Fetched' "$logf" | tail -n 30 >&2
-		remove_tree "$tmp"
-		return 1
+	mirror_lock
+	if [ ! -d "$dir" ]; then
+		for d in "${dir%-*}"-*.tmp-*; do remove_tree "$d"; done
+		if "$@" "$tmp" >"$logf" 2>&1; then
+			mv "$tmp" "$dir"
+			prune_mirrors "$dir"
+		else
+			grep -v '^Get:\|^Fetched' "$logf" | tail -n 30 >&2
+			remove_tree "$tmp"
+			rc=1
+		fi
+		stop_gpg_agent
 	fi
-	mv "$tmp" "$dir"
+	mirror_unlock
+	return "$rc"
 }
 
 apt_lists_stamp() {
@@ -98,7 +114,7 @@ build_simulators() {
 	fi
 	local start
 	start=$(now_ms)
-	if (cd "$LAB_REPO" && "$cargo" build --release -p sim-node -p sim-apiserver) >"$LAB_CACHE/sim-build.log" 2>&1; then
+	if (cd "$LAB_REPO" && "$cargo" build -p sim-node -p sim-apiserver --bins) >"$LAB_CACHE/sim-build.log" 2>&1; then
 		log "simulators built ($(elapsed "$start"))"
 	else
 		grep -E '^(error|warning: unused)' "$LAB_CACHE/sim-build.log" | head -n 10 >&2 || true
@@ -107,7 +123,7 @@ build_simulators() {
 	fi
 }
 
-sim_bindir() { printf '%s/release\n' "${CARGO_TARGET_DIR:-$LAB_REPO/target}"; }
+sim_bindir() { printf '%s/debug\n' "${CARGO_TARGET_DIR:-$LAB_REPO/target}"; }
 kubectl_path() { printf '%s\n' "${LAB_KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}"; }
 
 # Prints the upstream-like repos' directory, building it when an input changed.
@@ -142,25 +158,22 @@ ensure_kube_mirror() { # DEBIAN_DIR
 kube_build() { "$LAB_HOME/mirror/kubernetes.sh" "$2" "$(sim_bindir)" "$1/pool" "$(kubectl_path)"; }
 
 # Builds or finds all mirror content; sets LAB_WWW_DEBIAN and LAB_WWW_KUBE. Cargo has its own
-# lock, so the simulators are built before taking the mirror's.
+# lock, so the simulators are built first; the mirror lock is taken only to build (a cached
+# mirror never waits for another lab's build).
 ensure_mirror() { # ROOTFS
 	build_simulators
-	mirror_lock
 	ensure_mirror_key
 	LAB_WWW_DEBIAN=$(ensure_debian_mirror "$1")
 	LAB_WWW_KUBE=$(ensure_kube_mirror "$LAB_WWW_DEBIAN")
-	stop_gpg_agent
-	prune_mirrors
-	mirror_unlock
 }
 
 # Cached mirror builds that no lab uses and that are older than an hour go away (an `up`
 # running alongside may have picked one a moment ago without having recorded it yet).
-prune_mirrors() {
+prune_mirrors() { # KEEP_DIR
 	local d in_use
 	in_use=$(cat "$LAB_RUN"/*/lab.env 2>/dev/null || true)
 	while read -r d; do
-		case $d in *.tmp-* | "$LAB_WWW_DEBIAN" | "$LAB_WWW_KUBE") continue ;; esac
+		case $d in *.tmp-* | "$1" | "${LAB_WWW_DEBIAN:-}" | "${LAB_WWW_KUBE:-}") continue ;; esac
 		grep -qF "$d" <<<"$in_use" && continue
 		remove_tree "$d"
 	done < <(find "$LAB_CACHE" -mindepth 1 -maxdepth 1 -type d \( -name 'debian-*' -o -name 'kube-*' \) -mmin +60)
