@@ -170,6 +170,9 @@ fn checks_through_vip(kubeconfig: &Path, masters: &[&str], workers: &[&str]) {
     }
 }
 
+/// The tests of this file each boot a lab of their own; one at a time is enough for two cores.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ok() {
@@ -180,6 +183,7 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
+    let _serial = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let Some(lab) = Lab::up_or_skip("up-docker", 3, 3) else {
         return;
     };
@@ -238,6 +242,7 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
 
 #[test]
 fn killed_during_control_plane_joins_then_rerun_converges_on_containerd() {
+    let _serial = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let Some(lab) = Lab::up_or_skip("up-containerd", 3, 1) else {
         return;
     };
