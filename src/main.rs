@@ -248,7 +248,9 @@ async fn run_status(ctx: &mut Ctx) -> Result<(), String> {
 }
 
 async fn run_kubeconfig(ctx: &mut Ctx, output: Option<&std::path::Path>) -> Result<(), String> {
-    cluster::connect_to_leader(ctx).await.map_err(|e| e.to_string())?;
+    cluster::connect_to_leader(ctx)
+        .await
+        .map_err(|e| e.to_string())?;
     let path = cluster::phases::write_admin_kubeconfig(ctx).await?;
     match output {
         Some(dest) => {

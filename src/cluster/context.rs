@@ -161,6 +161,24 @@ impl Ctx {
         }
     }
 
+    /// Runs playbook `name` to change `targets`; any host's failure is recorded against it
+    /// and returned, naming each host and why.
+    pub async fn apply(
+        &mut self,
+        name: &str,
+        targets: Vec<HostTarget<SshRemote>>,
+    ) -> Result<Vec<HostReport>, String> {
+        let playbook = self.playbooks.load(name).map_err(|e| e.to_string())?;
+        let reports =
+            crate::playbook::run(&playbook, targets, &self.run_options(Mode::Apply)).await;
+        let failed = self.absorb(&reports);
+        if failed.is_empty() {
+            Ok(reports)
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
     /// Records failures from a playbook run against their hosts; returns the failed ones.
     pub fn absorb(&mut self, reports: &[HostReport]) -> Vec<String> {
         let mut failed = Vec::new();

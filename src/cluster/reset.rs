@@ -7,7 +7,6 @@ use serde_json::json;
 use super::phases::{Connect, GatherFacts};
 use super::{Ctx, PhaseError, run_phases};
 use crate::inventory::{ControlPlane, Host};
-use crate::playbook::Mode;
 
 pub async fn reset(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
     run_phases(ctx, &[&Connect, &GatherFacts]).await?;
@@ -23,10 +22,6 @@ pub async fn reset(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
         ControlPlane::LoadBalancer { .. } => json!(null),
     };
     let vars = json!({"vip": vip, "purge": purge});
-    let playbook = ctx
-        .playbooks
-        .load("reset")
-        .map_err(|e| err(e.to_string()))?;
     // Workers leave first; masters (and etcd) last.
     for pick in [
         (|h: &Host| !h.is_master()) as fn(&Host) -> bool,
@@ -34,11 +29,7 @@ pub async fn reset(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
     ] {
         let hosts: Vec<&Host> = ctx.usable(pick).collect();
         let targets = ctx.targets(&hosts, &vars);
-        let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-        let failed = ctx.absorb(&reports);
-        if !failed.is_empty() {
-            return Err(err(failed.join("; ")));
-        }
+        ctx.apply("reset", targets).await.map_err(err)?;
     }
     for stale in ["kubeconfig", "bootstrap-token"] {
         let _ = std::fs::remove_file(ctx.inventory.state_dir().join(stale));

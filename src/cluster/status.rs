@@ -42,9 +42,19 @@ pub async fn connect_to_leader(ctx: &mut Ctx) -> Result<Host, PhaseError> {
     run_phases(ctx, &[&Connect, &GatherFacts]).await?;
     let leader = ctx
         .usable(Host::is_master)
-        .find(|m| ctx.hosts.get(&m.name).and_then(|s| s.facts.as_ref()).is_some_and(|f| f.has_control_plane_manifests))
+        .find(|m| {
+            ctx.hosts
+                .get(&m.name)
+                .and_then(|s| s.facts.as_ref())
+                .is_some_and(|f| f.has_control_plane_manifests)
+        })
         .cloned()
-        .ok_or_else(|| PhaseError::new("Status", "no reachable master runs a control plane; run `installer up` first"))?;
+        .ok_or_else(|| {
+            PhaseError::new(
+                "Status",
+                "no reachable master runs a control plane; run `installer up` first",
+            )
+        })?;
     ctx.init_master = Some(leader.name.clone());
     Ok(leader)
 }

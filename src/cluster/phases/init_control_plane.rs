@@ -5,7 +5,6 @@ use crate::cluster::Ctx;
 use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::inventory::Host;
-use crate::playbook::Mode;
 
 pub struct InitControlPlane;
 
@@ -22,18 +21,10 @@ impl Phase for InitControlPlane {
             vars["kubeadm_config"] = kubeadm_config::init_config(ctx, &first, &vars)
                 .map_err(err)?
                 .into();
-            let playbook = ctx
-                .playbooks
-                .load("kubeadm-init")
-                .map_err(|e| err(e.to_string()))?;
             let targets = ctx.targets(&[&first], &vars);
-            let reports =
-                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-            let failed = ctx.absorb(&reports);
-            if !failed.is_empty() {
+            if let Err(why) = ctx.apply("kubeadm-init", targets).await {
                 return Err(err(format!(
-                    "{}; see `journalctl -u kubelet` and /var/log on {}",
-                    failed.join("; "),
+                    "{why}; see `journalctl -u kubelet` on {}",
                     first.name
                 )));
             }

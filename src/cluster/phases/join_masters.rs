@@ -11,7 +11,6 @@ use crate::cluster::kube::{self, EtcdMember};
 use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::inventory::Host;
-use crate::playbook::Mode;
 
 const MEMBER_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -94,15 +93,8 @@ pub(crate) async fn run_playbook(
     host: &Host,
     vars: &Value,
 ) -> Result<(), String> {
-    let playbook = ctx.playbooks.load(name).map_err(|e| e.to_string())?;
     let targets = ctx.targets(&[host], vars);
-    let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-    let failed = ctx.absorb(&reports);
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
-    }
+    ctx.apply(name, targets).await.map(|_| ())
 }
 
 async fn wait_for_member(ctx: &Ctx, leader: &Host, peer: &str) -> Result<(), String> {

@@ -8,7 +8,7 @@ use crate::cluster::kube;
 use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::cluster::phases::join_masters::run_playbook;
-use crate::playbook::{HostTarget, Mode, SshRemote};
+use crate::playbook::{HostTarget, SshRemote};
 
 pub struct JoinWorkers;
 
@@ -63,18 +63,10 @@ impl Phase for JoinWorkers {
                     .into();
                 targets.extend(ctx.targets(&[w], &v));
             }
-            let playbook = ctx
-                .playbooks
-                .load("kubeadm-join")
-                .map_err(|e| err(e.to_string()))?;
-            let reports =
-                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-            let failed = ctx.absorb(&reports);
-            if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(err(failed.join("; ")))
-            }
+            ctx.apply("kubeadm-join", targets)
+                .await
+                .map(|_| ())
+                .map_err(err)
         })
     }
 }

@@ -35,16 +35,7 @@ impl Phase for LoadBalancer {
             }
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
             let targets = lb_targets(ctx, &masters).map_err(err)?;
-            let playbook = ctx
-                .playbooks
-                .load("load-balancer")
-                .map_err(|e| err(e.to_string()))?;
-            let reports =
-                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-            let failed = ctx.absorb(&reports);
-            if !failed.is_empty() {
-                return Err(err(failed.join("; ")));
-            }
+            ctx.apply("load-balancer", targets).await.map_err(err)?;
             let holder = wait_for_single_holder(ctx, &masters).await.map_err(err)?;
             ctx.reporter
                 .host_info(&holder, "holds the VIP and its port answers");

@@ -24,15 +24,9 @@ impl Phase for Pki {
             let ca = obtain(ctx).await.map_err(err)?;
             ctx.ca = Some(ca);
             let files = ctx.shared_files_json().map_err(err)?;
-            let playbook = ctx.playbooks.load("pki").map_err(|e| err(e.to_string()))?;
             let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
             let targets = ctx.targets(&masters, &json!({"pki": files}));
-            let reports =
-                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-            let failed = ctx.absorb(&reports);
-            if !failed.is_empty() {
-                return Err(err(failed.join("; ")));
-            }
+            ctx.apply("pki", targets).await.map_err(err)?;
             let token = reuse_or_mint_token(&ctx.inventory.state_dir()).map_err(err)?;
             ctx.reporter
                 .redactor()
