@@ -5,7 +5,8 @@ mod common;
 use common::Cluster;
 use serde_json::json;
 
-const UPSTREAM: &str = "/work/shared/upstream";
+/// `../shared/upstream` beside the repository (the workspace root is three levels up).
+const UPSTREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/upstream");
 
 #[test]
 fn every_upstream_addon_manifest_is_accepted_by_kubectl_apply() {
