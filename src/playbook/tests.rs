@@ -17,15 +17,24 @@ fn playbooks(dir: &Path, yaml: &str, files: &[(&str, &str)]) -> Playbooks {
     Playbooks::Dir(dir.to_path_buf())
 }
 
-async fn run_demo(books: &Playbooks, mode: Mode, context: serde_json::Value) -> HostReport {
-    let playbook = books.load("demo").expect("playbook loads");
-    let opts = RunOptions {
-        forks: 4,
+fn options(
+    books: &Playbooks,
+    forks: usize,
+    mode: Mode,
+    logs: Option<crate::ui::HostLogs>,
+) -> RunOptions {
+    RunOptions {
+        forks,
         mode,
         reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
-        logs: None,
+        logs,
         playbooks: books.clone(),
-    };
+    }
+}
+
+async fn run_demo(books: &Playbooks, mode: Mode, context: serde_json::Value) -> HostReport {
+    let playbook = books.load("demo").expect("playbook loads");
+    let opts = options(&books, 4, mode, None);
     let host = HostTarget {
         name: "local".into(),
         remote: LocalShell,
@@ -240,13 +249,7 @@ async fn serial_playbook_stops_at_the_first_failed_host() {
     let yaml = "name: demo\nserial: true\ntasks:\n  - name: only host b fails\n    shell: test {{ me }} != b\n";
     let books = playbooks(tmp.path(), yaml, &[]);
     let playbook = books.load("demo").unwrap();
-    let opts = RunOptions {
-        forks: 4,
-        mode: Mode::Apply,
-        reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
-        logs: None,
-        playbooks: books.clone(),
-    };
+    let opts = options(&books, 4, Mode::Apply, None);
     let hosts = ["a", "b", "c"]
         .into_iter()
         .map(|n| HostTarget {
@@ -278,13 +281,7 @@ async fn parallel_playbook_runs_hosts_concurrently_within_forks() {
     );
     let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
     let playbook = books.load("demo").unwrap();
-    let opts = RunOptions {
-        forks: 2,
-        mode: Mode::Apply,
-        reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
-        logs: None,
-        playbooks: books.clone(),
-    };
+    let opts = options(&books, 2, Mode::Apply, None);
     let hosts = (0..4)
         .map(|i| HostTarget {
             name: format!("h{i}"),
@@ -322,13 +319,7 @@ async fn no_log_output_stays_out_of_the_host_log_and_inline_content_is_laid_down
     let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
     let playbook = books.load("demo").unwrap();
     let logs = crate::ui::HostLogs::open(&tmp.path().join("logs"), Redactor::new()).unwrap();
-    let opts = RunOptions {
-        forks: 1,
-        mode: Mode::Apply,
-        reporter: Reporter::new(OutputMode::Text, Redactor::new(), false),
-        logs: Some(logs.clone()),
-        playbooks: books.clone(),
-    };
+    let opts = options(&books, 1, Mode::Apply, Some(logs.clone()));
     let host = HostTarget {
         name: "local".into(),
         remote: LocalShell,
