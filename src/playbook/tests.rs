@@ -34,7 +34,7 @@ fn options(
 
 async fn run_demo(books: &Playbooks, mode: Mode, context: serde_json::Value) -> HostReport {
     let playbook = books.load("demo").expect("playbook loads");
-    let opts = options(&books, 4, mode, None);
+    let opts = options(books, 4, mode, None);
     let host = HostTarget {
         name: "local".into(),
         remote: LocalShell,
