@@ -73,10 +73,7 @@ fn check_prints_one_row_per_host_and_changes_nothing() {
     let before = snapshot_etc();
     let out = installer(&["check", "-i", inv.to_str().unwrap()], &[]);
     let all = text(&out);
-    let row = all
-        .lines()
-        .find(|l| l.starts_with("master-1"))
-        .unwrap_or_else(|| panic!("no row for master-1:\n{all}"));
+    let row = master_row(&all);
     assert!(row.contains("127.0.0.1") && row.contains("master"), "{row}");
     assert!(
         !row.contains("root access failed"),
@@ -107,10 +104,7 @@ fn check_fails_a_host_whose_sudo_wants_a_password_not_given() {
     let out = installer(&["check", "-i", inv.to_str().unwrap()], &[]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    let row = all
-        .lines()
-        .find(|l| l.starts_with("master-1"))
-        .unwrap_or_else(|| panic!("{all}"));
+    let row = master_row(&all);
     assert!(
         row.contains("FAIL") && row.contains("root access failed"),
         "{row}"
@@ -141,10 +135,7 @@ fn sudo_password_from_env_works_and_never_appears_in_output_or_logs() {
         &[("TEST_SUDO_PW", password)],
     );
     let all = text(&out);
-    let row = all
-        .lines()
-        .find(|l| l.starts_with("master-1"))
-        .unwrap_or_else(|| panic!("{all}"));
+    let row = master_row(&all);
     assert!(!row.contains("root access failed"), "{row}");
     assert!(
         !all.contains(password),
@@ -239,10 +230,7 @@ hosts:\n  - {{name: master-1, address: 192.0.2.11, roles: [master]}}\n",
     let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    let row = all
-        .lines()
-        .find(|l| l.starts_with("master-1"))
-        .unwrap_or_else(|| panic!("{all}"));
+    let row = master_row(&all);
     assert!(
         row.contains("FAIL") && row.contains("cannot connect to master-1 (192.0.2.11:22)"),
         "{row}"
@@ -322,10 +310,10 @@ fn playbooks_dir_overrides_the_embedded_playbooks() {
         .unwrap();
     assert!(copy.success());
     let os = books.join("os/main.yaml");
-    let text = std::fs::read_to_string(&os)
+    let edited = std::fs::read_to_string(&os)
         .unwrap()
         .replace("Kernel settings persisted", "Site-specific kernel settings");
-    std::fs::write(&os, text).unwrap();
+    std::fs::write(&os, edited).unwrap();
     let out = installer(
         &[
             "plan",
@@ -336,7 +324,7 @@ fn playbooks_dir_overrides_the_embedded_playbooks() {
         ],
         &[],
     );
-    let all = text_of(&out);
+    let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(all.contains("Site-specific kernel settings"), "{all}");
     assert!(!all.contains("Kernel settings persisted"), "{all}");
@@ -374,6 +362,9 @@ fn check_json_output_is_one_event_per_line() {
     );
 }
 
-fn text_of(out: &Output) -> String {
-    text(out)
+/// The check table's row for master-1 (the output is shown when there is none).
+fn master_row(all: &str) -> &str {
+    all.lines()
+        .find(|l| l.starts_with("master-1"))
+        .unwrap_or_else(|| panic!("no row for master-1:\n{all}"))
 }
