@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod facts;
 pub mod inventory;
+pub mod local_fs;
 pub mod pki;
 pub mod playbook;
 pub mod ssh;

@@ -4,10 +4,28 @@
 use super::phases::{Connect, GatherFacts, HostVerdict, Preflight, Verdict};
 use super::{Ctx, PhaseError, run_phases};
 
-pub async fn check(ctx: &mut Ctx) -> Result<Vec<HostVerdict>, PhaseError> {
+pub async fn check(ctx: &mut Ctx) -> Result<(), PhaseError> {
     let preflight = Preflight::new(false);
     run_phases(ctx, &[&Connect, &GatherFacts, &preflight]).await?;
-    Ok(preflight.verdicts())
+    let verdicts = preflight.verdicts();
+    ctx.reporter.print(&render_table(&verdicts));
+    ctx.reporter
+        .print_json(&serde_json::json!({ "check": verdicts }));
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v.verdict == Verdict::Fail)
+        .map(|v| v.host.as_str())
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(PhaseError::new(
+        "Preflight checks",
+        format!(
+            "preflight failed on {}; fix the reasons above and run check again",
+            failed.join(", ")
+        ),
+    ))
 }
 
 /// The table `check` prints: HOST, ROLES, ADDRESS, RESULT, REASONS.

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub logs: HostLogs,
     pub playbooks: Playbooks,
     pub forks: usize,
+    /// The Kubernetes minor's defaults (images, ports, API versions).
+    pub defaults: super::Defaults,
     /// Per host, in inventory order of names.
     pub hosts: BTreeMap<String, HostState>,
     /// Set by the PKI phase.
@@ -42,23 +44,29 @@ pub struct HostState {
 }
 
 impl Ctx {
-    pub fn new(
-        inventory: Inventory,
-        reporter: Reporter,
-        options: &Options,
-    ) -> std::io::Result<Ctx> {
+    pub fn new(inventory: Inventory, reporter: Reporter, options: &Options) -> Result<Ctx, String> {
+        let playbooks = Playbooks::from_option(options.playbooks.as_deref());
+        let defaults =
+            super::Defaults::load(&playbooks, &inventory.cluster.kubernetes.minor_string())?;
         let logs = HostLogs::open(
             &inventory.state_dir().join("logs"),
             reporter.redactor().clone(),
-        )?;
+        )
+        .map_err(|e| {
+            format!(
+                "cannot create the state directory {}: {e}",
+                inventory.state_dir().display()
+            )
+        })?;
         let hosts = inventory
             .hosts
             .iter()
             .map(|h| (h.name.clone(), HostState::default()))
             .collect();
         Ok(Ctx {
-            playbooks: Playbooks::from_option(options.playbooks.as_deref()),
+            playbooks,
             forks: options.forks,
+            defaults,
             inventory,
             reporter,
             logs,
@@ -103,6 +111,7 @@ impl Ctx {
             "host": host,
             "facts": state.and_then(|s| s.facts.as_ref()),
             "masters": self.inventory.masters().collect::<Vec<_>>(),
+            "defaults": self.defaults,
             "vars": vars,
         })
     }
@@ -120,6 +129,19 @@ impl Ctx {
                 })
             })
             .collect()
+    }
+
+    /// The pause image kubeadm expects: the minor's tag, from the user's imageRepository
+    /// when their `cluster.kubeadm` ClusterConfiguration sets one.
+    pub fn pause_image(&self) -> String {
+        let repository = self
+            .inventory
+            .cluster
+            .kubeadm
+            .get("ClusterConfiguration")
+            .and_then(|c| c.get("imageRepository"))
+            .and_then(Value::as_str);
+        self.defaults.pause_image(repository)
     }
 
     /// The master the API and etcd are reached through.

@@ -7,32 +7,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Ctx;
+use super::probe::{probe, probe_text};
 use crate::inventory::Host;
-use crate::playbook::Mode;
 
-/// Runs `kubectl ARGS` on `master`; stdout on success, the error output otherwise.
+/// Runs `kubectl ARGS` on `master`; its stdout on success, the error (host named) otherwise.
 pub async fn kubectl(ctx: &Ctx, master: &Host, args: &[&str]) -> Result<String, String> {
-    let playbook = ctx.playbooks.load("kubectl").map_err(|e| e.to_string())?;
-    let targets = ctx.targets(&[master], &json!({ "args": args }));
-    if targets.is_empty() {
-        return Err(format!("{} is not connected", master.name));
-    }
-    // Read-only or not, kubectl is the API's business: the task itself never changes the host.
-    let mut reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
-    let report = reports.pop().ok_or("kubectl did not run")?;
-    if let Some(why) = report.failure {
-        return Err(format!(
-            "kubectl {} on {}: {why}",
-            args.join(" "),
-            master.name
-        ));
-    }
-    Ok(report
-        .registered
-        .get("out")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string())
+    probe_text(ctx, "kubectl", master, &json!({ "args": args }))
+        .await
+        .map_err(|e| format!("kubectl {}: {e}", args.join(" ")))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +114,9 @@ pub struct EtcdMember {
     pub client_urls: Vec<String>,
     #[serde(default, rename = "peerURLs")]
     pub peer_urls: Vec<String>,
+    /// Real kubeadm adds a joining master as a learner and promotes it once it caught up.
+    #[serde(default, rename = "isLearner")]
+    pub is_learner: bool,
 }
 
 impl EtcdMember {
@@ -139,35 +124,23 @@ impl EtcdMember {
     pub fn started(&self) -> bool {
         !self.name.is_empty() && !self.client_urls.is_empty()
     }
+
+    /// A started voting member: what a joined master must be.
+    pub fn voting(&self) -> bool {
+        self.started() && !self.is_learner
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EtcdStatus {
+    pub members: EtcdMemberList,
+    pub healthy: bool,
 }
 
 /// etcd's member list and this member's health, read on `master` through etcd's gateway.
 pub async fn etcd_status(ctx: &Ctx, master: &Host) -> Result<(Vec<EtcdMember>, bool), String> {
-    let playbook = ctx
-        .playbooks
-        .load("etcd-status")
-        .map_err(|e| e.to_string())?;
-    let targets = ctx.targets(&[master], &json!({}));
-    let mut reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
-    let report = reports.pop().ok_or("etcd status did not run")?;
-    let text = |k: &str| {
-        report
-            .registered
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    if let Some(why) = &report.failure {
-        return Err(format!("etcd on {} does not answer: {why}", master.name));
-    }
-    let members = text("members");
-    if members.is_empty() {
-        return Err(format!("etcd on {} does not answer", master.name));
-    }
-    let list: EtcdMemberList = serde_json::from_str(&members)
-        .map_err(|e| format!("etcd member list on {}: {e}", master.name))?;
-    let healthy = text("health").contains("\"health\":\"true\"")
-        || text("health").contains("\"health\": \"true\"");
-    Ok((list.members, healthy))
+    let status: EtcdStatus = probe(ctx, "etcd-status", master, &json!({}))
+        .await
+        .map_err(|e| format!("etcd: {e}"))?;
+    Ok((status.members.members, status.healthy))
 }

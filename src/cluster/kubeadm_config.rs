@@ -37,7 +37,6 @@ pub fn common_vars(ctx: &Ctx) -> Result<Value, String> {
         "token": token.to_secret_string().expose_secret(),
         "token_id": token.id(),
         "discovery_hash": ctx.discovery_hash,
-        "versions": super::phases::versions(ctx)?,
         "master_taints": master_taints,
         "cert_sans": sans,
     }))

@@ -4,11 +4,15 @@
 
 mod check;
 mod context;
+mod defaults;
 mod kube;
 mod kubeadm_config;
+mod kubeconfig;
+mod lock;
 mod phase;
 pub mod phases;
 mod plan;
+pub mod probe;
 mod reset;
 mod secrets;
 mod status;
@@ -17,8 +21,10 @@ mod up;
 
 pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
-pub use phase::{Phase, PhaseError, run_phases};
-pub use plan::{PlannedTask, plan};
+pub use defaults::Defaults;
+pub use kubeconfig::kubeconfig;
+pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};
+pub use plan::{plan, render as render_plan};
 pub use reset::reset;
-pub use status::{Status, connect_to_leader, render as render_status, status};
+pub use status::{Status, connect_to_leader, status};
 pub use up::up;

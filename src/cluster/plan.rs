@@ -1,22 +1,65 @@
-//! `installer plan`: what `up` would do on each host, with guards evaluated against the
-//! hosts' facts — a dry run that changes nothing.
+//! `installer plan`: what `up` would do, phase by phase and host by host, decided from the
+//! hosts' facts and read-only probes — a dry run that changes nothing.
 
-use super::phases::{Connect, GatherFacts, Preflight, PrepareHosts};
-use super::{Ctx, PhaseError, run_phases};
-use crate::playbook::Mode;
+use super::phase::{PlannedStep, plan_phases};
+use super::phases::{Preflight, Verdict};
+use super::{Ctx, PhaseError};
 
-pub struct PlannedTask {
-    pub host: String,
-    pub phase: &'static str,
-    pub task: String,
-    /// `None`: would run; `Some(reason)`: skipped, with the guard that says so.
-    pub skip: Option<String>,
+pub async fn plan(ctx: &mut Ctx) -> Result<(), PhaseError> {
+    let steps = plan_steps(ctx).await?;
+    ctx.reporter.print(&render(&steps));
+    ctx.reporter
+        .print_json(&serde_json::json!({ "plan": steps }));
+    Ok(())
 }
 
-pub async fn plan(ctx: &mut Ctx) -> Result<Vec<PlannedTask>, PhaseError> {
+pub async fn plan_steps(ctx: &mut Ctx) -> Result<Vec<PlannedStep>, PhaseError> {
     let preflight = Preflight::new(false);
-    run_phases(ctx, &[&Connect, &GatherFacts, &preflight]).await?;
-    let prepare = PrepareHosts::new(Mode::Plan);
-    run_phases(ctx, &[&prepare]).await?;
-    Ok(prepare.planned())
+    let mut steps = plan_phases(ctx, &super::up::phases(&preflight)).await?;
+    let blocked: Vec<PlannedStep> = preflight
+        .verdicts()
+        .into_iter()
+        .filter(|v| v.verdict == Verdict::Fail)
+        .map(|v| {
+            PlannedStep::change(
+                "Preflight checks",
+                &v.host,
+                format!("STOP: up would stop here ({})", v.reasons.join("; ")),
+            )
+        })
+        .collect();
+    steps.splice(0..0, blocked);
+    Ok(steps)
+}
+
+/// The plan as text: per phase, per host, what would run and what is already in place.
+pub fn render(steps: &[PlannedStep]) -> String {
+    let mut text = String::new();
+    let mut last = ("", "");
+    for s in steps {
+        if s.phase != last.0 {
+            text.push_str(&format!("\n{}\n", s.phase));
+            last = (s.phase, "");
+        }
+        if s.host != last.1 {
+            text.push_str(&format!("  {}:\n", s.host));
+            last.1 = &s.host;
+        }
+        match &s.skip {
+            None => text.push_str(&format!("    run   {}\n", s.step)),
+            Some(why) => text.push_str(&format!("    skip  {} ({why})\n", s.step)),
+        }
+    }
+    let changes = steps.iter().filter(|s| s.would_change()).count();
+    if changes == 0 {
+        text.push_str(
+            "\nNothing would change: the cluster matches the inventory. Nothing was changed.\n",
+        );
+    } else {
+        text.push_str(&format!(
+            "\n{changes} step(s) would change hosts, {} already in place or skipped. Nothing was changed.\n",
+            steps.len() - changes
+        ));
+    }
+    text.trim_start().to_string()
 }

@@ -1,6 +1,6 @@
 //! `installer reset`: kubeadm reset on every host (workers first, masters last) and removal of
 //! what `up` laid down (VIP, haproxy/keepalived config, CNI config, Kubernetes iptables
-//! chains). Packages stay unless `--purge`. The caller asks for confirmation first.
+//! chains). Packages stay unless `--purge`. Asks for the cluster name first (or `--yes`).
 
 use serde_json::json;
 
@@ -8,7 +8,48 @@ use super::phases::{Connect, GatherFacts};
 use super::{Ctx, PhaseError, run_phases};
 use crate::inventory::{ControlPlane, Host};
 
-pub async fn reset(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
+pub async fn reset(ctx: &mut Ctx, yes: bool, purge: bool) -> Result<(), PhaseError> {
+    if !yes {
+        confirm(ctx, purge).map_err(|m| PhaseError::new("Confirm", m))?;
+    }
+    let _lock = super::lock::lock_cluster(ctx).map_err(|m| PhaseError::new("Lock", m))?;
+    reset_hosts(ctx, purge).await?;
+    ctx.reporter
+        .print("cluster reset; `installer up` builds it again");
+    Ok(())
+}
+
+/// Reset destroys a cluster: the user types its name, on a terminal.
+fn confirm(ctx: &Ctx, purge: bool) -> Result<(), String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            "reset destroys the cluster; run it on a terminal to confirm, or pass --yes".into(),
+        );
+    }
+    eprint!(
+        "This destroys cluster {} on {} host(s){}. Type the cluster name to confirm: ",
+        ctx.inventory.cluster.name,
+        ctx.inventory.hosts.len(),
+        if purge {
+            " and removes the Kubernetes packages"
+        } else {
+            ""
+        }
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    if answer.trim() != ctx.inventory.cluster.name {
+        return Err("not confirmed; nothing was changed".into());
+    }
+    Ok(())
+}
+
+async fn reset_hosts(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
     run_phases(ctx, &[&Connect, &GatherFacts]).await?;
     let err = |m: String| PhaseError::new("Reset hosts", m);
     ctx.reporter.phase("Reset hosts");

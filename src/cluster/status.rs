@@ -59,7 +59,15 @@ pub async fn connect_to_leader(ctx: &mut Ctx) -> Result<Host, PhaseError> {
     Ok(leader)
 }
 
-pub async fn status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
+pub async fn status(ctx: &mut Ctx) -> Result<(), PhaseError> {
+    let status = read_status(ctx).await?;
+    ctx.reporter.print(&render(&status));
+    ctx.reporter
+        .print_json(&serde_json::json!({ "status": status }));
+    Ok(())
+}
+
+async fn read_status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
     let err = |m: String| PhaseError::new("Status", m);
     let leader = connect_to_leader(ctx).await?;
     let nodes = kube::nodes(ctx, &leader).await.map_err(err)?;
@@ -90,7 +98,7 @@ pub async fn status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
             member: members.iter().any(|x| x.name == m.name),
             healthy,
         });
-        let server = format!("https://{}:6443", m.address);
+        let server = format!("https://{}:{}", m.address, ctx.defaults.ports.apiserver);
         let ok = kube::kubectl(
             ctx,
             &leader,

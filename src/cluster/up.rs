@@ -5,26 +5,40 @@ use super::phases::{
     Connect, GatherFacts, InitControlPlane, JoinMasters, JoinWorkers, Kubeconfig, LoadBalancer,
     NodeConfig, Pki, Preflight, PrepareHosts, Verify,
 };
-use super::{Ctx, PhaseError, run_phases};
-use crate::playbook::Mode;
+use super::{Ctx, Phase, PhaseError, run_phases};
+
+/// The phases of `up`, in order; `plan` dry-runs the same list.
+pub(super) fn phases(preflight: &Preflight) -> [&dyn Phase; 12] {
+    [
+        &Connect,
+        &GatherFacts,
+        preflight,
+        &PrepareHosts,
+        &Pki,
+        &LoadBalancer,
+        &InitControlPlane,
+        &JoinMasters,
+        &JoinWorkers,
+        &NodeConfig,
+        &Verify,
+        &Kubeconfig,
+    ]
+}
 
 pub async fn up(ctx: &mut Ctx) -> Result<(), PhaseError> {
-    run_phases(
-        ctx,
-        &[
-            &Connect,
-            &GatherFacts,
-            &Preflight::new(true),
-            &PrepareHosts::new(Mode::Apply),
-            &Pki,
-            &LoadBalancer,
-            &InitControlPlane,
-            &JoinMasters,
-            &JoinWorkers,
-            &NodeConfig,
-            &Verify,
-            &Kubeconfig,
-        ],
-    )
-    .await
+    let _lock = super::lock::lock_cluster(ctx).map_err(|m| PhaseError::new("Lock", m))?;
+    let preflight = Preflight::new(true);
+    run_phases(ctx, &phases(&preflight)).await?;
+    let changed = ctx.reporter.changed_count();
+    if changed == 0 {
+        ctx.reporter.print("cluster is up to date: nothing changed");
+    } else {
+        ctx.reporter.print(&format!(
+            "cluster is up ({changed} change(s)); kubeconfig: {}",
+            ctx.inventory.state_dir().join("kubeconfig").display()
+        ));
+    }
+    ctx.reporter
+        .print_json(&serde_json::json!({"up": "ok", "changed": changed}));
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! The local copy of the shared CA files (`.installer/<cluster>/pki/`).
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use time::OffsetDateTime;
@@ -27,10 +27,12 @@ impl ClusterCa {
         }
         for file in self.files() {
             let path = dir.join(file.path);
-            write_atomically(&path, file.contents(), file.mode).map_err(|source| PkiError::Io {
-                action: "write",
-                path,
-                source,
+            crate::local_fs::write_atomic(&path, file.contents(), file.mode).map_err(|source| {
+                PkiError::Io {
+                    action: "write",
+                    path,
+                    source,
+                }
             })?;
         }
         Ok(())
@@ -72,36 +74,4 @@ fn make_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)?;
     // An existing directory keeps its mode through create(): tighten it.
     fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
-}
-
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a file path",
-        ));
-    };
-    let tmp = dir.join(format!(
-        ".{}.{:016x}.tmp",
-        name.to_string_lossy(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed the mode given to open(); set it exactly.
-        file.set_permissions(Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    // Make the rename itself durable.
-    File::open(dir)?.sync_all()
 }

@@ -21,8 +21,23 @@ const FILE_STATE: &str = include_str!("file_state.sh");
 pub enum Mode {
     /// Change the hosts.
     Apply,
-    /// Dry run: evaluate guards and read-only checks, change nothing.
+    /// Dry run: evaluate guards and read-only checks, change nothing; a failing check is
+    /// reported as part of the plan, not as a host failure.
     Plan,
+    /// Read what is on the hosts: only `check:` tasks may run, and any failure is the host's
+    /// failure (a probe that cannot read must never look like "nothing there").
+    Probe,
+}
+
+impl Mode {
+    /// Progress lines are for changes; dry runs and probes print their own summaries.
+    fn reports_progress(self) -> bool {
+        self == Mode::Apply
+    }
+    /// Whether a failed task stops the host and is reported as its failure.
+    fn fails_hosts(self) -> bool {
+        matches!(self, Mode::Apply | Mode::Probe)
+    }
 }
 
 #[derive(Clone)]
@@ -137,13 +152,20 @@ async fn run_host<R: Remote>(
         let after_change = opts.mode == Mode::Plan && report.changed();
         let (outcome, stdout) = match (after_change, task.check) {
             (true, true) => (TaskOutcome::Changed, String::new()),
+            _ if opts.mode == Mode::Probe && !task.check => (
+                TaskOutcome::Failed(format!(
+                    "it is not a read-only (check) task, and {}/main.yaml is run as a probe",
+                    playbook.dir
+                )),
+                String::new(),
+            ),
             _ => match runner.run().await {
                 Ok(done) => done,
                 Err(why) => (TaskOutcome::Failed(why), String::new()),
             },
         };
         // A dry run prints its own summary; per-task progress would read as real changes.
-        if opts.mode == Mode::Apply || matches!(outcome, TaskOutcome::Failed(_)) {
+        if opts.mode.reports_progress() || matches!(outcome, TaskOutcome::Failed(_)) {
             opts.reporter.emit(Event::TaskFinished {
                 host: host.name.clone(),
                 task: task.name.clone(),
@@ -162,7 +184,7 @@ async fn run_host<R: Remote>(
                 .insert(name.clone(), Value::Bool(outcome == TaskOutcome::Changed));
         }
         let failed = match &outcome {
-            TaskOutcome::Failed(why) if opts.mode == Mode::Apply => {
+            TaskOutcome::Failed(why) if opts.mode.fails_hosts() => {
                 Some(format!("task '{}' failed: {why}", task.name))
             }
             _ => None,
@@ -271,6 +293,7 @@ impl<R: Remote> TaskRun<'_, R> {
                 break out;
             }
             attempt += 1;
+            tracing::info!(host = %self.host.name, task = %self.task.name, "failed (exit {:?}); retry {attempt} of {} in {}s", out.status, self.task.retries, self.task.delay);
             tokio::time::sleep(Duration::from_secs(self.task.delay)).await;
         };
         if !out.success() {
@@ -414,6 +437,7 @@ impl<R: Remote> TaskRun<'_, R> {
             _ => command.to_string(),
         };
         self.log(&format!("$ [{what}] {shown}"));
+        tracing::debug!(host = %self.host.name, task = %self.task.name, "$ [{what}] {}", first_line(&shown));
         let out = self
             .host
             .remote

@@ -2,6 +2,7 @@
 //! otherwise, or one JSON event per line), per-host log files, and secret redaction that every
 //! byte passes through before it is shown or written.
 
+pub mod diagnostics;
 mod hostlog;
 mod output;
 mod redact;

@@ -20,6 +20,10 @@ impl Phase for Connect {
         "Connect to hosts"
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let mut secrets = SecretSource::default();

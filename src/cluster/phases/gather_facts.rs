@@ -14,6 +14,10 @@ impl Phase for GatherFacts {
         "Gather facts"
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let playbook = ctx

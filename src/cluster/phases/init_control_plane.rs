@@ -3,7 +3,7 @@
 
 use crate::cluster::Ctx;
 use crate::cluster::kubeadm_config;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::inventory::Host;
 
 pub struct InitControlPlane;
@@ -32,16 +32,40 @@ impl Phase for InitControlPlane {
             Ok(())
         })
     }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            let phase = self.title();
+            let first = first_master(ctx)
+                .ok_or_else(|| PhaseError::new(phase, "no master is reachable"))?;
+            if serves_control_plane(ctx, &first) {
+                ctx.init_master = Some(first.name.clone());
+                return Ok(vec![PlannedStep::skip(
+                    phase,
+                    &first.name,
+                    "kubeadm init",
+                    "a control plane already runs here; it leads the joins",
+                )]);
+            }
+            Ok(vec![PlannedStep::change(
+                phase,
+                &first.name,
+                "kubeadm init (the cluster's first control plane and etcd member)",
+            )])
+        })
+    }
+}
+
+fn serves_control_plane(ctx: &Ctx, host: &Host) -> bool {
+    ctx.hosts
+        .get(&host.name)
+        .and_then(|s| s.facts.as_ref())
+        .is_some_and(|f| f.has_control_plane_manifests && f.has_kubelet_conf)
 }
 
 /// The master that leads: one that already runs a control plane, else the first listed.
 fn first_master(ctx: &Ctx) -> Option<Host> {
     let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
-    let running = masters.iter().find(|m| {
-        ctx.hosts
-            .get(&m.name)
-            .and_then(|s| s.facts.as_ref())
-            .is_some_and(|f| f.has_control_plane_manifests && f.has_kubelet_conf)
-    });
+    let running = masters.iter().find(|m| serves_control_plane(ctx, m));
     running.or(masters.first()).map(|h| (*h).clone())
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use crate::cluster::Ctx;
 use crate::cluster::kube;
 use crate::cluster::kubeadm_config;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::cluster::phases::join_masters::run_playbook;
+use crate::inventory::Host;
 use crate::playbook::{HostTarget, SshRemote};
 
 pub struct JoinWorkers;
@@ -21,24 +22,14 @@ impl Phase for JoinWorkers {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
             let leader = ctx.leader().map_err(err)?;
-            let registered: BTreeSet<String> = kube::nodes(ctx, &leader)
-                .await
-                .map_err(err)?
-                .into_iter()
-                .map(|n| n.metadata.name)
-                .collect();
+            let registered = registered_nodes(ctx, &leader).await.map_err(err)?;
             let mut fresh = Vec::new();
             let mut half = Vec::new();
-            for w in ctx.usable(|h| h.is_worker() && !h.is_master()) {
-                let configured = ctx
-                    .hosts
-                    .get(&w.name)
-                    .and_then(|s| s.facts.as_ref())
-                    .is_some_and(|f| f.has_kubelet_conf);
-                match (configured, registered.contains(&w.name)) {
-                    (true, true) => {}
-                    (true, false) => half.push(w.clone()),
-                    (false, _) => fresh.push(w.clone()),
+            for w in ctx.usable(is_worker_only) {
+                match decide(configured(ctx, w), registered.contains(&w.name)) {
+                    WorkerJoin::Joined => {}
+                    WorkerJoin::ResetAndJoin => half.push(w.clone()),
+                    WorkerJoin::Join => fresh.push(w.clone()),
                 }
             }
             if fresh.is_empty() && half.is_empty() {
@@ -68,5 +59,87 @@ impl Phase for JoinWorkers {
                 .map(|_| ())
                 .map_err(err)
         })
+    }
+
+    fn should_run(&self, ctx: &Ctx) -> bool {
+        ctx.usable(is_worker_only).next().is_some()
+    }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            let phase = self.title();
+            let registered = match ctx.leader() {
+                Ok(leader) => registered_nodes(ctx, &leader)
+                    .await
+                    .map_err(|m| PhaseError::new(phase, m))?,
+                Err(_) => BTreeSet::new(),
+            };
+            let step = "kubeadm join (workers in parallel)";
+            Ok(ctx
+                .usable(is_worker_only)
+                .map(
+                    |w| match decide(configured(ctx, w), registered.contains(&w.name)) {
+                        WorkerJoin::Joined => {
+                            PlannedStep::skip(phase, &w.name, step, "already a node")
+                        }
+                        WorkerJoin::Join => PlannedStep::change(phase, &w.name, step),
+                        WorkerJoin::ResetAndJoin => PlannedStep::change(
+                            phase,
+                            &w.name,
+                            format!("half-joined: kubeadm reset, then {step}"),
+                        ),
+                    },
+                )
+                .collect())
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WorkerJoin {
+    Joined,
+    Join,
+    /// Kubelet configured but no Node in the API: a join that died half-way.
+    ResetAndJoin,
+}
+
+fn decide(configured: bool, registered: bool) -> WorkerJoin {
+    match (configured, registered) {
+        (true, true) => WorkerJoin::Joined,
+        (true, false) => WorkerJoin::ResetAndJoin,
+        (false, _) => WorkerJoin::Join,
+    }
+}
+
+fn is_worker_only(h: &Host) -> bool {
+    h.is_worker() && !h.is_master()
+}
+
+fn configured(ctx: &Ctx, host: &Host) -> bool {
+    ctx.hosts
+        .get(&host.name)
+        .and_then(|s| s.facts.as_ref())
+        .is_some_and(|f| f.has_kubelet_conf)
+}
+
+async fn registered_nodes(ctx: &Ctx, leader: &Host) -> Result<BTreeSet<String>, String> {
+    Ok(kube::nodes(ctx, leader)
+        .await?
+        .into_iter()
+        .map(|n| n.metadata.name)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WorkerJoin, decide};
+
+    #[test]
+    fn configured_but_unregistered_worker_is_reset_then_joined() {
+        assert_eq!(decide(true, false), WorkerJoin::ResetAndJoin);
+        assert_eq!(decide(true, true), WorkerJoin::Joined);
+        assert_eq!(decide(false, false), WorkerJoin::Join);
+        // A Node object left from a wiped host does not count as joined.
+        assert_eq!(decide(false, true), WorkerJoin::Join);
     }
 }

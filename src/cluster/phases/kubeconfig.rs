@@ -1,13 +1,11 @@
 //! The admin kubeconfig, written to the state directory (0600) with the server set to the
 //! control-plane endpoint, so it keeps working when any one master is down.
 
-use std::os::unix::fs::PermissionsExt;
-
 use serde_json::json;
 
 use crate::cluster::Ctx;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
-use crate::playbook::Mode;
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
+use crate::cluster::probe::probe_text;
 
 pub struct Kubeconfig;
 
@@ -26,42 +24,47 @@ impl Phase for Kubeconfig {
             Ok(())
         })
     }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            let phase = self.title();
+            let path = ctx.inventory.state_dir().join("kubeconfig");
+            let step = format!("write the admin kubeconfig to {}", path.display());
+            let current = match ctx.leader() {
+                Ok(_) => fetch_admin_kubeconfig(ctx).await.ok(),
+                Err(_) => None,
+            };
+            let local = std::fs::read_to_string(&path).ok();
+            Ok(vec![match (current, local) {
+                (Some(want), Some(have)) if want == have => {
+                    PlannedStep::skip(phase, "-", step, "up to date")
+                }
+                _ => PlannedStep::change(phase, "-", step),
+            }])
+        })
+    }
+}
+
+/// admin.conf from the leader, pointed at the control-plane endpoint.
+async fn fetch_admin_kubeconfig(ctx: &Ctx) -> Result<String, String> {
+    let leader = ctx.leader()?;
+    let admin = probe_text(ctx, "admin-kubeconfig", &leader, &json!({}))
+        .await
+        .map_err(|e| format!("cannot read admin.conf: {e}"))?;
+    let server = format!("https://{}", ctx.inventory.cluster.control_plane.endpoint());
+    point_at(&admin, &server)
+        .ok_or_else(|| format!("admin.conf on {} has no server line", leader.name))
 }
 
 /// Fetches admin.conf from the leader, points it at the endpoint, writes it if it differs.
 pub async fn write_admin_kubeconfig(ctx: &Ctx) -> Result<std::path::PathBuf, String> {
-    let leader = ctx.leader()?;
-    let playbook = ctx
-        .playbooks
-        .load("admin-kubeconfig")
-        .map_err(|e| e.to_string())?;
-    let mut reports = crate::playbook::run(
-        &playbook,
-        ctx.targets(&[&leader], &json!({})),
-        &ctx.run_options(Mode::Plan),
-    )
-    .await;
-    let report = reports.pop().ok_or("no report")?;
-    if let Some(why) = report.failure {
-        return Err(format!("cannot read admin.conf on {}: {why}", leader.name));
-    }
-    let admin = report
-        .registered
-        .get("admin")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    let server = format!("https://{}", ctx.inventory.cluster.control_plane.endpoint());
-    let text = point_at(admin, &server)
-        .ok_or_else(|| format!("admin.conf on {} has no server line", leader.name))?;
+    let text = fetch_admin_kubeconfig(ctx).await?;
     let path = ctx.inventory.state_dir().join("kubeconfig");
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(path);
     }
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, &text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::local_fs::write_atomic(&path, text.as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 

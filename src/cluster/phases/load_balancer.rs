@@ -1,4 +1,4 @@
-//! Load balancer + VIP on the masters: haproxy (VIP port → every apiserver's 6443) and
+//! Load balancer + VIP on the masters: haproxy (VIP port → every master's apiserver) and
 //! keepalived (VRRP over unicast, priority by master order, tracking haproxy). Ends only
 //! when exactly one master holds the VIP and its port answers — kubeadm init needs that.
 
@@ -8,9 +8,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::Ctx;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture};
+use crate::cluster::phases::prepare_hosts::planned_tasks;
+use crate::cluster::probe::probe_many;
 use crate::inventory::{ControlPlane, Host};
-use crate::playbook::{HostTarget, Mode, SshRemote};
+use crate::playbook::Mode;
+use crate::playbook::{HostTarget, SshRemote};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// How long VRRP may take to elect a holder after keepalived starts.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,14 +30,6 @@ impl Phase for LoadBalancer {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
-            if !matches!(
-                ctx.inventory.cluster.control_plane,
-                ControlPlane::Vip { .. }
-            ) {
-                ctx.reporter
-                    .info("external load balancer configured: nothing to lay down");
-                return Ok(());
-            }
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
             let targets = lb_targets(ctx, &masters).map_err(err)?;
             ctx.apply("load-balancer", targets).await.map_err(err)?;
@@ -42,9 +39,53 @@ impl Phase for LoadBalancer {
             Ok(())
         })
     }
+
+    fn should_run(&self, ctx: &Ctx) -> bool {
+        matches!(
+            ctx.inventory.cluster.control_plane,
+            ControlPlane::Vip { .. }
+        )
+    }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            let err = |m: String| PhaseError::new(self.title(), m);
+            let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
+            let targets = lb_targets(ctx, &masters).map_err(err)?;
+            let playbook = ctx
+                .playbooks
+                .load("load-balancer")
+                .map_err(|e| err(e.to_string()))?;
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
+            Ok(planned_tasks(self.title(), &reports))
+        })
+    }
 }
 
-/// Per-master variables: priority falls with the master's position in the inventory.
+/// The `load-balancer` playbook's variables for one master (`vars.lb`).
+#[derive(Debug, Serialize)]
+struct LbVars {
+    vip: IpAddr,
+    port: u16,
+    interface: String,
+    prefix: u8,
+    vrid: u8,
+    instance: String,
+    /// Falls with the master's position in the inventory: the first master is preferred.
+    priority: i64,
+    /// A failed haproxy check must drop a holder below every healthy master.
+    check_weight: usize,
+    peers: Vec<IpAddr>,
+    backends: Vec<Backend>,
+}
+
+#[derive(Debug, Serialize)]
+struct Backend {
+    name: String,
+    address: IpAddr,
+}
+
 fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>, String> {
     let ControlPlane::Vip {
         vip,
@@ -54,7 +95,6 @@ fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>,
     else {
         return Ok(Vec::new());
     };
-    let vrid = virtual_router_id(&ctx.inventory.cluster.name);
     let mut targets = Vec::new();
     for (i, m) in masters.iter().enumerate() {
         let facts = ctx
@@ -70,23 +110,29 @@ fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>,
                 "{}: address {} is not on any interface",
                 m.name, m.address
             ))?;
-        let iface = interface.clone().unwrap_or_else(|| own.interface.clone());
-        let peers: Vec<String> = masters
-            .iter()
-            .filter(|p| p.name != m.name)
-            .map(|p| p.address.to_string())
-            .collect();
-        let backends: Vec<Value> = masters
-            .iter()
-            .map(|b| json!({"name": b.name, "address": b.address}))
-            .collect();
-        let vars = json!({"lb": {
-            "vip": vip, "port": port, "interface": iface, "prefix": own.prefix,
-            "vrid": vrid, "instance": format!("k8s_{}", ctx.inventory.cluster.name.replace('-', "_")),
-            "priority": 150 - 10 * i as i64, "check_weight": 10 * masters.len() + 10,
-            "peers": peers, "backends": backends,
-        }});
-        targets.extend(ctx.targets(&[m], &vars));
+        let lb = LbVars {
+            vip: *vip,
+            port: *port,
+            interface: interface.clone().unwrap_or_else(|| own.interface.clone()),
+            prefix: own.prefix,
+            vrid: virtual_router_id(&ctx.inventory.cluster.name),
+            instance: format!("k8s_{}", ctx.inventory.cluster.name.replace('-', "_")),
+            priority: 150 - 10 * i as i64,
+            check_weight: 10 * masters.len() + 10,
+            peers: masters
+                .iter()
+                .filter(|p| p.name != m.name)
+                .map(|p| p.address)
+                .collect(),
+            backends: masters
+                .iter()
+                .map(|b| Backend {
+                    name: b.name.clone(),
+                    address: b.address,
+                })
+                .collect(),
+        };
+        targets.extend(ctx.targets(&[m], &json!({ "lb": lb })));
     }
     Ok(targets)
 }
@@ -97,37 +143,85 @@ fn virtual_router_id(cluster: &str) -> u8 {
     (digest[0] % 250) + 1
 }
 
+/// What one master sees of the VIP (the `vip-check` probe's answer).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct VipView {
+    pub holds_vip: bool,
+    pub vip_answers: bool,
+}
+
 async fn wait_for_single_holder(ctx: &Ctx, masters: &[Host]) -> Result<String, String> {
-    let playbook = ctx.playbooks.load("vip-check").map_err(|e| e.to_string())?;
     let started = Instant::now();
+    let vars = json!({"lb": lb_endpoint(ctx)});
+    let refs: Vec<&Host> = masters.iter().collect();
     loop {
-        let targets = lb_targets(ctx, masters)?;
-        let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
-        let answer = |r: &crate::playbook::HostReport, k: &str| {
-            r.registered.get(k).and_then(|v| v.as_str()) == Some("yes")
-        };
-        let holders: Vec<&str> = reports
-            .iter()
-            .filter(|r| answer(r, "holds_vip"))
-            .map(|r| r.host.as_str())
-            .collect();
-        let answering = reports.iter().any(|r| answer(r, "vip_answers"));
-        if holders.len() == 1 && answering {
-            return Ok(holders[0].to_string());
+        let mut views = Vec::new();
+        for (host, answer) in probe_many::<VipView>(ctx, "vip-check", &refs, &vars).await {
+            views.push((host, answer.map_err(|e| e.to_string())?));
         }
-        if started.elapsed() > ELECTION_TIMEOUT {
-            return Err(match holders.len() {
-                0 => "no master took the VIP; check keepalived on the masters (journalctl -u keepalived) and that VRRP (IP protocol 112) passes between them".into(),
-                1 => "the VIP is held but its port does not answer; check haproxy on the holder (journalctl -u haproxy)".into(),
-                _ => format!("{} masters hold the VIP at once ({}); VRRP packets are not passing between them", holders.len(), holders.join(", ")),
-            });
+        match election_result(&views) {
+            Ok(holder) => return Ok(holder),
+            Err(why) if started.elapsed() > ELECTION_TIMEOUT => return Err(why),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Done when exactly one master holds the VIP and its port answers; else why not.
+fn election_result(views: &[(String, VipView)]) -> Result<String, String> {
+    let holders: Vec<&str> = views
+        .iter()
+        .filter(|(_, v)| v.holds_vip)
+        .map(|(h, _)| h.as_str())
+        .collect();
+    let answering = views.iter().any(|(_, v)| v.vip_answers);
+    match holders.len() {
+        1 if answering => Ok(holders[0].to_string()),
+        0 => Err("no master took the VIP; check keepalived on the masters (journalctl -u keepalived) and that VRRP (IP protocol 112) passes between them".into()),
+        1 => Err(format!("{} holds the VIP but its port does not answer; check haproxy there (journalctl -u haproxy)", holders[0])),
+        n => Err(format!("{n} masters hold the VIP at once ({}); VRRP packets are not passing between them", holders.join(", "))),
+    }
+}
+
+fn lb_endpoint(ctx: &Ctx) -> Value {
+    match &ctx.inventory.cluster.control_plane {
+        ControlPlane::Vip { vip, port, .. } => json!({"vip": vip, "port": port}),
+        ControlPlane::LoadBalancer { .. } => json!(null),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{VipView, election_result};
+
+    fn view(host: &str, holds_vip: bool, vip_answers: bool) -> (String, VipView) {
+        (
+            host.into(),
+            VipView {
+                holds_vip,
+                vip_answers,
+            },
+        )
+    }
+
+    #[test]
+    fn one_answering_holder_ends_the_election() {
+        let views = [view("m1", false, true), view("m2", true, true)];
+        assert_eq!(election_result(&views), Ok("m2".into()));
+    }
+
+    #[test]
+    fn two_holders_is_split_brain_named() {
+        let e = election_result(&[view("m1", true, true), view("m2", true, true)]).unwrap_err();
+        assert!(e.contains("m1, m2") && e.contains("VRRP"), "{e}");
+    }
+
+    #[test]
+    fn holder_without_haproxy_points_at_haproxy() {
+        let e = election_result(&[view("m1", true, false)]).unwrap_err();
+        assert!(e.contains("m1") && e.contains("haproxy"), "{e}");
+    }
+
     #[test]
     fn router_id_is_stable_and_in_range() {
         let a = super::virtual_router_id("prod-eu1");

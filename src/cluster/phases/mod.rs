@@ -10,7 +10,7 @@ mod load_balancer;
 mod node_config;
 mod pki;
 mod preflight;
-mod prepare_hosts;
+pub(crate) mod prepare_hosts;
 mod verify;
 
 pub use connect::Connect;
@@ -23,5 +23,5 @@ pub use load_balancer::LoadBalancer;
 pub use node_config::NodeConfig;
 pub use pki::Pki;
 pub use preflight::{HostVerdict, Preflight, Verdict};
-pub use prepare_hosts::{PrepareHosts, versions};
+pub use prepare_hosts::PrepareHosts;
 pub use verify::Verify;

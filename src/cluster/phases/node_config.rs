@@ -3,7 +3,7 @@
 
 use crate::cluster::Ctx;
 use crate::cluster::kube::{self, Node, NodeTaint};
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::inventory::{Host, Taint};
 use crate::ui::{Event, TaskOutcome};
 
@@ -38,6 +38,57 @@ impl Phase for NodeConfig {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            let phase = self.title();
+            let Ok(leader) = ctx.leader() else {
+                return Ok(ctx
+                    .inventory
+                    .hosts
+                    .iter()
+                    .map(|h| {
+                        PlannedStep::change(
+                            phase,
+                            &h.name,
+                            "labels and taints from the inventory, once the node exists",
+                        )
+                    })
+                    .collect());
+            };
+            let nodes = kube::nodes(ctx, &leader)
+                .await
+                .map_err(|m| PhaseError::new(phase, m))?;
+            let mut steps = Vec::new();
+            for host in &ctx.inventory.hosts {
+                let Some(node) = nodes.iter().find(|n| n.metadata.name == host.name) else {
+                    steps.push(PlannedStep::change(
+                        phase,
+                        &host.name,
+                        "labels and taints from the inventory, once the node exists",
+                    ));
+                    continue;
+                };
+                let todo = changes(host, node, ctx.inventory.cluster.schedulable_masters);
+                if todo.is_empty() {
+                    steps.push(PlannedStep::skip(
+                        phase,
+                        &host.name,
+                        "labels and taints",
+                        "as the inventory says",
+                    ));
+                }
+                for args in todo {
+                    steps.push(PlannedStep::change(
+                        phase,
+                        &host.name,
+                        format!("kubectl {}", args.join(" ")),
+                    ));
+                }
+            }
+            Ok(steps)
         })
     }
 }

@@ -2,13 +2,21 @@
 //! when the local state directory was lost), kept in `.installer/<cluster>/pki/`, and the
 //! eight shared files pushed to every master. A fresh bootstrap token is minted per run.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
 use secrecy::ExposeSecret;
+use serde::Deserialize;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::cluster::Ctx;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
+use crate::cluster::phases::prepare_hosts::planned_tasks;
+use crate::cluster::probe::{ProbeError, probe_many};
 use crate::inventory::Host;
-use crate::pki::{BootstrapToken, ClusterCa};
+use crate::pki::{BootstrapToken, ClusterCa, SHARED_FILES};
 use crate::playbook::Mode;
 
 pub struct Pki;
@@ -27,7 +35,8 @@ impl Phase for Pki {
             let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
             let targets = ctx.targets(&masters, &json!({"pki": files}));
             ctx.apply("pki", targets).await.map_err(err)?;
-            let token = reuse_or_mint_token(&ctx.inventory.state_dir()).map_err(err)?;
+            let reuse = Duration::from_secs(60 * ctx.defaults.bootstrap_token.reuse_minutes);
+            let token = reuse_or_mint_token(&ctx.inventory.state_dir(), reuse).map_err(err)?;
             ctx.reporter
                 .redactor()
                 .add_secret(token.to_secret_string().expose_secret());
@@ -42,20 +51,77 @@ impl Phase for Pki {
             Ok(())
         })
     }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            let phase = self.title();
+            let err = |m: String| PhaseError::new(phase, m);
+            let mut steps = Vec::new();
+            match find_ca(ctx).await.map_err(err)? {
+                CaSource::Local(ca) => ctx.ca = Some(ca),
+                CaSource::Master(host, ca) => {
+                    steps.push(PlannedStep::change(
+                        phase,
+                        &host,
+                        "recover the cluster CAs from this master into the state directory",
+                    ));
+                    ctx.ca = Some(ca);
+                }
+                CaSource::None => {
+                    for m in ctx.usable(Host::is_master) {
+                        steps.push(PlannedStep::change(
+                            phase,
+                            &m.name,
+                            "lay down the 8 shared CA files (new cluster CAs)",
+                        ));
+                    }
+                    return Ok(steps);
+                }
+            }
+            let files = ctx.shared_files_json().map_err(err)?;
+            let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
+            let targets = ctx.targets(&masters, &json!({"pki": files}));
+            let playbook = ctx.playbooks.load("pki").map_err(|e| err(e.to_string()))?;
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
+            steps.extend(planned_tasks(phase, &reports));
+            Ok(steps)
+        })
+    }
 }
 
-/// Tokens live 2h in the cluster; reuse ours for most of that, so re-runs create nothing.
-const TOKEN_REUSE: std::time::Duration = std::time::Duration::from_secs(90 * 60);
+/// Where the cluster's CAs come from on this run.
+enum CaSource {
+    /// The state directory next to the inventory.
+    Local(ClusterCa),
+    /// A master (the state directory was lost).
+    Master(String, ClusterCa),
+    /// Nowhere yet: a new cluster.
+    None,
+}
 
-fn reuse_or_mint_token(state_dir: &std::path::Path) -> Result<BootstrapToken, String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+async fn find_ca(ctx: &Ctx) -> Result<CaSource, String> {
+    let dir = ctx.inventory.state_dir().join("pki");
+    if dir.join("ca.crt").exists() {
+        return ClusterCa::load(&dir)
+            .map(CaSource::Local)
+            .map_err(|e| e.to_string());
+    }
+    Ok(match recover_from_masters(ctx).await? {
+        Some((host, ca)) => CaSource::Master(host, ca),
+        None => CaSource::None,
+    })
+}
+
+/// Reuses our token while it has a safe margin of its cluster lifetime left, so re-runs
+/// create nothing; else mints a new one (kept 0600).
+fn reuse_or_mint_token(state_dir: &Path, reuse: Duration) -> Result<BootstrapToken, String> {
     let path = state_dir.join("bootstrap-token");
     let fresh = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < TOKEN_REUSE);
+        .is_some_and(|age| age < reuse);
     if fresh
         && let Ok(text) = std::fs::read_to_string(&path)
         && let Ok(token) = BootstrapToken::parse(&text)
@@ -63,77 +129,82 @@ fn reuse_or_mint_token(state_dir: &std::path::Path) -> Result<BootstrapToken, St
         return Ok(token);
     }
     let token = BootstrapToken::generate();
-    let tmp = path.with_extension("new");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    file.write_all(token.to_secret_string().expose_secret().as_bytes())
-        .and_then(|_| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let secret = token.to_secret_string();
+    crate::local_fs::write_atomic(&path, secret.expose_secret().as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(token)
 }
 
 /// The local copy if there is one, else the masters' (a lost state directory), else new CAs.
 async fn obtain(ctx: &Ctx) -> Result<ClusterCa, String> {
     let dir = ctx.inventory.state_dir().join("pki");
-    if dir.join("ca.crt").exists() {
-        return ClusterCa::load(&dir).map_err(|e| e.to_string());
+    match find_ca(ctx).await? {
+        CaSource::Local(ca) => Ok(ca),
+        CaSource::Master(master, ca) => {
+            ca.save(&dir).map_err(|e| e.to_string())?;
+            ctx.reporter.info(format!(
+                "recovered the cluster CAs from {master} into {}",
+                dir.display()
+            ));
+            Ok(ca)
+        }
+        CaSource::None => {
+            let ca = ClusterCa::generate().map_err(|e| e.to_string())?;
+            ca.save(&dir).map_err(|e| e.to_string())?;
+            ctx.reporter
+                .info(format!("generated the cluster CAs in {}", dir.display()));
+            Ok(ca)
+        }
     }
-    if let Some((master, ca)) = recover_from_masters(ctx).await? {
-        ca.save(&dir).map_err(|e| e.to_string())?;
-        ctx.reporter.info(format!(
-            "recovered the cluster CAs from {master} into {}",
-            dir.display()
-        ));
-        return Ok(ca);
-    }
-    let ca = ClusterCa::generate().map_err(|e| e.to_string())?;
-    ca.save(&dir).map_err(|e| e.to_string())?;
-    ctx.reporter
-        .info(format!("generated the cluster CAs in {}", dir.display()));
-    Ok(ca)
+}
+
+/// Shared CA files read back from a master: base64 contents by path.
+type CaFiles = BTreeMap<String, String>;
+type DecodedFile = (String, Zeroizing<Vec<u8>>);
+
+/// The `pki-recover` probe's answer: shared files present on a master, base64 by path.
+#[derive(Debug, Deserialize)]
+struct MasterCaFiles {
+    files: BTreeMap<String, String>,
 }
 
 async fn recover_from_masters(ctx: &Ctx) -> Result<Option<(String, ClusterCa)>, String> {
-    let playbook = ctx
-        .playbooks
-        .load("pki-recover")
-        .map_err(|e| e.to_string())?;
     let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
-    let reports = crate::playbook::run(
-        &playbook,
-        ctx.targets(&masters, &json!({})),
-        &ctx.run_options(Mode::Plan),
-    )
-    .await;
+    let vars = json!({"shared_files": SHARED_FILES});
+    let answers = probe_many::<MasterCaFiles>(ctx, "pki-recover", &masters, &vars).await;
+    let found = answers
+        .into_iter()
+        .map(|(host, answer)| (host, answer.map(|a| a.files)))
+        .collect();
+    choose_recovery(found)
+}
+
+/// What the masters hold decides: one master with all eight files is the source; none with
+/// any means a new cluster; a master we could not read, or one with only some of the files,
+/// stops the run — new CAs beside an old cluster would split it in two.
+fn choose_recovery(
+    found: Vec<(String, Result<CaFiles, ProbeError>)>,
+) -> Result<Option<(String, ClusterCa)>, String> {
     let mut partial = Vec::new();
-    for r in reports {
-        let text = r
-            .registered
-            .get("shared")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let files = split_files(text);
+    for (host, files) in found {
+        let files = files.map_err(|e| {
+            format!("cannot tell whether the masters already hold cluster CAs: {e}; fix access to that master and run again")
+        })?;
         match files.len() {
             0 => continue,
-            8 => {
-                return match ClusterCa::from_files(files) {
-                    Ok(ca) => Ok(Some((r.host, ca))),
-                    Err(e) => Err(format!("the CA files on {} are unusable: {e}", r.host)),
+            n if n == SHARED_FILES.len() => {
+                let decoded = decode_files(&host, files)?;
+                return match ClusterCa::from_files(decoded) {
+                    Ok(ca) => Ok(Some((host, ca))),
+                    Err(e) => Err(format!("the CA files on {host} are unusable: {e}")),
                 };
             }
-            n => partial.push(format!("{} has {n} of the 8", r.host)),
+            n => partial.push(format!("{host} has {n} of the {}", SHARED_FILES.len())),
         }
     }
     if partial.is_empty() {
         Ok(None)
     } else {
-        // Generating new CAs next to a half-present old cluster would split it in two.
         Err(format!(
             "some masters hold part of an existing cluster's CA files ({}); restore them or run `installer reset`",
             partial.join(", ")
@@ -141,30 +212,77 @@ async fn recover_from_masters(ctx: &Ctx) -> Result<Option<(String, ClusterCa)>, 
     }
 }
 
-/// Parses `==> path` headers followed by file contents.
-fn split_files(text: &str) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if let Some(path) = line.strip_prefix("==> ") {
-            files.push((path.trim().to_string(), String::new()));
-        } else if let Some((_, body)) = files.last_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
+fn decode_files(
+    host: &str,
+    files: BTreeMap<String, String>,
+) -> Result<Vec<DecodedFile>, String> {
+    use base64::Engine;
     files
+        .into_iter()
+        .map(|(path, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map(|bytes| (path.clone(), Zeroizing::new(bytes)))
+                .map_err(|e| format!("{path} read from {host} is not base64: {e}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn unreadable(host: &str) -> Result<CaFiles, ProbeError> {
+        Err(ProbeError::Failed {
+            host: host.into(),
+            playbook: "pki-recover".into(),
+            why: "task 'Read the shared CA files' failed: exit 1: sudo: a password is required"
+                .into(),
+        })
+    }
+
     #[test]
-    fn recovered_output_splits_into_files() {
-        let files = super::split_files(
-            "==> ca.crt\n-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n==> sa.pub\nB\n",
-        );
-        assert_eq!(files.len(), 2);
-        assert_eq!(files[0].0, "ca.crt");
-        assert!(files[0].1.ends_with("-----END CERTIFICATE-----\n"));
-        assert_eq!(files[1], ("sa.pub".to_string(), "B\n".to_string()));
+    fn unreadable_master_stops_pki_with_that_host_named() {
+        let found = vec![
+            ("master-1".into(), Ok(BTreeMap::new())),
+            ("master-2".into(), unreadable("master-2")),
+        ];
+        let e = choose_recovery(found).unwrap_err();
+        assert!(e.contains("master-2") && e.contains("sudo"), "{e}");
+    }
+
+    #[test]
+    fn masters_without_ca_files_mean_a_new_cluster() {
+        let found = vec![("master-1".into(), Ok(BTreeMap::new()))];
+        assert!(choose_recovery(found).unwrap().is_none());
+    }
+
+    #[test]
+    fn partial_ca_files_refuse_to_generate_new_ones() {
+        let mut some = BTreeMap::new();
+        some.insert("ca.crt".to_string(), "AAAA".to_string());
+        let e = choose_recovery(vec![("master-3".into(), Ok(some))]).unwrap_err();
+        assert!(e.contains("master-3 has 1 of the 8"), "{e}");
+    }
+
+    #[test]
+    fn complete_ca_files_are_recovered() {
+        let ca = ClusterCa::generate().unwrap();
+        use base64::Engine;
+        let files: BTreeMap<String, String> = ca
+            .files()
+            .iter()
+            .map(|f| {
+                (
+                    f.path.to_string(),
+                    base64::engine::general_purpose::STANDARD.encode(f.contents()),
+                )
+            })
+            .collect();
+        let (host, back) = choose_recovery(vec![("master-1".into(), Ok(files))])
+            .unwrap()
+            .unwrap();
+        assert_eq!(host, "master-1");
+        assert_eq!(back.discovery_hash().unwrap(), ca.discovery_hash().unwrap());
     }
 }

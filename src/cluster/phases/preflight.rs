@@ -3,18 +3,15 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::cluster::Ctx;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::probe::probe_many;
 use crate::facts::Facts;
 use crate::inventory::{ControlPlane, Host};
-use crate::playbook::Mode;
 
-/// Control-plane ports kubeadm needs free on a master (apiserver, etcd, kubelet, controllers).
-const MASTER_PORTS: &[u16] = &[6443, 2379, 2380, 10250, 10257, 10259];
-const WORKER_PORTS: &[u16] = &[10250];
 const MIN_MASTER_CPUS: u32 = 2;
 const MIN_MASTER_MEM_MB: u64 = 1700;
 const SUPPORTED_OS: &[(&str, &str)] = &[
@@ -68,7 +65,7 @@ pub struct Preflight {
 }
 
 impl Preflight {
-    pub fn new(fatal: bool) -> Self {
+    pub const fn new(fatal: bool) -> Self {
         Preflight {
             fatal,
             verdicts: std::sync::Mutex::new(Vec::new()),
@@ -85,11 +82,13 @@ impl Phase for Preflight {
         "Preflight checks"
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
-            let network = network_probes(ctx)
-                .await
-                .map_err(|e| PhaseError::new(self.title(), e))?;
+            let network = network_probes(ctx).await;
             let verdicts = judge(ctx, &network);
             let failed: Vec<String> = verdicts
                 .iter()
@@ -121,51 +120,42 @@ struct NetworkProbes {
     probe_errors: HashMap<String, String>,
 }
 
-async fn network_probes(ctx: &Ctx) -> Result<NetworkProbes, String> {
-    let playbook = ctx.playbooks.load("preflight").map_err(|e| e.to_string())?;
+/// One host's answer to the `preflight` probe.
+#[derive(Debug, Deserialize)]
+struct NetworkView {
+    unreachable: Vec<String>,
+    vip_answers: Option<bool>,
+}
+
+async fn network_probes(ctx: &Ctx) -> NetworkProbes {
     let vip_held = vip_holder(ctx).is_some();
     let first_master = ctx.usable(Host::is_master).next().map(|h| h.name.clone());
     let hosts: Vec<&Host> = ctx
         .usable(|h| ctx.hosts.get(&h.name).is_some_and(|s| s.facts.is_some()))
         .collect();
-    let mut targets = Vec::new();
-    for h in hosts {
-        let probe_vip = !vip_held && Some(&h.name) == first_master.as_ref();
-        let vars = match &ctx.inventory.cluster.control_plane {
-            ControlPlane::Vip { vip, port, .. } => {
-                json!({"probe_vip": probe_vip, "vip": vip, "vip_port": port})
-            }
-            ControlPlane::LoadBalancer { .. } => json!({"probe_vip": false}),
-        };
-        targets.extend(ctx.targets(&[h], &vars));
-    }
-    let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Plan)).await;
+    // Only one host probes the VIP: every probe sends traffic to it.
+    let vip_prober = if vip_held { None } else { first_master };
+    let vars = match &ctx.inventory.cluster.control_plane {
+        ControlPlane::Vip { vip, port, .. } => {
+            json!({"vip_prober": vip_prober, "vip": vip, "vip_port": port})
+        }
+        ControlPlane::LoadBalancer { .. } => json!({"vip_prober": null}),
+    };
     let mut probes = NetworkProbes::default();
-    for r in reports {
-        if let Some(why) = r.failure {
-            probes.probe_errors.insert(r.host.clone(), why);
-        }
-        let get = |k: &str| {
-            r.registered
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let unreachable: Vec<String> = get("reach")
-            .lines()
-            .filter_map(|l| l.strip_prefix("unreachable="))
-            .map(str::to_string)
-            .collect();
-        probes.unreachable.insert(r.host.clone(), unreachable);
-        if let Some(answer) = get("vip")
-            .lines()
-            .find_map(|l| l.strip_prefix("vip_answers="))
-        {
-            probes.vip_answers = Some(answer == "yes");
+    for (host, answer) in probe_many::<NetworkView>(ctx, "preflight", &hosts, &vars).await {
+        match answer {
+            Ok(view) => {
+                probes.unreachable.insert(host, view.unreachable);
+                if view.vip_answers.is_some() {
+                    probes.vip_answers = view.vip_answers;
+                }
+            }
+            Err(e) => {
+                probes.probe_errors.insert(host, e.to_string());
+            }
         }
     }
-    Ok(probes)
+    probes
 }
 
 /// The master currently holding the VIP, if any.
@@ -300,9 +290,9 @@ fn ports_free(ctx: &Ctx, host: &Host, f: &Facts, v: &mut HostVerdict) {
     // Ports held by our own control plane / kubelet are fine on a re-run.
     let ours = f.has_control_plane_manifests || f.has_kubelet_conf;
     let mut wanted: Vec<u16> = if host.is_master() {
-        MASTER_PORTS.to_vec()
+        ctx.defaults.ports.master()
     } else {
-        WORKER_PORTS.to_vec()
+        ctx.defaults.ports.worker()
     };
     if host.is_master()
         && let ControlPlane::Vip { port, .. } = ctx.inventory.cluster.control_plane

@@ -1,51 +1,78 @@
 //! Prepare hosts (all of them, in parallel): OS settings, package sources, the container
-//! runtime, and the pinned, held kube packages. In plan mode, only report what would run.
+//! runtime, and the pinned, held kube packages.
 
-use std::sync::Mutex;
-
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cluster::Ctx;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
-use crate::cluster::plan::PlannedTask;
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::inventory::Runtime;
-use crate::playbook::Mode;
+use crate::playbook::{HostReport, Mode};
 use crate::ui::TaskOutcome;
 
-pub struct PrepareHosts {
-    mode: Mode,
-    planned: Mutex<Vec<PlannedTask>>,
+pub struct PrepareHosts;
+
+/// Variables of the host-preparation playbooks (`vars`).
+#[derive(Debug, Serialize)]
+struct PrepareVars {
+    /// The sandbox image the runtime must use: the one kubeadm expects.
+    pause_image: String,
 }
 
 impl PrepareHosts {
-    pub fn new(mode: Mode) -> Self {
-        PrepareHosts {
-            mode,
-            planned: Mutex::new(Vec::new()),
-        }
+    fn playbooks(ctx: &Ctx) -> [&'static str; 4] {
+        let runtime = match ctx.inventory.cluster.runtime {
+            Runtime::Docker => "cri/docker",
+            Runtime::Containerd => "cri/containerd",
+        };
+        ["os", "repos", runtime, "kube-packages"]
     }
 
-    pub fn planned(&self) -> Vec<PlannedTask> {
-        self.planned
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default()
+    /// Runs the preparation playbooks in `mode`, in order, on every usable host.
+    async fn each_playbook(
+        &self,
+        ctx: &mut Ctx,
+        mode: Mode,
+    ) -> Result<Vec<HostReport>, PhaseError> {
+        let err = |m: String| PhaseError::new(self.title(), m);
+        let vars = serde_json::to_value(PrepareVars {
+            pause_image: ctx.pause_image(),
+        })
+        .map_err(|e| err(e.to_string()))?;
+        let mut all = Vec::new();
+        for name in Self::playbooks(ctx) {
+            let playbook = ctx.playbooks.load(name).map_err(|e| err(e.to_string()))?;
+            let hosts: Vec<_> = ctx.usable(|_| true).collect();
+            let targets = ctx.targets(&hosts, &vars);
+            let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(mode)).await;
+            let failed = ctx.absorb(&reports);
+            if !failed.is_empty() && mode == Mode::Apply {
+                return Err(err(format!(
+                    "{} failed on: {}",
+                    playbook.name,
+                    failed.join("; ")
+                )));
+            }
+            all.extend(reports);
+        }
+        Ok(all)
     }
 }
 
-/// Per-minor defaults from playbooks/defaults/versions.yaml.
-pub fn versions(ctx: &Ctx) -> Result<Value, String> {
-    let text = ctx
-        .playbooks
-        .read("defaults/versions.yaml")
-        .map_err(|e| e.to_string())?;
-    let table: serde_json::Map<String, Value> =
-        serde_saphyr::from_str(&text).map_err(|e| format!("defaults/versions.yaml: {e}"))?;
-    let minor = ctx.inventory.cluster.kubernetes.minor_string();
-    table
-        .get(&minor)
-        .cloned()
-        .ok_or_else(|| format!("defaults/versions.yaml has no entry for Kubernetes {minor}"))
+/// Each task of a dry run as a plan line.
+pub fn planned_tasks(phase: &'static str, reports: &[HostReport]) -> Vec<PlannedStep> {
+    reports
+        .iter()
+        .flat_map(|r| {
+            r.tasks.iter().map(|t| match &t.outcome {
+                TaskOutcome::Changed => PlannedStep::change(phase, &r.host, &t.task),
+                TaskOutcome::Ok => PlannedStep::skip(phase, &r.host, &t.task, "already in place"),
+                TaskOutcome::Skipped(why) => PlannedStep::skip(phase, &r.host, &t.task, why),
+                TaskOutcome::Failed(why) => {
+                    PlannedStep::skip(phase, &r.host, &t.task, format!("check failed: {why}"))
+                }
+            })
+        })
+        .collect()
 }
 
 impl Phase for PrepareHosts {
@@ -54,48 +81,13 @@ impl Phase for PrepareHosts {
     }
 
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
+        Box::pin(async move { self.each_playbook(ctx, Mode::Apply).await.map(|_| ()) })
+    }
+
+    fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
         Box::pin(async move {
-            let err = |m: String| PhaseError::new(self.title(), m);
-            let runtime = match ctx.inventory.cluster.runtime {
-                Runtime::Docker => "cri/docker",
-                Runtime::Containerd => "cri/containerd",
-            };
-            let vars = json!({"versions": versions(ctx).map_err(err)?});
-            for name in ["os", "repos", runtime, "kube-packages"] {
-                let playbook = ctx.playbooks.load(name).map_err(|e| err(e.to_string()))?;
-                let hosts: Vec<_> = ctx.usable(|_| true).collect();
-                let targets = ctx.targets(&hosts, &vars);
-                let reports =
-                    crate::playbook::run(&playbook, targets, &ctx.run_options(self.mode)).await;
-                if let Ok(mut planned) = self.planned.lock() {
-                    for r in &reports {
-                        for t in &r.tasks {
-                            planned.push(PlannedTask {
-                                host: r.host.clone(),
-                                phase: self.title(),
-                                task: t.task.clone(),
-                                skip: match &t.outcome {
-                                    TaskOutcome::Changed => None,
-                                    TaskOutcome::Ok => Some("already in place".into()),
-                                    TaskOutcome::Skipped(why) => Some(why.clone()),
-                                    TaskOutcome::Failed(why) => {
-                                        Some(format!("check failed: {why}"))
-                                    }
-                                },
-                            });
-                        }
-                    }
-                }
-                let failed = ctx.absorb(&reports);
-                if !failed.is_empty() && self.mode == Mode::Apply {
-                    return Err(err(format!(
-                        "{} failed on: {}",
-                        playbook.name,
-                        failed.join("; ")
-                    )));
-                }
-            }
-            Ok(())
+            let reports = self.each_playbook(ctx, Mode::Plan).await?;
+            Ok(planned_tasks(self.title(), &reports))
         })
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::cluster::Ctx;
 use crate::cluster::kube;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
+use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::inventory::Host;
 
 pub struct Verify;
@@ -30,6 +30,17 @@ impl Phase for Verify {
             } else {
                 Err(PhaseError::new(self.title(), problems.join("; ")))
             }
+        })
+    }
+
+    fn plan<'a>(&'a self, _ctx: &'a mut Ctx) -> PlanFuture<'a> {
+        Box::pin(async move {
+            Ok(vec![PlannedStep::skip(
+                self.title(),
+                "-",
+                "verify nodes, etcd, the API through the endpoint and on every master",
+                "read-only",
+            )])
         })
     }
 }
@@ -72,6 +83,12 @@ async fn check_etcd(ctx: &Ctx) -> Vec<String> {
                     problems.push(format!("etcd on {} is not healthy", m.name));
                 }
                 if i == 0 {
+                    for learner in members.iter().filter(|x| x.is_learner) {
+                        problems.push(format!(
+                            "etcd member {} is still a learner (a join did not finish); run `installer up` again",
+                            learner.name
+                        ));
+                    }
                     let have: BTreeSet<String> = members.iter().map(|x| x.name.clone()).collect();
                     if have != want {
                         problems.push(format!(
@@ -92,7 +109,7 @@ async fn check_api(ctx: &Ctx, leader: &Host) -> Vec<String> {
     )];
     servers.extend(
         ctx.usable(Host::is_master)
-            .map(|m| format!("https://{}:6443", m.address)),
+            .map(|m| format!("https://{}:{}", m.address, ctx.defaults.ports.apiserver)),
     );
     let mut problems = Vec::new();
     for server in servers {

@@ -1,0 +1,164 @@
+//! Per-Kubernetes-minor defaults: `playbooks/defaults/common.yaml` overlaid by the minor's own
+//! `playbooks/defaults/v1.X.yaml` (image tags, kubeadm API, runtime minimums, ports, token
+//! lifetime). Read once per run into types; templates see the same values as `defaults`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::playbook::Playbooks;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Defaults {
+    pub kubeadm_api: String,
+    pub image_repository: String,
+    pub images: Images,
+    pub containerd: ContainerdNeeds,
+    pub ports: Ports,
+    pub bootstrap_token: TokenPolicy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Tags only; the repository comes from `imageRepository` (or the user's override).
+    pub pause: String,
+    pub etcd: String,
+    pub coredns: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerdNeeds {
+    /// The oldest containerd this minor's kubelet accepts.
+    pub minimum: semver::Version,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ports {
+    pub apiserver: u16,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub kubelet: u16,
+    pub controller_manager: u16,
+    pub scheduler: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenPolicy {
+    pub ttl_hours: u64,
+    pub reuse_minutes: u64,
+}
+
+impl Ports {
+    /// What kubeadm needs free on a master.
+    pub fn master(&self) -> Vec<u16> {
+        vec![
+            self.apiserver,
+            self.etcd_client,
+            self.etcd_peer,
+            self.kubelet,
+            self.controller_manager,
+            self.scheduler,
+        ]
+    }
+    pub fn worker(&self) -> Vec<u16> {
+        vec![self.kubelet]
+    }
+}
+
+impl Defaults {
+    /// The defaults for Kubernetes `minor` ("1.36").
+    pub fn load(playbooks: &Playbooks, minor: &str) -> Result<Defaults, String> {
+        let read = |path: &str| -> Result<Value, String> {
+            let text = playbooks.read(path).map_err(|e| e.to_string())?;
+            serde_saphyr::from_str(&text).map_err(|e| format!("playbooks/{path}: {e}"))
+        };
+        let mut merged = read("defaults/common.yaml")?;
+        let own = read(&format!("defaults/v{minor}.yaml")).map_err(|e| {
+            format!("no defaults for Kubernetes {minor} ({e}); supported minors have a file in playbooks/defaults/")
+        })?;
+        overlay(&mut merged, own);
+        serde_json::from_value(merged).map_err(|e| format!("playbooks/defaults/v{minor}.yaml: {e}"))
+    }
+
+    /// The pause image kubeadm expects, from the user's imageRepository when they set one.
+    pub fn pause_image(&self, repository: Option<&str>) -> String {
+        let repo = repository.unwrap_or(&self.image_repository);
+        format!("{}/pause:{}", repo.trim_end_matches('/'), self.images.pause)
+    }
+}
+
+fn overlay(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                overlay(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, t) => *b = t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::SUPPORTED_MINORS;
+
+    fn load(minor: &str) -> Defaults {
+        Defaults::load(&Playbooks::Embedded, minor).expect("defaults load")
+    }
+
+    #[test]
+    fn every_supported_minor_has_a_defaults_table() {
+        for (major, minor) in SUPPORTED_MINORS {
+            let d = load(&format!("{major}.{minor}"));
+            assert_eq!(d.kubeadm_api, "kubeadm.k8s.io/v1beta4");
+            assert!(!d.images.etcd.is_empty() && !d.images.coredns.is_empty());
+        }
+    }
+
+    #[test]
+    fn inventory_port_defaults_agree_with_the_table() {
+        let d = load("1.36");
+        assert_eq!(
+            d.ports.apiserver,
+            crate::inventory::defaults::LOAD_BALANCER_PORT,
+            "an external load balancer defaults to the apiservers' port"
+        );
+        assert_ne!(d.ports.apiserver, crate::inventory::defaults::VIP_PORT);
+    }
+
+    #[test]
+    fn pause_image_follows_the_minor_and_the_users_repository() {
+        assert_eq!(
+            load("1.35").pause_image(None),
+            "registry.k8s.io/pause:3.10.1"
+        );
+        assert_eq!(
+            load("1.36").pause_image(None),
+            "registry.k8s.io/pause:3.10.2"
+        );
+        assert_eq!(
+            load("1.37").pause_image(Some("mirror.example/k8s/")),
+            "mirror.example/k8s/pause:3.10.2"
+        );
+    }
+
+    #[test]
+    fn containerd_minimum_is_two_from_1_36() {
+        assert!(load("1.35").containerd.minimum < semver::Version::new(2, 0, 0));
+        assert_eq!(
+            load("1.36").containerd.minimum,
+            semver::Version::new(2, 0, 0)
+        );
+    }
+
+    #[test]
+    fn unsupported_minor_is_a_clear_error() {
+        let e = Defaults::load(&Playbooks::Embedded, "1.30").unwrap_err();
+        assert!(e.contains("no defaults for Kubernetes 1.30"), "{e}");
+    }
+}
