@@ -206,7 +206,7 @@ impl Ctx {
         let mut failed = Vec::new();
         for r in reports {
             if let Some(why) = &r.failure {
-                self.mark_failed(&r.host, why.clone());
+                self.mark_failed(&r.host, why.to_string());
                 failed.push(format!("{}: {why}", r.host));
             }
         }

@@ -90,7 +90,7 @@ fn read_result(playbook: &str, r: &crate::playbook::HostReport) -> Result<String
         return Err(ProbeError::Failed {
             host: r.host.clone(),
             playbook: playbook.into(),
-            why: why.clone(),
+            why: why.to_string(),
         });
     }
     r.registered

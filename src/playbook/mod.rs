@@ -12,9 +12,9 @@ mod runner;
 mod source;
 
 pub use model::{Action, FileSpec, Playbook, Task};
-pub use remote::{LocalShell, Remote, RemoteOutput, SshRemote};
+pub use remote::{LocalShell, Remote, RemoteError, RemoteOutput, SshRemote};
 pub use render::Renderer;
-pub use runner::{HostReport, HostTarget, Mode, RunOptions, TaskReport, run};
+pub use runner::{HostFailure, HostReport, HostTarget, Mode, RunOptions, TaskReport, run};
 pub use source::{PlaybookError, Playbooks};
 
 #[cfg(test)]

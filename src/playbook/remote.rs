@@ -22,6 +22,33 @@ impl RemoteOutput {
     }
 }
 
+/// Why a command or upload did not complete. `transient`: the connection dropped or timed
+/// out at the transport level, so the same step may succeed when tried again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl From<String> for RemoteError {
+    fn from(message: String) -> Self {
+        RemoteError {
+            message,
+            transient: false,
+        }
+    }
+}
+
+impl From<crate::ssh::SshError> for RemoteError {
+    fn from(e: crate::ssh::SshError) -> Self {
+        RemoteError {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
 pub trait Remote: Clone + Send + Sync + 'static {
     /// Runs `command` (a shell command line) with optional stdin.
     fn exec(
@@ -30,7 +57,7 @@ pub trait Remote: Clone + Send + Sync + 'static {
         stdin: Option<Vec<u8>>,
         privileged: bool,
         timeout: Duration,
-    ) -> impl Future<Output = Result<RemoteOutput, String>> + Send;
+    ) -> impl Future<Output = Result<RemoteOutput, RemoteError>> + Send;
 
     /// Writes `contents` to `dest` atomically with the given mode and ownership.
     fn upload(
@@ -41,7 +68,7 @@ pub trait Remote: Clone + Send + Sync + 'static {
         owner: &str,
         group: &str,
         privileged: bool,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), RemoteError>> + Send;
 }
 
 /// A host reached over SSH, with the sudo password when the inventory names one.
@@ -70,12 +97,12 @@ impl Remote for SshRemote {
         stdin: Option<Vec<u8>>,
         privileged: bool,
         timeout: Duration,
-    ) -> Result<RemoteOutput, String> {
+    ) -> Result<RemoteOutput, RemoteError> {
         let mut req = ExecRequest::new(command);
         req.stdin = stdin;
         req.privilege = self.privilege(privileged);
         req.timeout = Some(timeout);
-        let out = self.connection.exec(req).await.map_err(|e| e.to_string())?;
+        let out = self.connection.exec(req).await?;
         Ok(RemoteOutput {
             status: out.exit_status,
             stdout: out.stdout_str(),
@@ -91,7 +118,7 @@ impl Remote for SshRemote {
         owner: &str,
         group: &str,
         privileged: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), RemoteError> {
         let req = UploadRequest {
             dest: dest.to_string(),
             contents,
@@ -100,7 +127,7 @@ impl Remote for SshRemote {
             group: Some(group.to_string()),
             privilege: self.privilege(privileged),
         };
-        self.connection.upload(req).await.map_err(|e| e.to_string())
+        self.connection.upload(req).await.map_err(RemoteError::from)
     }
 }
 
@@ -115,7 +142,7 @@ impl Remote for LocalShell {
         stdin: Option<Vec<u8>>,
         _privileged: bool,
         timeout: Duration,
-    ) -> Result<RemoteOutput, String> {
+    ) -> Result<RemoteOutput, RemoteError> {
         use tokio::io::AsyncWriteExt;
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
@@ -149,12 +176,8 @@ impl Remote for LocalShell {
         _owner: &str,
         _group: &str,
         _privileged: bool,
-    ) -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = format!("{dest}.tmp");
-        std::fs::write(&tmp, contents).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, dest).map_err(|e| e.to_string())
+    ) -> Result<(), RemoteError> {
+        crate::local_fs::write_atomic(std::path::Path::new(dest), &contents, mode)
+            .map_err(|e| RemoteError::from(format!("cannot write {dest}: {e}")))
     }
 }

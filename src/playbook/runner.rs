@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::model::{Action, FileSpec, Playbook, Task};
-use super::remote::Remote;
+use super::remote::{Remote, RemoteError};
 use super::render::Renderer;
 use super::source::Playbooks;
 use crate::ui::{Event, HostLogs, Reporter, TaskOutcome};
@@ -40,6 +40,43 @@ impl Mode {
     }
 }
 
+/// Why a task failed. `transient`: the connection to the host failed, not the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl From<String> for TaskError {
+    fn from(message: String) -> Self {
+        TaskError {
+            message,
+            transient: false,
+        }
+    }
+}
+
+impl From<RemoteError> for TaskError {
+    fn from(e: RemoteError) -> Self {
+        TaskError {
+            message: e.message,
+            transient: e.transient,
+        }
+    }
+}
+
+/// Why a host stopped: the task, what happened, and whether the connection was to blame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task '{task}' failed: {message}")]
+pub struct HostFailure {
+    pub task: String,
+    pub message: String,
+    pub transient: bool,
+}
+
+/// A dropped connection is retried this many times for tasks that are safe to repeat.
+const TRANSIENT_RETRIES: u32 = 2;
+
 #[derive(Clone)]
 pub struct RunOptions {
     pub forks: usize,
@@ -68,7 +105,7 @@ pub struct HostReport {
     pub host: String,
     pub tasks: Vec<TaskReport>,
     /// Why the host stopped, naming the task and the command's output.
-    pub failure: Option<String>,
+    pub failure: Option<HostFailure>,
     /// `register:`ed outputs, by name.
     pub registered: serde_json::Map<String, Value>,
     /// Whether each `register:`ed task changed the host (for "restart if the config changed").
@@ -150,6 +187,7 @@ async fn run_host<R: Remote>(
         // In a dry run, a check that follows a would-be change would test a host state that
         // does not exist yet: report it as part of the work instead of running it.
         let after_change = opts.mode == Mode::Plan && report.changed();
+        let mut transient = false;
         let (outcome, stdout) = match (after_change, task.check) {
             (true, true) => (TaskOutcome::Changed, String::new()),
             _ if opts.mode == Mode::Probe && !task.check => (
@@ -159,9 +197,12 @@ async fn run_host<R: Remote>(
                 )),
                 String::new(),
             ),
-            _ => match runner.run().await {
+            _ => match runner.run_with_reconnects().await {
                 Ok(done) => done,
-                Err(why) => (TaskOutcome::Failed(why), String::new()),
+                Err(e) => {
+                    transient = e.transient;
+                    (TaskOutcome::Failed(e.message), String::new())
+                }
             },
         };
         // A dry run prints its own summary; per-task progress would read as real changes.
@@ -184,9 +225,17 @@ async fn run_host<R: Remote>(
                 .insert(name.clone(), Value::Bool(outcome == TaskOutcome::Changed));
         }
         let failed = match &outcome {
-            TaskOutcome::Failed(why) if opts.mode.fails_hosts() => {
-                Some(format!("task '{}' failed: {why}", task.name))
-            }
+            TaskOutcome::Failed(why) if opts.mode.fails_hosts() => Some(HostFailure {
+                task: task.name.clone(),
+                message: if transient {
+                    format!(
+                        "{why} (the connection failed; the task may or may not have finished: run the command again, every task checks what is already done)"
+                    )
+                } else {
+                    why.clone()
+                },
+                transient,
+            }),
             _ => None,
         };
         report.tasks.push(TaskReport {
@@ -212,7 +261,35 @@ struct TaskRun<'a, R> {
 }
 
 impl<R: Remote> TaskRun<'_, R> {
-    async fn run(&self) -> Result<(TaskOutcome, String), String> {
+    /// Safe to run twice: it reads only, its guard notices work already done, or it lays down
+    /// a file atomically.
+    fn idempotent(&self) -> bool {
+        self.task.check
+            || self.task.unless.is_some()
+            || self.task.creates.is_some()
+            || matches!(self.task.action, Action::Template(_) | Action::Copy(_))
+    }
+
+    /// Runs the task; a dropped connection is retried when the task is safe to repeat.
+    async fn run_with_reconnects(&self) -> Result<(TaskOutcome, String), TaskError> {
+        let mut tries = 0;
+        loop {
+            match self.run().await {
+                Err(e) if e.transient && self.idempotent() && tries < TRANSIENT_RETRIES => {
+                    tries += 1;
+                    tracing::info!(host = %self.host.name, task = %self.task.name, "connection failed ({}); trying again ({tries} of {TRANSIENT_RETRIES})", e.message);
+                    self.log(&format!(
+                        "connection failed: {}; trying the task again",
+                        e.message
+                    ));
+                    tokio::time::sleep(Duration::from_secs(self.task.delay)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run(&self) -> Result<(TaskOutcome, String), TaskError> {
         if let Some(skip) = self.guard().await? {
             return Ok((TaskOutcome::Skipped(skip), String::new()));
         }
@@ -247,7 +324,7 @@ impl<R: Remote> TaskRun<'_, R> {
     }
 
     /// `Some(reason)` when a guard says the task has nothing to do here.
-    async fn guard(&self) -> Result<Option<String>, String> {
+    async fn guard(&self) -> Result<Option<String>, TaskError> {
         if let Some(expr) = &self.task.when
             && !self.renderer.eval_bool(expr, self.ctx)?
         {
@@ -275,7 +352,7 @@ impl<R: Remote> TaskRun<'_, R> {
         Ok(None)
     }
 
-    async fn shell(&self, source: &str) -> Result<(TaskOutcome, String), String> {
+    async fn shell(&self, source: &str) -> Result<(TaskOutcome, String), TaskError> {
         let script = self.renderer.render(&self.task.name, source, self.ctx)?;
         if self.opts.mode == Mode::Plan && !self.task.check {
             return Ok((TaskOutcome::Changed, String::new()));
@@ -305,7 +382,7 @@ impl<R: Remote> TaskRun<'_, R> {
             } else {
                 out.clone()
             };
-            return Err(failure_message(&shown, attempt + 1));
+            return Err(failure_message(&shown, attempt + 1).into());
         }
         let changed = if self.task.check {
             false
@@ -326,7 +403,11 @@ impl<R: Remote> TaskRun<'_, R> {
     }
 
     /// Lays down a file only when content, mode or ownership differ.
-    async fn file(&self, spec: &FileSpec, body: Vec<u8>) -> Result<(TaskOutcome, String), String> {
+    async fn file(
+        &self,
+        spec: &FileSpec,
+        body: Vec<u8>,
+    ) -> Result<(TaskOutcome, String), TaskError> {
         let dest = self.renderer.render("dest", &spec.dest, self.ctx)?;
         let mode = u32::from_str_radix(spec.mode.trim_start_matches("0o"), 8)
             .map_err(|_| format!("mode {:?} is not octal (write it like \"0644\")", spec.mode))?;
@@ -371,7 +452,7 @@ impl<R: Remote> TaskRun<'_, R> {
                 .exec(&format!("mkdir -p {quoted}"), None, "parent directory")
                 .await?;
             if !made.success() {
-                return Err(format!("cannot create {parent}: {}", made.stderr.trim()));
+                return Err(format!("cannot create {parent}: {}", made.stderr.trim()).into());
             }
         }
         let privileged = self.task.privileged;
@@ -408,7 +489,8 @@ impl<R: Remote> TaskRun<'_, R> {
             return Err(format!(
                 "`{check}` rejected the new {dest}: {}",
                 failure_message(&checked, 1)
-            ));
+            )
+            .into());
         }
         let moved = self
             .exec(
@@ -421,7 +503,8 @@ impl<R: Remote> TaskRun<'_, R> {
             return Err(format!(
                 "cannot move the new {dest} into place: {}",
                 moved.stderr.trim()
-            ));
+            )
+            .into());
         }
         Ok((TaskOutcome::Changed, String::new()))
     }
@@ -431,7 +514,7 @@ impl<R: Remote> TaskRun<'_, R> {
         command: &str,
         stdin: Option<Vec<u8>>,
         what: &str,
-    ) -> Result<super::RemoteOutput, String> {
+    ) -> Result<super::RemoteOutput, RemoteError> {
         let shown = match (&stdin, command == RUN_SCRIPT) {
             (Some(script), true) => String::from_utf8_lossy(script).into_owned(),
             _ => command.to_string(),

@@ -85,7 +85,7 @@ async fn failing_task_stops_the_host_and_names_the_output() {
     let yaml = "name: demo\ntasks:\n  - name: breaks\n    shell: |\n      echo 'E: Unable to locate package kubeadm' >&2; exit 100\n  - name: never\n    shell: \"true\"\n";
     let books = playbooks(tmp.path(), yaml, &[]);
     let r = run_demo(&books, Mode::Apply, json!({})).await;
-    let why = r.failure.expect("host failed");
+    let why = r.failure.expect("host failed").to_string();
     assert!(
         why.contains("breaks")
             && why.contains("exit 100")
@@ -195,7 +195,7 @@ async fn undefined_template_variable_fails_the_task_before_running() {
     let yaml = "name: demo\ntasks:\n  - name: typo\n    shell: echo {{ clusterr.name }}\n";
     let books = playbooks(tmp.path(), yaml, &[]);
     let r = run_demo(&books, Mode::Apply, json!({"cluster": {"name": "x"}})).await;
-    let why = r.failure.expect("fails");
+    let why = r.failure.expect("fails").to_string();
     assert!(why.contains("undefined"), "{why}");
 }
 
@@ -231,7 +231,10 @@ async fn rejected_config_never_replaces_the_good_one() {
         &[("app.conf.j2", "{{ body }}\n")],
     );
     let bad = run_demo(&books, Mode::Apply, json!({"body": "bad"})).await;
-    let why = bad.failure.expect("validation must fail the task");
+    let why = bad
+        .failure
+        .expect("validation must fail the task")
+        .to_string();
     assert!(why.contains("rejected the new"), "{why}");
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "good\n");
     assert!(
@@ -337,5 +340,117 @@ async fn no_log_output_stays_out_of_the_host_log_and_inline_content_is_laid_down
     assert!(
         !log.contains("SECRET-KEY-BYTES"),
         "uploaded contents are never logged: {log}"
+    );
+}
+
+#[tokio::test]
+async fn probe_mode_reports_a_failing_check_as_the_hosts_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: demo\ntasks:\n  - name: read\n    check: true\n    register: result\n    shell: |\n      echo 'permission denied' >&2; exit 1\n";
+    let books = playbooks(tmp.path(), yaml, &[]);
+    let r = run_demo(&books, Mode::Probe, json!({})).await;
+    let why = r
+        .failure
+        .expect("a failed probe is a failure, not an empty answer");
+    assert!(why.message.contains("permission denied"), "{why}");
+    assert!(!r.registered.contains_key("result"));
+    // The same playbook as a dry run reports the failure as part of the plan instead.
+    let planned = run_demo(&books, Mode::Plan, json!({})).await;
+    assert!(planned.failure.is_none());
+}
+
+#[tokio::test]
+async fn probe_mode_refuses_tasks_that_change_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("touched");
+    let yaml = format!(
+        "name: demo\ntasks:\n  - name: writes\n    shell: touch {}\n",
+        marker.display()
+    );
+    let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
+    let r = run_demo(&books, Mode::Probe, json!({})).await;
+    let why = r.failure.expect("refused");
+    assert!(why.message.contains("not a read-only"), "{why}");
+    assert!(!marker.exists(), "a probe must never change the host");
+}
+
+/// A host whose connection drops on the first `fail_first` commands.
+#[derive(Clone)]
+struct FlakyLink {
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    fail_first: u32,
+}
+
+impl Remote for FlakyLink {
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        privileged: bool,
+        timeout: std::time::Duration,
+    ) -> Result<RemoteOutput, RemoteError> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.fail_first {
+            return Err(RemoteError {
+                message: "connection reset by peer".into(),
+                transient: true,
+            });
+        }
+        LocalShell.exec(command, stdin, privileged, timeout).await
+    }
+
+    async fn upload(
+        &self,
+        dest: &str,
+        contents: Vec<u8>,
+        mode: u32,
+        owner: &str,
+        group: &str,
+        privileged: bool,
+    ) -> Result<(), RemoteError> {
+        LocalShell
+            .upload(dest, contents, mode, owner, group, privileged)
+            .await
+    }
+}
+
+async fn run_flaky(yaml: &str, dir: &Path, fail_first: u32) -> HostReport {
+    let books = playbooks(dir, yaml, &[]);
+    let playbook = books.load("demo").unwrap();
+    let mut opts = options(&books, 1, Mode::Apply, None);
+    opts.forks = 1;
+    let host = HostTarget {
+        name: "flaky".into(),
+        remote: FlakyLink {
+            calls: Default::default(),
+            fail_first,
+        },
+        context: json!({}),
+    };
+    run(&playbook, vec![host], &opts).await.remove(0)
+}
+
+#[tokio::test]
+async fn dropped_connection_is_retried_for_a_guarded_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: demo\ntasks:\n  - name: guarded\n    unless: \"false\"\n    delay: 0\n    shell: echo done\n";
+    let r = run_flaky(yaml, tmp.path(), 1).await;
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(r.tasks[0].outcome, TaskOutcome::Changed);
+}
+
+#[tokio::test]
+async fn dropped_connection_stops_an_unguarded_task_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: demo\ntasks:\n  - name: one-shot\n    delay: 0\n    shell: echo done\n";
+    let r = run_flaky(yaml, tmp.path(), 1).await;
+    let why = r.failure.expect("not retried");
+    assert!(
+        why.transient,
+        "the transport's transient flag survives: {why:?}"
+    );
+    assert!(
+        why.to_string().contains("one-shot") && why.to_string().contains("run the command again"),
+        "{why}"
     );
 }

@@ -39,14 +39,15 @@ impl Phase for GatherFacts {
                 let Some(unprivileged) = text("facts") else {
                     let why = report
                         .failure
-                        .clone()
+                        .as_ref()
+                        .map(|f| f.to_string())
                         .unwrap_or_else(|| "facts were not gathered".into());
                     ctx.mark_failed(&report.host, why);
                     continue;
                 };
                 // A failed root probe is a fact (root_ok = false), judged by preflight.
                 let mut facts = Facts::parse(&unprivileged, text("root").as_deref());
-                facts.root_error = report.failure.clone();
+                facts.root_error = report.failure.as_ref().map(|f| f.message.clone());
                 if let Some(state) = ctx.hosts.get_mut(&report.host) {
                     state.facts = Some(facts);
                 }

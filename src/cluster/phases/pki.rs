@@ -212,10 +212,7 @@ fn choose_recovery(
     }
 }
 
-fn decode_files(
-    host: &str,
-    files: BTreeMap<String, String>,
-) -> Result<Vec<DecodedFile>, String> {
+fn decode_files(host: &str, files: BTreeMap<String, String>) -> Result<Vec<DecodedFile>, String> {
     use base64::Engine;
     files
         .into_iter()
