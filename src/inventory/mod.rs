@@ -1,12 +1,15 @@
 //! The inventory: one YAML file describing the cluster and its hosts.
 //!
-//! `load` reads and validates it; every problem carries file:line:col and a hint.
+//! `load` reads and validates it; every problem carries file:line:col and a hint, and
+//! secret-looking values are masked wherever the file is quoted back.
 //! Nothing here touches the network: an invalid inventory never reaches a host.
 
-mod defaults;
+pub mod defaults;
+mod mask;
 mod model;
 mod problem;
 mod raw;
+mod syntax;
 mod validate;
 
 pub use defaults::SUPPORTED_MINORS;
@@ -24,22 +27,33 @@ pub struct Loaded {
 
 /// Reads and validates the inventory at `path`.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &text).map_err(LoadError::Invalid)
+    parse_bytes(path, &bytes).map_err(LoadError::Invalid)
+}
+
+/// Validates the bytes of an inventory; text that is not UTF-8 is a problem at its first bad byte.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, InventoryError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
+        Err(e) => Err(InventoryError::new(
+            path,
+            &String::from_utf8_lossy(bytes),
+            vec![syntax::not_utf8(bytes, &e)],
+        )),
+    }
 }
 
 /// Validates inventory `text` as if read from `path` (relative paths resolve beside it).
 pub fn parse(path: &Path, text: &str) -> Result<Loaded, InventoryError> {
-    let fail = |problems| InventoryError {
-        path: path.to_path_buf(),
-        source_text: text.to_string(),
-        problems,
-    };
+    let fail = |problems| InventoryError::new(path, text, problems);
+    if syntax::is_empty(text) {
+        return Err(fail(vec![syntax::empty()]));
+    }
     let raw: raw::RawInventory =
-        serde_saphyr::from_str(text).map_err(|e| fail(vec![syntax_problem(&e)]))?;
+        serde_saphyr::from_str(text).map_err(|e| fail(vec![syntax::parser_problem(&e)]))?;
     let dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -51,42 +65,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, InventoryError> {
     let checked = validate::check(raw, path.to_path_buf(), &ctx);
     match checked.inventory {
         Some(inventory) => Ok(Loaded {
-            warnings: checked
-                .problems
-                .iter()
-                .map(|p| p.render(path, text))
-                .collect(),
+            warnings: problem::render_warnings(path, text, &checked.problems),
             inventory,
         }),
         None => Err(fail(checked.problems)),
     }
-}
-
-fn syntax_problem(e: &serde_saphyr::Error) -> Problem {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line() as u32, l.column() as u32))
-        .unwrap_or((1, 1));
-    let message = first_line(&e.to_string());
-    let hint = if message.contains("unknown field") {
-        "check the spelling against inventory/hosts.yaml (fields are camelCase)"
-    } else if message.contains("missing field") {
-        "add the missing field; inventory/hosts.yaml shows every field"
-    } else {
-        "fix the YAML at this position"
-    };
-    Problem {
-        severity: Severity::Error,
-        line,
-        column,
-        message,
-        hint: Some(hint.into()),
-    }
-}
-
-/// serde-saphyr appends its own snippet; we render ours, so keep its first line only.
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_string()
 }
 
 #[derive(Debug, thiserror::Error)]

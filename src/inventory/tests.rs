@@ -408,3 +408,97 @@ fn minor_placeholder_in_kubernetes_repo_is_filled_in() {
         "http://mirror.lab/kubernetes/core:/stable:/v1.36/deb/"
     );
 }
+
+fn rendered_error(text: &str) -> String {
+    parse(Path::new("/inv/hosts.yaml"), text)
+        .expect_err("inventory was accepted")
+        .to_string()
+}
+
+#[test]
+fn plaintext_password_is_masked_and_the_hint_names_password_env() {
+    let text = rendered_error(&with("  user: ops\n", "  user: ops\n  password: hunter2\n"));
+    assert!(
+        text.contains("/inv/hosts.yaml:14:3: error: unknown field `password`"),
+        "{text}"
+    );
+    assert!(text.contains("  |   password: ****\n  |   ^"), "{text}");
+    assert!(text.contains("`passwordEnv: SSH_PASSWORD`"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn parser_errors_say_error_and_the_position_once() {
+    let text = rendered_error(&with("  user: ops\n", "  user: ops\n  password: hunter2\n"));
+    assert_eq!(text.matches("error:").count(), 1, "{text}");
+    assert!(!text.contains("line 14 column 3"), "{text}");
+}
+
+#[test]
+fn secret_on_a_syntax_error_line_is_masked() {
+    let text = rendered_error(&with(
+        "  user: ops\n",
+        "  user: ops\n  sudoPasswordEnv: \"s3cret pw\n",
+    ));
+    assert!(text.contains("error: unclosed quote"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[test]
+fn secret_given_where_a_variable_name_belongs_is_masked_in_the_message() {
+    let text = rendered_error(&with(
+        "  user: ops\n",
+        "  user: ops\n  passwordEnv: hunter2!\n",
+    ));
+    assert!(
+        text.contains("error: \"****\" is not an environment variable name"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn json_problems_carry_position_and_are_masked() {
+    let err = parse(
+        Path::new("/inv/hosts.yaml"),
+        &with("  user: ops\n", "  user: ops\n  password: hunter2\n"),
+    )
+    .unwrap_err();
+    let json = err.json_lines();
+    let event: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(event["file"], "/inv/hosts.yaml");
+    assert_eq!(
+        (event["line"].as_u64(), event["col"].as_u64()),
+        (Some(14), Some(3))
+    );
+    assert!(event["hint"].as_str().unwrap().contains("passwordEnv"));
+    assert!(!json.contains("hunter2"), "{json}");
+}
+
+#[test]
+fn problems_are_listed_in_file_order() {
+    let text =
+        with("vip: 192.168.10.100", "vip: nope").replace("roles: [worker]", "roles: [wroker]");
+    let lines: Vec<u32> = problems(&text).iter().map(|p| p.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn empty_file_is_one_problem_at_the_start() {
+    let errs = problems("# nothing here yet\n");
+    assert_eq!(errs.len(), 1);
+    assert_eq!((errs[0].line, errs[0].column), (1, 1));
+    assert!(errs[0].message.contains("empty"), "{errs:?}");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_located() {
+    let mut bytes = VALID.as_bytes().to_vec();
+    let at = VALID.find("lab").unwrap();
+    bytes[at] = 0xff;
+    let err = parse_bytes(Path::new("/inv/hosts.yaml"), &bytes).unwrap_err();
+    assert_eq!((err.problems[0].line, err.problems[0].column), (4, 9));
+    assert!(err.problems[0].message.contains("not UTF-8"));
+}

@@ -285,10 +285,11 @@ impl Validator<'_> {
             }
             (None, Some(lb)) => {
                 if lb.value.address.value.trim().is_empty() {
-                    self.push(Problem::at(
-                        &lb.value.address,
-                        "loadBalancer address is empty",
-                    ));
+                    self.push(
+                        Problem::at(&lb.value.address, "loadBalancer address is empty").hint(
+                            "give the address your load balancer answers on, e.g. lb.example.com",
+                        ),
+                    );
                     return None;
                 }
                 Some(ControlPlane::LoadBalancer {
@@ -502,10 +503,10 @@ impl Validator<'_> {
         if let Some(u) = user
             && (u.value.is_empty() || u.value.contains(char::is_whitespace))
         {
-            self.push(Problem::at(
-                u,
-                format!("ssh user {:?} is not a user name", u.value),
-            ));
+            self.push(
+                Problem::at(u, format!("ssh user {:?} is not a user name", u.value))
+                    .hint("write the login name on the hosts, e.g. `user: ops`"),
+            );
             return None;
         }
         let port = self.port(pick(own, defaults, |s| s.port.as_ref()), d::SSH_PORT)?;
