@@ -8,6 +8,7 @@ if [ -r /etc/os-release ]; then
   kv os_version "${VERSION_ID:-unknown}"
   kv os_pretty "${PRETTY_NAME:-unknown}"
   kv os_codename "${VERSION_CODENAME:-unknown}"
+  kv os_like "${ID_LIKE:-}"
 fi
 kv arch "$(uname -m)"
 kv kernel "$(uname -r)"
@@ -23,12 +24,13 @@ if [ -d /run/systemd/system ]; then kv init systemd; else kv init other; fi
 for pm in apt-get dnf yum zypper; do
   if command -v "$pm" >/dev/null 2>&1; then kv package_manager "$pm"; break; fi
 done
-for bin in sh systemctl apt-get dpkg ip modprobe sysctl sudo curl; do
+for bin in sh systemctl apt-get apt-mark dpkg dpkg-query dnf rpm ip modprobe sysctl sudo curl; do
   if command -v "$bin" >/dev/null 2>&1; then kv binary "$bin"; fi
 done
 ip -o link show 2>/dev/null | awk '{name=$2; sub(":$", "", name); sub("@.*", "", name); for (i = 1; i < NF; i++) if ($i == "link/ether") print "mac=" name " " $(i+1)}'
 ip -o addr show 2>/dev/null | awk '$3 == "inet" || $3 == "inet6" {print "addr=" $2 " " $4}'
 ss -ltnH 2>/dev/null | awk '{n = split($4, a, ":"); print "listen=" a[n]}' | sort -u
+kv cgroup_fs "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 kv ip_forward "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)"
 kv bridge_nf "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)"
 if command -v dpkg-query >/dev/null 2>&1; then

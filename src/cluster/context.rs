@@ -25,6 +25,8 @@ pub struct Ctx {
     pub forks: usize,
     /// The Kubernetes minor's defaults (images, ports, API versions).
     pub defaults: super::Defaults,
+    /// What differs between distributions, per OS family (`playbooks/os-family/`).
+    pub os_families: super::OsFamilies,
     /// Per host, in inventory order of names.
     pub hosts: BTreeMap<String, HostState>,
     /// Set by the PKI phase.
@@ -48,6 +50,7 @@ impl Ctx {
         let playbooks = Playbooks::from_option(options.playbooks.as_deref());
         let defaults =
             super::Defaults::load(&playbooks, &inventory.cluster.kubernetes.minor_string())?;
+        let os_families = super::OsFamilies::load(&playbooks)?;
         let logs = HostLogs::open(
             &inventory.state_dir().join("logs"),
             reporter.redactor().clone(),
@@ -67,6 +70,7 @@ impl Ctx {
             playbooks,
             forks: options.forks,
             defaults,
+            os_families,
             inventory,
             reporter,
             logs,
@@ -105,11 +109,13 @@ impl Ctx {
     /// The template context every playbook sees: inventory, this host, its facts, extra vars.
     pub fn host_context(&self, host: &Host, vars: &Value) -> Value {
         let state = self.hosts.get(&host.name);
+        let facts = state.and_then(|s| s.facts.as_ref());
         json!({
             "inventory": self.inventory,
             "cluster": self.inventory.cluster,
             "host": host,
-            "facts": state.and_then(|s| s.facts.as_ref()),
+            "facts": facts,
+            "os": facts.and_then(|f| self.os_families.of(f)),
             "masters": self.inventory.masters().collect::<Vec<_>>(),
             "defaults": self.defaults,
             "vars": vars,

@@ -2,6 +2,8 @@
 //! `playbooks/defaults/v1.X.yaml` (image tags, kubeadm API, runtime minimums, ports, token
 //! lifetime). Read once per run into types; templates see the same values as `defaults`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,6 +18,70 @@ pub struct Defaults {
     pub containerd: ContainerdNeeds,
     pub ports: Ports,
     pub bootstrap_token: TokenPolicy,
+    pub runtimes: Runtimes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Runtimes {
+    /// docker-ce major.minor.
+    pub docker: String,
+    /// containerd.io major.minor.
+    pub containerd: String,
+    pub cri_dockerd: CriDockerd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriDockerd {
+    pub version: String,
+    /// Distribution release codename → the release asset's flavour (`debian-bookworm`).
+    pub assets: BTreeMap<String, String>,
+    /// Asset file name → sha256.
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// One cri-dockerd release asset for one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CriDockerdAsset {
+    pub file: String,
+    pub url: String,
+    /// `None`: nothing pinned; the download is trusted on its TLS connection only.
+    pub sha256: Option<String>,
+}
+
+impl CriDockerd {
+    /// The asset for a host of release `codename` and machine `arch` (uname -m), fetched
+    /// from `base` (the releases/download URL or a mirror of it). `pinned` (the inventory's
+    /// sums) wins over the table's.
+    pub fn asset(
+        &self,
+        base: &str,
+        codename: &str,
+        arch: &str,
+        pinned: &BTreeMap<String, String>,
+    ) -> Result<CriDockerdAsset, String> {
+        let flavour = self.assets.get(codename).ok_or_else(|| {
+            format!(
+                "cri-dockerd {} has no release package for {codename} (known: {}); use cluster.runtime: containerd",
+                self.version,
+                self.assets.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        let arch = match arch {
+            "x86_64" | "amd64" => "amd64",
+            "aarch64" | "arm64" => "arm64",
+            other => return Err(format!("cri-dockerd has no release package for {other}")),
+        };
+        let v = &self.version;
+        let file = format!("cri-dockerd_{v}.3-0.{flavour}_{arch}.deb");
+        let url = format!("{}/v{v}/{file}", base.trim_end_matches('/'));
+        let sha256 = pinned
+            .get(&file)
+            .or_else(|| self.sha256.get(&file))
+            .cloned();
+        Ok(CriDockerdAsset { file, url, sha256 })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +220,31 @@ mod tests {
             load("1.36").containerd.minimum,
             semver::Version::new(2, 0, 0)
         );
+    }
+
+    #[test]
+    fn cri_dockerd_asset_follows_release_and_arch() {
+        let d = load("1.36").runtimes.cri_dockerd;
+        let base = "https://github.com/Mirantis/cri-dockerd/releases/download/";
+        let none = BTreeMap::new();
+        let a = d.asset(base, "bookworm", "x86_64", &none).unwrap();
+        assert_eq!(
+            a.file,
+            format!("cri-dockerd_{}.3-0.debian-bookworm_amd64.deb", d.version)
+        );
+        assert_eq!(a.url, format!("{}v{}/{}", base, d.version, a.file));
+        // Debian 13 has no asset of its own: the bookworm package serves it.
+        assert_eq!(
+            d.asset(base, "trixie", "x86_64", &none).unwrap().file,
+            a.file
+        );
+        let pinned = BTreeMap::from([(a.file.clone(), "ab".repeat(32))]);
+        assert_eq!(
+            d.asset(base, "bookworm", "amd64", &pinned).unwrap().sha256,
+            Some("ab".repeat(32))
+        );
+        let e = d.asset(base, "bullseye", "x86_64", &none).unwrap_err();
+        assert!(e.contains("bullseye") && e.contains("containerd"), "{e}");
     }
 
     #[test]

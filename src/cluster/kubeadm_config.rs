@@ -89,6 +89,10 @@ pub fn merge_overrides(
     Ok(parts?.join("---\n"))
 }
 
+/// Objects merge key by key. Lists of plain values (certSANs, ...) are united, keeping the
+/// generated entries first: the user's SANs add to the VIP and masters, never replace them.
+/// Lists of `{name, value}` entries (extraArgs, kubeletExtraArgs, extraVolumes) merge by name.
+/// Other lists (taints, ...) are the user's to replace.
 fn deep_merge(base: &mut Value, extra: &Value) {
     match (base, extra) {
         (Value::Object(b), Value::Object(e)) => {
@@ -96,13 +100,65 @@ fn deep_merge(base: &mut Value, extra: &Value) {
                 deep_merge(b.entry(k.clone()).or_insert(Value::Null), v);
             }
         }
+        (Value::Array(b), Value::Array(e)) if all_scalars(b) && all_scalars(e) => {
+            for v in e {
+                if !b.contains(v) {
+                    b.push(v.clone());
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(e)) if all_named(b) && all_named(e) => {
+            for v in e {
+                match b.iter_mut().find(|x| x.get("name") == v.get("name")) {
+                    Some(same) => *same = v.clone(),
+                    None => b.push(v.clone()),
+                }
+            }
+        }
         (b, e) => *b = e.clone(),
     }
+}
+
+fn all_scalars(list: &[Value]) -> bool {
+    list.iter().all(|v| !v.is_object() && !v.is_array())
+}
+
+fn all_named(list: &[Value]) -> bool {
+    list.iter()
+        .all(|v| v.get("name").is_some_and(Value::is_string))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_cert_sans_add_to_the_generated_ones_and_extra_args_merge_by_name() {
+        let text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: [10.0.0.100, 10.0.0.11]\n  extraArgs:\n  - {name: audit-log-maxage, value: \"30\"}\n  - {name: profiling, value: \"false\"}\n";
+        let mut overrides = std::collections::BTreeMap::new();
+        overrides.insert(
+            "ClusterConfiguration".to_string(),
+            json!({"apiServer": {
+                "certSANs": ["api.example.com", "10.0.0.100"],
+                "extraArgs": [{"name": "audit-log-maxage", "value": "7"}, {"name": "v", "value": "2"}],
+            }}),
+        );
+        let merged = merge_overrides(text, &overrides).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&merged).unwrap();
+        assert_eq!(
+            docs[0]["apiServer"]["certSANs"],
+            json!(["10.0.0.100", "10.0.0.11", "api.example.com"]),
+            "the VIP stays in the SANs"
+        );
+        assert_eq!(
+            docs[0]["apiServer"]["extraArgs"],
+            json!([
+                {"name": "audit-log-maxage", "value": "7"},
+                {"name": "profiling", "value": "false"},
+                {"name": "v", "value": "2"},
+            ])
+        );
+    }
 
     #[test]
     fn user_fields_merge_into_their_kind_without_replacing_it() {

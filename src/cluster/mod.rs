@@ -4,15 +4,18 @@
 
 mod check;
 mod context;
-mod defaults;
+pub mod defaults;
 mod kube;
 mod kubeadm_config;
 mod kubeconfig;
 mod lock;
+mod os_family;
 mod phase;
 pub mod phases;
 mod plan;
 pub mod probe;
+#[cfg(test)]
+mod render_tests;
 mod reset;
 mod secrets;
 mod status;
@@ -23,6 +26,7 @@ pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
 pub use defaults::Defaults;
 pub use kubeconfig::kubeconfig;
+pub use os_family::{OsFamilies, OsFamily};
 pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};
 pub use plan::{plan, render as render_plan};
 pub use reset::reset;

@@ -62,7 +62,7 @@ async fn reset_hosts(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
         ControlPlane::Vip { vip, .. } => json!(vip),
         ControlPlane::LoadBalancer { .. } => json!(null),
     };
-    let vars = json!({"vip": vip, "purge": purge});
+    let vars = json!({"vip": vip, "purge": purge, "cri_socket": ctx.inventory.cluster.runtime.cri_socket()});
     // Workers leave first; masters (and etcd) last.
     for pick in [
         (|h: &Host| !h.is_master()) as fn(&Host) -> bool,

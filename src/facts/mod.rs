@@ -12,6 +12,8 @@ pub struct Facts {
     pub os_version: String,
     pub os_pretty: String,
     pub os_codename: String,
+    /// `ID_LIKE`: the distributions this one derives from (finds its OS family).
+    pub os_like: String,
     pub arch: String,
     pub kernel: String,
     pub hostname: String,
@@ -42,6 +44,9 @@ pub struct Facts {
     pub held: BTreeSet<String>,
     /// systemd unit → `is-active` answer.
     pub units: BTreeMap<String, String>,
+    /// Filesystem type of /sys/fs/cgroup (`cgroup2fs` on a cgroup v2 host).
+    pub cgroup_fs: String,
+    pub cgroup_v2: bool,
     pub has_control_plane_manifests: bool,
     pub has_kubelet_conf: bool,
 }
@@ -67,6 +72,7 @@ impl Facts {
                 "os_version" => f.os_version = value.into(),
                 "os_pretty" => f.os_pretty = value.into(),
                 "os_codename" => f.os_codename = value.into(),
+                "os_like" => f.os_like = value.into(),
                 "arch" => f.arch = value.into(),
                 "kernel" => f.kernel = value.into(),
                 "hostname" => f.hostname = value.into(),
@@ -111,6 +117,10 @@ impl Facts {
                 }
                 "control_plane_manifests" => f.has_control_plane_manifests = value == "yes",
                 "kubelet_conf" => f.has_kubelet_conf = value == "yes",
+                "cgroup_fs" => {
+                    f.cgroup_v2 = value == "cgroup2fs";
+                    f.cgroup_fs = value.into();
+                }
                 _ => {
                     if let Some(unit) = key.strip_prefix("active_") {
                         f.units.insert(unit.into(), value.into());

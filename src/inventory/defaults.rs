@@ -24,9 +24,12 @@ pub const SSH_CONNECT_TIMEOUT_SECS: u64 = 10;
 
 /// The upstream per-minor Kubernetes package repository.
 pub fn kubernetes_repo(minor: &str) -> String {
-    format!("https://pkgs.k8s.io/core:/stable:/v{minor}/deb/")
+    // `{format}` becomes the OS family's package format (deb, rpm), per host.
+    format!("https://pkgs.k8s.io/core:/stable:/v{minor}/{{format}}/")
 }
-pub const DOCKER_REPO: &str = "https://download.docker.com/linux/debian";
+/// `{distro}` becomes the host's distribution id (debian, ubuntu), per host.
+pub const DOCKER_REPO: &str = "https://download.docker.com/linux/{distro}";
+pub const CRI_DOCKERD_REPO: &str = "https://github.com/Mirantis/cri-dockerd/releases/download";
 
 pub const WEAVE_ENABLED: bool = true;
 pub const WEAVE_VERSION: &str = "2.9.0";

@@ -218,6 +218,10 @@ pub struct Packages {
     pub docker_repo: String,
     /// Base URL addon manifests are fetched from; `None` means their upstream URLs.
     pub manifests_mirror: Option<String>,
+    /// Base URL of cri-dockerd's release downloads (`.../releases/download`) or a mirror.
+    pub cri_dockerd_repo: String,
+    /// sha256 of cri-dockerd release files, by file name: downloads are verified against it.
+    pub cri_dockerd_sha256: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

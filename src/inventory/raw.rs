@@ -114,6 +114,10 @@ pub struct RawPackages {
     pub docker_repo: Option<S<String>>,
     #[serde(default)]
     pub manifests_mirror: Option<S<String>>,
+    #[serde(default)]
+    pub cri_dockerd_repo: Option<S<String>>,
+    #[serde(default)]
+    pub cri_dockerd_sha256: Option<BTreeMap<String, S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,8 +83,8 @@ fn valid_inventory_is_accepted_with_defaults_filled() {
     assert_eq!(inv.hosts[0].ssh.port, 22);
     assert_eq!(inv.hosts[0].ssh.host_key_policy, HostKeyPolicy::Strict);
     assert_eq!(
-        inv.packages.kubernetes_repo,
-        "https://pkgs.k8s.io/core:/stable:/v1.36/deb/"
+        inv.packages.kubernetes_repo, "https://pkgs.k8s.io/core:/stable:/v1.36/{format}/",
+        "the package format (deb, rpm) is filled in per host from its OS family"
     );
     assert!(inv.addons.weave.enabled && inv.addons.rook.enabled);
     assert_eq!(inv.state_dir(), Path::new("/inv/.installer/lab"));

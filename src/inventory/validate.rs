@@ -636,7 +636,30 @@ impl Validator<'_> {
                 .unwrap_or_else(|| d::kubernetes_repo(&minor)),
             docker_repo: url(raw.docker_repo).unwrap_or_else(|| d::DOCKER_REPO.to_string()),
             manifests_mirror: url(raw.manifests_mirror),
+            cri_dockerd_repo: url(raw.cri_dockerd_repo)
+                .unwrap_or_else(|| d::CRI_DOCKERD_REPO.to_string()),
+            cri_dockerd_sha256: self.sha256_sums(raw.cri_dockerd_sha256.unwrap_or_default()),
         }
+    }
+
+    /// `file name: sha256` pairs; a sum must be 64 hex digits.
+    fn sha256_sums(
+        &mut self,
+        raw: std::collections::BTreeMap<String, S<String>>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut sums = std::collections::BTreeMap::new();
+        for (file, sum) in raw {
+            let hex = sum.value.trim().to_ascii_lowercase();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                self.push(
+                    Problem::at(&sum, format!("the sha256 of {file} is not 64 hex digits"))
+                        .hint("paste the output of `sha256sum FILE` (the first field)"),
+                );
+                continue;
+            }
+            sums.insert(file, hex);
+        }
+        sums
     }
 
     fn addons(&mut self, raw: RawAddons) -> Addons {

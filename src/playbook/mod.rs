@@ -14,7 +14,9 @@ mod source;
 pub use model::{Action, FileSpec, Playbook, Task};
 pub use remote::{LocalShell, Remote, RemoteError, RemoteOutput, SshRemote};
 pub use render::Renderer;
-pub use runner::{HostFailure, HostReport, HostTarget, Mode, RunOptions, TaskReport, run};
+pub use runner::{
+    HostFailure, HostReport, HostTarget, Mode, RunOptions, TaskReport, render_all, run,
+};
 pub use source::{PlaybookError, Playbooks};
 
 #[cfg(test)]

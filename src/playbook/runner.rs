@@ -581,3 +581,62 @@ fn first_line(s: &str) -> &str {
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}\n")).collect()
 }
+
+/// Renders every template of `playbook` (shell snippets, guards, files) against `context`
+/// without running anything: what would be sent to a host, task by task. Used to check
+/// playbooks and their variables together, and for golden files.
+pub fn render_all(
+    playbook: &Playbook,
+    context: &Value,
+    playbooks: &Playbooks,
+) -> Result<Vec<(String, String)>, String> {
+    let renderer = Renderer::with_playbooks(playbooks.clone());
+    // What earlier tasks would register is unknown before they run: empty, unchanged.
+    let names = playbook.tasks.iter().filter_map(|t| t.register.clone());
+    let registered: serde_json::Map<String, Value> =
+        names.clone().map(|n| (n, json!(""))).collect();
+    let changed: serde_json::Map<String, Value> = names.map(|n| (n, json!(false))).collect();
+    let mut ctx = context.clone();
+    if let Value::Object(map) = &mut ctx {
+        map.insert("registered".into(), Value::Object(registered));
+        map.insert("changed".into(), Value::Object(changed));
+    }
+    let mut out = Vec::new();
+    for task in &playbook.tasks {
+        let at = |e: String| format!("{}/main.yaml, task '{}': {e}", playbook.dir, task.name);
+        if let Some(expr) = &task.when {
+            renderer.eval_bool(expr, &ctx).map_err(at)?;
+        }
+        for (what, text) in [("creates", &task.creates), ("unless", &task.unless)] {
+            if let Some(text) = text {
+                out.push((
+                    format!("{} [{what}]", task.name),
+                    renderer.render(what, text, &ctx).map_err(at)?,
+                ));
+            }
+        }
+        let body = match &task.action {
+            Action::Shell(source) => renderer.render(&task.name, source, &ctx),
+            Action::Template(spec) | Action::Copy(spec) => {
+                let (name, source) = match (&spec.src, &spec.content) {
+                    (Some(src), None) => {
+                        let path = format!("{}/{}", playbook.dir, src);
+                        (
+                            src.clone(),
+                            playbooks.read(&path).map_err(|e| at(e.to_string()))?,
+                        )
+                    }
+                    (None, Some(content)) => (task.name.clone(), content.clone()),
+                    _ => return Err(at("needs exactly one of `src` and `content`".into())),
+                };
+                renderer.render("dest", &spec.dest, &ctx).map_err(at)?;
+                match task.action {
+                    Action::Template(_) => renderer.render(&name, &source, &ctx),
+                    _ => Ok(source),
+                }
+            }
+        };
+        out.push((task.name.clone(), body.map_err(at)?));
+    }
+    Ok(out)
+}

@@ -92,9 +92,14 @@ impl Playbooks {
 
     /// Names of all playbooks (directories holding a main.yaml), for `--playbooks` validation.
     pub fn names(&self) -> Vec<String> {
+        self.dirs_holding("main.yaml")
+    }
+
+    /// Directories (relative to the root) that hold a file named `file_name`.
+    pub fn dirs_holding(&self, file_name: &str) -> Vec<String> {
         match self {
             Playbooks::Embedded => EMBEDDED
-                .find("**/main.yaml")
+                .find(&format!("**/{file_name}"))
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e.path().parent().map(|p| p.display().to_string()))
@@ -107,7 +112,7 @@ impl Playbooks {
                         let path = entry.path();
                         if path.is_dir() {
                             stack.push(path);
-                        } else if path.file_name().is_some_and(|n| n == "main.yaml")
+                        } else if path.file_name().is_some_and(|n| n == file_name)
                             && let Some(rel) = path.parent().and_then(|p| p.strip_prefix(root).ok())
                         {
                             found.push(rel.display().to_string());

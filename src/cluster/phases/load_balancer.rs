@@ -65,7 +65,7 @@ impl Phase for LoadBalancer {
 
 /// The `load-balancer` playbook's variables for one master (`vars.lb`).
 #[derive(Debug, Serialize)]
-struct LbVars {
+pub(crate) struct LbVars {
     vip: IpAddr,
     port: u16,
     interface: String,
@@ -87,6 +87,15 @@ struct Backend {
 }
 
 fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>, String> {
+    let mut targets = Vec::new();
+    for (m, lb) in masters.iter().zip(lb_vars(ctx, masters)?) {
+        targets.extend(ctx.targets(&[m], &json!({ "lb": lb })));
+    }
+    Ok(targets)
+}
+
+/// The `lb` variables of each master (none without a VIP).
+pub(crate) fn lb_vars(ctx: &Ctx, masters: &[Host]) -> Result<Vec<LbVars>, String> {
     let ControlPlane::Vip {
         vip,
         port,
@@ -95,7 +104,7 @@ fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>,
     else {
         return Ok(Vec::new());
     };
-    let mut targets = Vec::new();
+    let mut all = Vec::new();
     for (i, m) in masters.iter().enumerate() {
         let facts = ctx
             .hosts
@@ -110,7 +119,7 @@ fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>,
                 "{}: address {} is not on any interface",
                 m.name, m.address
             ))?;
-        let lb = LbVars {
+        all.push(LbVars {
             vip: *vip,
             port: *port,
             interface: interface.clone().unwrap_or_else(|| own.interface.clone()),
@@ -131,10 +140,9 @@ fn lb_targets(ctx: &Ctx, masters: &[Host]) -> Result<Vec<HostTarget<SshRemote>>,
                     address: b.address,
                 })
                 .collect(),
-        };
-        targets.extend(ctx.targets(&[m], &json!({ "lb": lb })));
+        });
     }
-    Ok(targets)
+    Ok(all)
 }
 
 /// VRRP router ids are shared on a LAN segment: derive ours from the cluster name.

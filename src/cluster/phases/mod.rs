@@ -3,10 +3,10 @@
 mod connect;
 mod gather_facts;
 mod init_control_plane;
-mod join_masters;
+pub(crate) mod join_masters;
 mod join_workers;
 mod kubeconfig;
-mod load_balancer;
+pub(crate) mod load_balancer;
 mod node_config;
 mod pki;
 mod preflight;

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::cluster::Ctx;
+use crate::cluster::OsFamilies;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::cluster::probe::probe_many;
 use crate::facts::Facts;
-use crate::inventory::{ControlPlane, Host};
+use crate::inventory::{ControlPlane, Host, Runtime};
 
 const MIN_MASTER_CPUS: u32 = 2;
 const MIN_MASTER_MEM_MB: u64 = 1700;
@@ -20,15 +21,8 @@ const SUPPORTED_OS: &[(&str, &str)] = &[
     ("ubuntu", "22.04"),
     ("ubuntu", "24.04"),
 ];
-const REQUIRED_BINARIES: &[&str] = &[
-    "sh",
-    "systemctl",
-    "apt-get",
-    "dpkg",
-    "ip",
-    "modprobe",
-    "sysctl",
-];
+/// Needed on every host before anything is installed (the OS family adds its own).
+const REQUIRED_BINARIES: &[&str] = &["sh", "systemctl", "ip", "modprobe", "sysctl"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +169,7 @@ fn vip_holder(ctx: &Ctx) -> Option<String> {
 }
 
 fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
+    let rules = Rules::from_ctx(ctx);
     let mut verdicts = Vec::new();
     for host in &ctx.inventory.hosts {
         let roles: Vec<String> = host.roles.iter().map(|r| r.to_string()).collect();
@@ -192,7 +187,7 @@ fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
         ) {
             (Some(why), _) => v.fail(why.clone()),
             (None, None) => v.fail("no facts gathered"),
-            (None, Some(f)) => judge_host(ctx, host, f, &mut v),
+            (None, Some(f)) => judge_host(&rules, host, f, &mut v),
         }
         if let Some(list) = net.unreachable.get(&host.name)
             && !list.is_empty()
@@ -224,7 +219,48 @@ fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
     verdicts
 }
 
-fn judge_host(ctx: &Ctx, host: &Host, f: &Facts, v: &mut HostVerdict) {
+/// What preflight judges a host against: the run's settings, gathered before any host is
+/// looked at, so the judgment itself is a pure function of facts (and unit-tested).
+pub(crate) struct Rules<'a> {
+    pub master_ports: Vec<u16>,
+    pub worker_ports: Vec<u16>,
+    /// haproxy's port on the masters, when keepalived + haproxy hold a VIP.
+    pub vip_port: Option<u16>,
+    pub families: &'a OsFamilies,
+    pub runtime: Runtime,
+    pub containerd_minimum: &'a semver::Version,
+    pub kubernetes_minor: String,
+    /// `cluster.kubeadm.KubeletConfiguration.failCgroupV1: false` (kubelet's own escape hatch).
+    pub allow_cgroup_v1: bool,
+}
+
+impl<'a> Rules<'a> {
+    fn from_ctx(ctx: &'a Ctx) -> Rules<'a> {
+        let allow_cgroup_v1 = ctx
+            .inventory
+            .cluster
+            .kubeadm
+            .get("KubeletConfiguration")
+            .and_then(|k| k.get("failCgroupV1"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(false);
+        Rules {
+            master_ports: ctx.defaults.ports.master(),
+            worker_ports: ctx.defaults.ports.worker(),
+            vip_port: match ctx.inventory.cluster.control_plane {
+                ControlPlane::Vip { port, .. } => Some(port),
+                ControlPlane::LoadBalancer { .. } => None,
+            },
+            families: &ctx.os_families,
+            runtime: ctx.inventory.cluster.runtime,
+            containerd_minimum: &ctx.defaults.containerd.minimum,
+            kubernetes_minor: ctx.inventory.cluster.kubernetes.minor_string(),
+            allow_cgroup_v1,
+        }
+    }
+}
+
+fn judge_host(rules: &Rules, host: &Host, f: &Facts, v: &mut HostVerdict) {
     if !f.root_ok {
         let why = f
             .root_error
@@ -244,9 +280,15 @@ fn judge_host(ctx: &Ctx, host: &Host, f: &Facts, v: &mut HostVerdict) {
     if f.init != "systemd" {
         v.fail("systemd is not running; kubelet and the runtime need it");
     }
+    let family_commands: Vec<String> = rules
+        .families
+        .of(f)
+        .map(|fam| fam.commands.clone())
+        .unwrap_or_default();
     let missing: Vec<&str> = REQUIRED_BINARIES
         .iter()
         .copied()
+        .chain(family_commands.iter().map(String::as_str))
         .filter(|b| !f.binaries.contains(*b))
         .collect();
     if !missing.is_empty() {
@@ -281,21 +323,69 @@ fn judge_host(ctx: &Ctx, host: &Host, f: &Facts, v: &mut HostVerdict) {
         }
     }
     if f.swap_active {
-        v.warn("swap is on; `up` turns it off (now and across reboots)");
+        v.warn("swap is on; `up` turns it off (now, across reboots, and its systemd units)");
     }
-    ports_free(ctx, host, f, v);
+    cgroups(rules, f, v);
+    runtime_conflicts(rules, f, v);
+    ports_free(rules, host, f, v);
 }
 
-fn ports_free(ctx: &Ctx, host: &Host, f: &Facts, v: &mut HostVerdict) {
+/// kubelet 1.35+ refuses cgroup v1 unless its config says failCgroupV1: false.
+fn cgroups(rules: &Rules, f: &Facts, v: &mut HostVerdict) {
+    if f.cgroup_v2 {
+        return;
+    }
+    let why = format!(
+        "cgroup v1 ({}): kubelet {} refuses it",
+        if f.cgroup_fs.is_empty() {
+            "unknown"
+        } else {
+            &f.cgroup_fs
+        },
+        rules.kubernetes_minor
+    );
+    if rules.allow_cgroup_v1 {
+        v.warn(format!(
+            "{why}, but failCgroupV1 is false in cluster.kubeadm (deprecated; move to cgroup v2)"
+        ));
+    } else {
+        v.fail(format!(
+            "{why}; boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1), or set cluster.kubeadm.KubeletConfiguration.failCgroupV1: false"
+        ));
+    }
+}
+
+/// Runtime packages already on the host that `up` must not replace behind the user's back.
+fn runtime_conflicts(rules: &Rules, f: &Facts, v: &mut HostVerdict) {
+    if let Some(old) = f.packages.get("containerd") {
+        let upstream = old.split(['~', '+', '-']).next().unwrap_or(old);
+        let old_enough = semver::Version::parse(upstream)
+            .map(|have| have < *rules.containerd_minimum)
+            .unwrap_or(true);
+        if old_enough {
+            v.fail(format!(
+                "the distribution's containerd {old} is installed; Kubernetes {} needs containerd >= {} (containerd.io): remove it first (apt-get purge containerd runc), nothing is removed for you",
+                rules.kubernetes_minor, rules.containerd_minimum
+            ));
+        }
+    }
+    if rules.runtime == Runtime::Docker && f.packages.contains_key("docker.io") {
+        v.fail(
+            "the distribution's docker.io is installed; the docker runtime uses Docker Engine (docker-ce) with cri-dockerd: remove docker.io first (apt-get purge docker.io), nothing is removed for you",
+        );
+    }
+}
+
+fn ports_free(rules: &Rules, host: &Host, f: &Facts, v: &mut HostVerdict) {
     // Ports held by our own control plane / kubelet are fine on a re-run.
     let ours = f.has_control_plane_manifests || f.has_kubelet_conf;
     let mut wanted: Vec<u16> = if host.is_master() {
-        ctx.defaults.ports.master()
+        rules.master_ports.clone()
     } else {
-        ctx.defaults.ports.worker()
+        rules.worker_ports.clone()
     };
     if host.is_master()
-        && let ControlPlane::Vip { port, .. } = ctx.inventory.cluster.control_plane
+        && let Some(port) = rules.vip_port
         && !f.unit_active("haproxy")
     {
         wanted.push(port);
@@ -351,5 +441,177 @@ fn cross_host_checks(ctx: &Ctx, verdicts: &mut [HostVerdict]) {
         if let Some(v) = verdicts.iter_mut().find(|v| v.host == host) {
             v.fail(why);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::InterfaceAddress;
+    use crate::playbook::Playbooks;
+
+    fn families() -> OsFamilies {
+        OsFamilies::load(&Playbooks::Embedded).unwrap()
+    }
+
+    fn rules<'a>(families: &'a OsFamilies, minimum: &'a semver::Version) -> Rules<'a> {
+        Rules {
+            master_ports: vec![6443, 2379, 2380, 10250, 10257, 10259],
+            worker_ports: vec![10250],
+            vip_port: Some(8443),
+            families,
+            runtime: Runtime::Docker,
+            containerd_minimum: minimum,
+            kubernetes_minor: "1.36".into(),
+            allow_cgroup_v1: false,
+        }
+    }
+
+    fn master() -> Host {
+        let text = "apiVersion: installer/v1\nkind: Inventory\ncluster: {name: c, kubernetes: 1.36.2, controlPlane: {vip: 10.0.0.100}}\nssh: {knownHosts: /tmp/kh}\nhosts:\n  - {name: m1, address: 10.0.0.11, roles: [master]}\n";
+        crate::inventory::parse(std::path::Path::new("/x/h.yaml"), text)
+            .unwrap()
+            .inventory
+            .hosts
+            .remove(0)
+    }
+
+    /// A healthy Debian 12 master, as gather.sh would report it.
+    fn good_facts() -> Facts {
+        let mut f = Facts {
+            os_id: "debian".into(),
+            os_version: "12".into(),
+            init: "systemd".into(),
+            cpus: 2,
+            mem_mb: 4000,
+            root_ok: true,
+            user: "ops".into(),
+            uid: 1000,
+            cgroup_fs: "cgroup2fs".into(),
+            cgroup_v2: true,
+            ..Facts::default()
+        };
+        for b in [
+            "sh",
+            "systemctl",
+            "ip",
+            "modprobe",
+            "sysctl",
+            "sudo",
+            "apt-get",
+            "dpkg-query",
+            "apt-mark",
+        ] {
+            f.binaries.insert(b.into());
+        }
+        f.addresses.push(InterfaceAddress {
+            interface: "eth0".into(),
+            address: "10.0.0.11".parse().unwrap(),
+            prefix: 24,
+        });
+        f
+    }
+
+    fn verdict(f: &Facts, tweak: impl FnOnce(&mut Rules)) -> HostVerdict {
+        let fams = families();
+        let min = semver::Version::new(2, 0, 0);
+        let mut r = rules(&fams, &min);
+        tweak(&mut r);
+        let mut v = HostVerdict {
+            host: "m1".into(),
+            roles: "master".into(),
+            address: "10.0.0.11".into(),
+            verdict: Verdict::Pass,
+            reasons: vec![],
+        };
+        judge_host(&r, &master(), f, &mut v);
+        v
+    }
+
+    #[test]
+    fn healthy_master_passes() {
+        let v = verdict(&good_facts(), |_| {});
+        assert_eq!(v.verdict, Verdict::Pass, "{:?}", v.reasons);
+    }
+
+    #[test]
+    fn cgroup_v1_fails_unless_kubelet_is_told_to_accept_it() {
+        let mut f = good_facts();
+        f.cgroup_v2 = false;
+        f.cgroup_fs = "tmpfs".into();
+        let v = verdict(&f, |_| {});
+        assert_eq!(v.verdict, Verdict::Fail);
+        assert!(v.reasons[0].contains("failCgroupV1"), "{:?}", v.reasons);
+        let v = verdict(&f, |r| r.allow_cgroup_v1 = true);
+        assert_eq!(v.verdict, Verdict::Warn, "{:?}", v.reasons);
+    }
+
+    #[test]
+    fn old_distribution_containerd_is_refused_with_the_reason() {
+        let mut f = good_facts();
+        f.packages
+            .insert("containerd".into(), "1.6.20~ds1-1+b1".into());
+        let v = verdict(&f, |_| {});
+        assert_eq!(v.verdict, Verdict::Fail);
+        assert!(
+            v.reasons[0].contains("containerd >= 2.0.0") && v.reasons[0].contains("1.6.20"),
+            "{:?}",
+            v.reasons
+        );
+    }
+
+    #[test]
+    fn missing_package_manager_commands_are_named() {
+        let mut f = good_facts();
+        f.binaries.remove("apt-mark");
+        let v = verdict(&f, |_| {});
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("missing commands: apt-mark")),
+            "{:?}",
+            v.reasons
+        );
+    }
+
+    #[test]
+    fn busy_ports_fail_a_fresh_master_but_not_our_own_control_plane() {
+        let mut f = good_facts();
+        f.listening_ports.insert(6443);
+        f.listening_ports.insert(8443);
+        let v = verdict(&f, |_| {});
+        assert!(
+            v.reasons.iter().any(|r| r.contains("6443, 8443")),
+            "{:?}",
+            v.reasons
+        );
+        f.has_kubelet_conf = true;
+        assert_eq!(verdict(&f, |_| {}).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn small_master_and_swap_are_reported() {
+        let mut f = good_facts();
+        f.cpus = 1;
+        f.swap_active = true;
+        let v = verdict(&f, |_| {});
+        assert_eq!(v.verdict, Verdict::Fail);
+        assert!(v.reasons.iter().any(|r| r.contains("1 CPU(s)")));
+        assert!(v.reasons.iter().any(|r| r.contains("swap is on")));
+    }
+
+    #[test]
+    fn unsupported_os_is_named() {
+        let mut f = good_facts();
+        f.os_id = "rocky".into();
+        f.os_version = "9".into();
+        let v = verdict(&f, |_| {});
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("unsupported OS rocky 9")),
+            "{:?}",
+            v.reasons
+        );
     }
 }

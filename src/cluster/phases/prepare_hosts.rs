@@ -4,18 +4,56 @@
 use serde::Serialize;
 
 use crate::cluster::Ctx;
+use crate::cluster::defaults::CriDockerdAsset;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
-use crate::inventory::Runtime;
+use crate::inventory::{Host, Runtime};
 use crate::playbook::{HostReport, Mode};
 use crate::ui::TaskOutcome;
 
 pub struct PrepareHosts;
 
-/// Variables of the host-preparation playbooks (`vars`).
+/// Variables of the host-preparation playbooks (`vars`), per host.
 #[derive(Debug, Serialize)]
-struct PrepareVars {
+pub(crate) struct PrepareVars {
     /// The sandbox image the runtime must use: the one kubeadm expects.
     pause_image: String,
+    cri_socket: String,
+    docker_version: String,
+    containerd_version: String,
+    /// The release package for this host (docker runtime only).
+    cri_dockerd: Option<CriDockerdAsset>,
+}
+
+pub(crate) fn prepare_vars(ctx: &Ctx, host: &Host) -> Result<PrepareVars, String> {
+    let runtimes = &ctx.defaults.runtimes;
+    let cri_dockerd = match ctx.inventory.cluster.runtime {
+        Runtime::Containerd => None,
+        Runtime::Docker => {
+            let facts = ctx
+                .hosts
+                .get(&host.name)
+                .and_then(|s| s.facts.as_ref())
+                .ok_or_else(|| format!("{}: no facts", host.name))?;
+            let packages = &ctx.inventory.packages;
+            let asset = runtimes
+                .cri_dockerd
+                .asset(
+                    &packages.cri_dockerd_repo,
+                    &facts.os_codename,
+                    &facts.arch,
+                    &packages.cri_dockerd_sha256,
+                )
+                .map_err(|e| format!("{}: {e}", host.name))?;
+            Some(asset)
+        }
+    };
+    Ok(PrepareVars {
+        pause_image: ctx.pause_image(),
+        cri_socket: ctx.inventory.cluster.runtime.cri_socket().to_string(),
+        docker_version: runtimes.docker.clone(),
+        containerd_version: runtimes.containerd.clone(),
+        cri_dockerd,
+    })
 }
 
 impl PrepareHosts {
@@ -34,15 +72,21 @@ impl PrepareHosts {
         mode: Mode,
     ) -> Result<Vec<HostReport>, PhaseError> {
         let err = |m: String| PhaseError::new(self.title(), m);
-        let vars = serde_json::to_value(PrepareVars {
-            pause_image: ctx.pause_image(),
-        })
-        .map_err(|e| err(e.to_string()))?;
+        let hosts: Vec<Host> = ctx.usable(|_| true).cloned().collect();
+        let mut vars = Vec::new();
+        for host in &hosts {
+            let v = prepare_vars(ctx, host).map_err(err)?;
+            vars.push(serde_json::to_value(v).map_err(|e| err(e.to_string()))?);
+        }
+        self.warn_unverified(ctx, &vars);
         let mut all = Vec::new();
         for name in Self::playbooks(ctx) {
             let playbook = ctx.playbooks.load(name).map_err(|e| err(e.to_string()))?;
-            let hosts: Vec<_> = ctx.usable(|_| true).collect();
-            let targets = ctx.targets(&hosts, &vars);
+            let targets = hosts
+                .iter()
+                .zip(&vars)
+                .flat_map(|(h, v)| ctx.targets(&[h], v))
+                .collect();
             let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(mode)).await;
             let failed = ctx.absorb(&reports);
             if !failed.is_empty() && mode == Mode::Apply {
@@ -55,6 +99,23 @@ impl PrepareHosts {
             all.extend(reports);
         }
         Ok(all)
+    }
+}
+
+impl PrepareHosts {
+    /// Say so when a download will be trusted on its TLS connection alone.
+    fn warn_unverified(&self, ctx: &Ctx, vars: &[serde_json::Value]) {
+        let mut files: Vec<&str> = vars
+            .iter()
+            .filter(|v| v["cri_dockerd"].is_object() && v["cri_dockerd"]["sha256"].is_null())
+            .filter_map(|v| v["cri_dockerd"]["file"].as_str())
+            .collect();
+        files.dedup();
+        for file in files {
+            ctx.reporter.warn(format!(
+                "no sha256 pinned for {file}: it is trusted on its TLS connection only; pin it with packages.criDockerdSha256"
+            ));
+        }
     }
 }
 

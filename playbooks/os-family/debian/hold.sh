@@ -1,0 +1,1 @@
+apt-mark hold{% for p in packages %} {{ p | quote }}{% endfor %}

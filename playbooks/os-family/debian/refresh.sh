@@ -1,0 +1,1 @@
+apt-get -o DPkg::Lock::Timeout=300 update -q

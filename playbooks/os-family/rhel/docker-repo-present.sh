@@ -1,0 +1,1 @@
+test -s /etc/yum.repos.d/docker-ce.repo

@@ -1,0 +1,1 @@
+grep -q '^exclude=' /etc/yum.repos.d/kubernetes.repo

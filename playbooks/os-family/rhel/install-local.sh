@@ -1,0 +1,1 @@
+dnf install -y -q {{ package_file | quote }}

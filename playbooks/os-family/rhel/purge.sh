@@ -1,0 +1,1 @@
+dnf remove -y -q{% for p in packages %} {{ p | quote }}{% endfor %}

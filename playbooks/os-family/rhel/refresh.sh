@@ -1,0 +1,1 @@
+dnf -q makecache
