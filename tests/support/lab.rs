@@ -99,6 +99,17 @@ pub struct Lab {
     keep: bool,
 }
 
+/// Without root the lab cannot run: fail, unless INSTALLER_SKIP_ROOT_TESTS asks to skip
+/// (a skipped test must never look like a passed one).
+fn skip_without_root() {
+    assert!(
+        std::env::var_os("INSTALLER_SKIP_ROOT_TESTS").is_some(),
+        "the lab needs root: run the tests as root (sudo scripts/test), or set \
+         INSTALLER_SKIP_ROOT_TESTS=1 to skip the tests that need root"
+    );
+    eprintln!("SKIPPED: the lab needs root; INSTALLER_SKIP_ROOT_TESTS is set");
+}
+
 /// True when this process runs as root (the lab needs it).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -216,7 +227,7 @@ impl Lab {
     /// lab cannot be brought up, since every test using it would fail anyway.
     pub fn up_or_skip(name: &str, masters: usize, workers: usize) -> Option<Lab> {
         if !is_root() {
-            eprintln!("skipping: the lab needs root (run the lab tests as root)");
+            skip_without_root();
             return None;
         }
         match Lab::up(name, masters, workers) {
@@ -235,7 +246,7 @@ impl Lab {
         static SERIAL: Mutex<()> = Mutex::new(());
         static SHARED: OnceLock<Lab> = OnceLock::new();
         if !is_root() {
-            eprintln!("skipping: the lab needs root (run the lab tests as root)");
+            skip_without_root();
             return None;
         }
         // A failed test poisons the mutex; the next one still gets the lab.
