@@ -141,13 +141,14 @@ impl Ctx {
     /// when their `cluster.kubeadm` ClusterConfiguration sets one.
     pub fn pause_image(&self) -> String {
         let repository = self
-            .inventory
-            .cluster
-            .kubeadm
-            .get("ClusterConfiguration")
-            .and_then(|c| c.get("imageRepository"))
+            .kubeadm_setting("ClusterConfiguration", "imageRepository")
             .and_then(Value::as_str);
         self.defaults.pause_image(repository)
+    }
+
+    /// A top-level field the user set in one of their `cluster.kubeadm` documents.
+    pub fn kubeadm_setting(&self, kind: &str, field: &str) -> Option<&Value> {
+        self.inventory.cluster.kubeadm.get(kind)?.get(field)
     }
 
     /// The master the API and etcd are reached through.

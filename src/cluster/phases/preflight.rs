@@ -237,11 +237,7 @@ pub(crate) struct Rules<'a> {
 impl<'a> Rules<'a> {
     fn from_ctx(ctx: &'a Ctx) -> Rules<'a> {
         let allow_cgroup_v1 = ctx
-            .inventory
-            .cluster
-            .kubeadm
-            .get("KubeletConfiguration")
-            .and_then(|k| k.get("failCgroupV1"))
+            .kubeadm_setting("KubeletConfiguration", "failCgroupV1")
             .and_then(serde_json::Value::as_bool)
             == Some(false);
         Rules {
