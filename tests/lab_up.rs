@@ -170,6 +170,25 @@ fn checks_through_vip(kubeconfig: &Path, masters: &[&str], workers: &[&str]) {
     }
 }
 
+/// What `up` would change on a host: packages, package sources, Kubernetes files, services.
+fn host_state(lab: &Lab, host: &str) -> String {
+    lab.exec_ok(
+        host,
+        "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sha256sum; \
+         ls -la /etc/apt/sources.list.d /etc/apt/keyrings 2>&1; \
+         sudo find /etc/kubernetes /etc/haproxy /etc/keepalived /etc/containerd /etc/docker -type f 2>/dev/null | sort; \
+         systemctl is-active kubelet haproxy keepalived docker containerd 2>&1; \
+         awk 'NR > 1' /proc/swaps",
+    )
+}
+
+fn plan(inv: &Path) -> String {
+    let out = installer(&["plan", "-i", inv.to_str().unwrap()]);
+    let text = all_output(&out);
+    assert!(out.status.success(), "installer plan failed:\n{text}");
+    text
+}
+
 /// The tests of this file each boot a lab of their own; one at a time is enough for two cores.
 static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -193,6 +212,29 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
     let inv = write_inventory(&lab, tmp.path(), "docker", &five);
     let kubeconfig = tmp.path().join(".installer/lab/kubeconfig");
 
+    eprintln!("step 0: plan on fresh hosts lists every phase per host and changes nothing");
+    let before: Vec<String> = five.iter().map(|h| host_state(&lab, h)).collect();
+    let planned = plan(&inv);
+    for phase in [
+        "Prepare hosts",
+        "Cluster PKI",
+        "Load balancer and VIP",
+        "Init the first master",
+        "Join the other masters",
+        "Join the workers",
+        "Labels and taints",
+        "Verify the cluster",
+        "Kubeconfig",
+    ] {
+        assert!(planned.contains(&format!("\n{phase}\n")), "plan lacks {phase}:\n{planned}");
+    }
+    assert!(planned.contains("kubeadm init (the cluster's first control plane"), "{planned}");
+    assert!(planned.contains("join the control plane"), "{planned}");
+    assert!(planned.contains("kubeadm join (workers in parallel)"), "{planned}");
+    assert!(planned.contains("Nothing was changed."), "{planned}");
+    let after: Vec<String> = five.iter().map(|h| host_state(&lab, h)).collect();
+    assert_eq!(before, after, "plan changed a host");
+
     eprintln!("step 1: up on 3 masters + 2 workers");
     up(&inv);
     checks_on_hosts(&lab, &masters, &["worker-1", "worker-2"], "1.36.2");
@@ -209,6 +251,11 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
     assert!(
         !again.contains("changed  "),
         "a task reported a change:\n{again}"
+    );
+    let converged = plan(&inv);
+    assert!(
+        converged.contains("Nothing would change"),
+        "plan on a converged cluster:\n{converged}"
     );
 
     eprintln!("step 3: a sixth host is joined by a re-run; nothing else is touched");
