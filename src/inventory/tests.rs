@@ -502,3 +502,37 @@ fn bytes_that_are_not_utf8_are_located() {
     assert_eq!((err.problems[0].line, err.problems[0].column), (4, 9));
     assert!(err.problems[0].message.contains("not UTF-8"));
 }
+
+fn network_problem(network: &str) -> String {
+    let text = format!(
+        "apiVersion: installer/v1\nkind: Inventory\ncluster:\n  name: c\n  kubernetes: 1.36.2\n  network: {network}\n  controlPlane: {{vip: 10.0.0.100}}\nssh: {{knownHosts: /tmp/kh}}\nhosts:\n  - {{name: m, address: 10.0.0.11, roles: [master]}}\n"
+    );
+    match parse(Path::new("/x/h.yaml"), &text) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn service_subnet_larger_than_a_slash_12_is_rejected_like_kubeadm() {
+    let e = network_problem("{services: 10.0.0.0/8}");
+    assert!(
+        e.contains("6:") && e.contains("too large") && e.contains("/12"),
+        "{e}"
+    );
+    assert_eq!(network_problem("{services: 10.96.0.0/12}"), "");
+}
+
+#[test]
+fn pod_subnet_must_hold_the_node_mask() {
+    let e = network_problem("{pods: 10.244.0.0/25}");
+    assert!(e.contains("smaller than the /24"), "{e}");
+    let e = network_problem("{pods: 10.0.0.0/7}");
+    assert!(e.contains("16 bits"), "{e}");
+}
+
+#[test]
+fn ipv6_ranges_are_rejected_clearly() {
+    let e = network_problem("{pods: \"fd00::/48\"}");
+    assert!(e.contains("IPv6") && e.contains("not supported"), "{e}");
+}

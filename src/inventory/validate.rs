@@ -185,6 +185,47 @@ impl Validator<'_> {
         let pods = self.cidr(raw.pods.as_ref(), d::POD_SUBNET, "pod");
         let services = self.cidr(raw.services.as_ref(), d::SERVICE_SUBNET, "service");
         let (pods, services) = (pods?, services?);
+        let pods_at = raw.pods.as_ref().map(|s| s.referenced);
+        let services_at = raw.services.as_ref().map(|s| s.referenced);
+        let mut sized = true;
+        for (net, at, what) in [(pods, pods_at, "pod"), (services, services_at, "service")] {
+            if let (IpNet::V6(_), Some(at)) = (net, at) {
+                self.push(
+                    Problem::error(at, format!("{what} subnet {net} is IPv6; IPv6 and dual-stack clusters are not supported yet"))
+                        .hint("use an IPv4 range"),
+                );
+                sized = false;
+            }
+        }
+        // kubeadm's ValidateServiceSubnetSize: at most 20 bits of service addresses (/12 for IPv4).
+        if let (IpNet::V4(v4), Some(at)) = (services, services_at)
+            && v4.prefix_len() < 12
+        {
+            self.push(
+                Problem::error(at, format!("service subnet {services} is too large; kubeadm accepts at most a /12 for IPv4"))
+                    .hint("use a /12 or smaller range, e.g. 10.96.0.0/12"),
+            );
+            sized = false;
+        }
+        // kubeadm's ValidatePodSubnetNodeMask: every node gets a /24 (the controller manager's
+        // default node-cidr-mask-size), at most 16 bits more specific than the pod subnet.
+        if let (IpNet::V4(v4), Some(at)) = (pods, pods_at)
+            && !(8..=24).contains(&v4.prefix_len())
+        {
+            let why = if v4.prefix_len() > 24 {
+                "is smaller than the /24 each node gets"
+            } else {
+                "is more than 16 bits wider than the /24 each node gets"
+            };
+            self.push(
+                Problem::error(at, format!("pod subnet {pods} {why}"))
+                    .hint("use a range between /8 and /24, e.g. 10.244.0.0/16"),
+            );
+            sized = false;
+        }
+        if !sized {
+            return None;
+        }
         if pods.contains(&services.network()) || services.contains(&pods.network()) {
             let at = raw
                 .services
