@@ -4,6 +4,7 @@
 //! host-side tasks from `playbooks/`), `facts`, `pki`, `inventory`, then `cluster` (the
 //! pipelines, one file per verb) and `ui` (progress, output, redaction).
 
+pub mod addons;
 pub mod cluster;
 pub mod facts;
 pub mod inventory;
