@@ -56,6 +56,13 @@ enum Command {
         #[arg(long)]
         purge: bool,
     },
+    /// Addons (Weave Net, Rook-Ceph, the dashboard) on a running cluster.
+    Addons {
+        #[command(subcommand)]
+        action: AddonsAction,
+    },
+    /// A short-lived login token for the dashboard and the port-forward command to reach it.
+    Dashboard,
     /// Print the installer version.
     Version,
     /// Print shell completions.
@@ -63,6 +70,12 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum AddonsAction {
+    /// Apply the inventory's addons (pinned, checksummed) and wait until they are ready.
+    Apply,
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -143,6 +156,10 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             cluster::kubeconfig(ctx, output_file.as_deref()).await
         }
         Command::Reset { yes, purge } => cluster::reset(ctx, *yes, *purge).await,
+        Command::Dashboard => cluster::dashboard(ctx).await,
+        Command::Addons {
+            action: AddonsAction::Apply,
+        } => cluster::addons::apply(ctx).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     };
     match result {

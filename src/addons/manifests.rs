@@ -55,7 +55,11 @@ fn set_env(container: &mut Value, name: &str, value: Value) {
 
 /// Weave Net's DaemonSet: IPALLOC_RANGE = the pod subnet, and the encryption password from
 /// the `weave-passwd` Secret when one is used.
-pub fn weave(text: &str, pod_subnet: &str, password_secret: Option<&str>) -> Result<String, String> {
+pub fn weave(
+    text: &str,
+    pod_subnet: &str,
+    password_secret: Option<&str>,
+) -> Result<String, String> {
     let mut objs = objects(text)?;
     let ds = kind_named(&mut objs, "DaemonSet", "weave-net")
         .ok_or("the Weave manifest has no DaemonSet weave-net")?;
@@ -79,10 +83,7 @@ pub fn headlamp(text: &str, image: &str) -> Result<String, String> {
     let mut pinned = 0;
     for o in objs.iter_mut().filter(|o| o["kind"] == "Deployment") {
         for c in containers(o) {
-            if c["image"]
-                .as_str()
-                .is_some_and(|i| i.contains("headlamp"))
-            {
+            if c["image"].as_str().is_some_and(|i| i.contains("headlamp")) {
                 c["image"] = json!(image);
                 pinned += 1;
             }
@@ -133,15 +134,15 @@ pub fn rook_cluster(nodes: &[RookNode], ceph_image: &str) -> String {
         .collect();
     let objs = [
         json!({"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster",
-               "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
-               "spec": {
-                   "cephVersion": {"image": ceph_image},
-                   "dataDirHostPath": "/var/lib/rook",
-                   "mon": {"count": mons, "allowMultiplePerNode": false},
-                   "mgr": {"count": if small { 1 } else { 2 }},
-                   "dashboard": {"enabled": true},
-                   "storage": {"useAllNodes": false, "useAllDevices": false, "nodes": storage_nodes},
-               }}),
+        "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
+        "spec": {
+            "cephVersion": {"image": ceph_image},
+            "dataDirHostPath": "/var/lib/rook",
+            "mon": {"count": mons, "allowMultiplePerNode": false},
+            "mgr": {"count": if small { 1 } else { 2 }},
+            "dashboard": {"enabled": true},
+            "storage": {"useAllNodes": false, "useAllDevices": false, "nodes": storage_nodes},
+        }}),
         json!({"apiVersion": "ceph.rook.io/v1", "kind": "CephBlockPool",
                "metadata": {"name": "replicapool", "namespace": "rook-ceph"},
                "spec": {"failureDomain": "host", "replicated": {"size": replicas}}}),
@@ -177,7 +178,11 @@ mod tests {
 
     fn weave_container(out: &str) -> Value {
         let objs = objects(out).unwrap();
-        let ds = objs.iter().find(|o| o["kind"] == "DaemonSet").unwrap().clone();
+        let ds = objs
+            .iter()
+            .find(|o| o["kind"] == "DaemonSet")
+            .unwrap()
+            .clone();
         ds["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap()
@@ -193,13 +198,19 @@ mod tests {
         let out = weave(&text, "10.244.0.0/16", Some("weave-passwd")).unwrap();
         let c = weave_container(&out);
         let env = c["env"].as_array().unwrap();
-        assert!(env.contains(&json!({"name": "IPALLOC_RANGE", "value": "10.244.0.0/16"})), "{env:?}");
+        assert!(
+            env.contains(&json!({"name": "IPALLOC_RANGE", "value": "10.244.0.0/16"})),
+            "{env:?}"
+        );
         assert!(env.iter().any(|e| e["name"] == "WEAVE_PASSWORD"
             && e["valueFrom"]["secretKeyRef"]["name"] == "weave-passwd"));
         // All six objects of the List survive the round trip.
         assert_eq!(objects(&out).unwrap().len(), 6);
         // Patching twice changes nothing.
-        assert_eq!(weave(&out, "10.244.0.0/16", Some("weave-passwd")).unwrap(), out);
+        assert_eq!(
+            weave(&out, "10.244.0.0/16", Some("weave-passwd")).unwrap(),
+            out
+        );
     }
 
     #[test]
@@ -214,21 +225,39 @@ mod tests {
     #[test]
     fn rook_cluster_lists_exactly_the_inventory_disks() {
         let nodes = vec![
-            RookNode { name: "worker-1".into(), devices: vec!["/dev/sdb".into()] },
-            RookNode { name: "worker-2".into(), devices: vec!["/dev/sdb".into(), "/dev/sdc".into()] },
-            RookNode { name: "worker-3".into(), devices: vec!["/dev/vdb".into()] },
+            RookNode {
+                name: "worker-1".into(),
+                devices: vec!["/dev/sdb".into()],
+            },
+            RookNode {
+                name: "worker-2".into(),
+                devices: vec!["/dev/sdb".into(), "/dev/sdc".into()],
+            },
+            RookNode {
+                name: "worker-3".into(),
+                devices: vec!["/dev/vdb".into()],
+            },
         ];
         let objs = objects(&rook_cluster(&nodes, "quay.io/ceph/ceph:v20.2.4")).unwrap();
         let cluster = &objs[0];
         assert_eq!(cluster["spec"]["mon"]["count"], 3);
         assert_eq!(cluster["spec"]["storage"]["useAllDevices"], false);
-        assert_eq!(cluster["spec"]["storage"]["nodes"][1]["devices"], json!([{"name": "sdb"}, {"name": "sdc"}]));
-        assert_eq!(objs[2]["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"], "true");
+        assert_eq!(
+            cluster["spec"]["storage"]["nodes"][1]["devices"],
+            json!([{"name": "sdb"}, {"name": "sdc"}])
+        );
+        assert_eq!(
+            objs[2]["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+            "true"
+        );
     }
 
     #[test]
     fn fewer_than_three_storage_nodes_get_one_monitor() {
-        let nodes = vec![RookNode { name: "w".into(), devices: vec!["/dev/sdb".into()] }];
+        let nodes = vec![RookNode {
+            name: "w".into(),
+            devices: vec!["/dev/sdb".into()],
+        }];
         let objs = objects(&rook_cluster(&nodes, "img")).unwrap();
         assert_eq!(objs[0]["spec"]["mon"]["count"], 1);
         assert_eq!(objs[1]["spec"]["replicated"]["size"], 1);

@@ -74,9 +74,12 @@ impl Catalog {
             .ok_or_else(|| format!("no addon {addon} in playbooks/defaults/addons.yaml"))?;
         let known = || releases.keys().cloned().collect::<Vec<_>>().join(", ");
         match version {
-            Some(v) => releases
-                .get(v)
-                .ok_or_else(|| format!("{addon} {v} is not pinned (known: {}); pick one of those", known())),
+            Some(v) => releases.get(v).ok_or_else(|| {
+                format!(
+                    "{addon} {v} is not pinned (known: {}); pick one of those",
+                    known()
+                )
+            }),
             None => releases
                 .values()
                 .next_back()
@@ -132,19 +135,32 @@ mod tests {
             let r = c.release(addon, Some(version)).unwrap();
             for f in &r.files {
                 let path = upstream.join(&r.mirror_path).join(&f.name);
-                let bytes = std::fs::read(&path)
-                    .unwrap_or_else(|e| panic!("{}: {e} (../shared must sit beside the project)", path.display()));
-                assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", path.display());
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e} (../shared must sit beside the project)",
+                        path.display()
+                    )
+                });
+                assert_eq!(
+                    hex::encode(Sha256::digest(&bytes)),
+                    f.sha256,
+                    "{}",
+                    path.display()
+                );
             }
         }
         let r = c.release("weave", Some("2.9.0")).unwrap();
-        let template = std::fs::read_to_string(upstream.join(&r.mirror_path).join(&r.files[0].name)).unwrap();
+        let template =
+            std::fs::read_to_string(upstream.join(&r.mirror_path).join(&r.files[0].name)).unwrap();
         let asset: String = template
             .replace(":latest", ":2.9.0")
             .lines()
             .filter(|l| !l.contains("imagePullPolicy: Always"))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(hex::encode(Sha256::digest(asset.as_bytes())), r.files[0].sha256);
+        assert_eq!(
+            hex::encode(Sha256::digest(asset.as_bytes())),
+            r.files[0].sha256
+        );
     }
 }

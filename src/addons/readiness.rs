@@ -42,7 +42,9 @@ pub fn deployment_ready(d: &Value) -> Result<(), String> {
             "deployment {name}: {available} of {want} available ({})",
             c["message"].as_str().unwrap_or("no message")
         )),
-        None => Err(format!("deployment {name}: {available} of {want} available")),
+        None => Err(format!(
+            "deployment {name}: {available} of {want} available"
+        )),
     }
 }
 
@@ -70,10 +72,7 @@ pub fn crds_established(list: &Value, suffix: &str, expected: usize) -> Result<(
         .filter_map(|c| c["metadata"]["name"].as_str())
         .collect();
     if crds.len() < expected {
-        return Err(format!(
-            "{} of {expected} *{suffix} CRDs exist",
-            crds.len()
-        ));
+        return Err(format!("{} of {expected} *{suffix} CRDs exist", crds.len()));
     }
     if !waiting.is_empty() {
         return Err(format!("CRDs not established: {}", waiting.join(", ")));
@@ -121,7 +120,10 @@ mod tests {
     #[test]
     fn daemonset_waits_for_every_node() {
         let ds = json!({"metadata": {"name": "weave-net"}, "status": {"desiredNumberScheduled": 5, "numberReady": 3, "updatedNumberScheduled": 5}});
-        assert_eq!(daemonset_ready(&ds).unwrap_err(), "daemonset weave-net: 3 of 5 pods ready (5 updated)");
+        assert_eq!(
+            daemonset_ready(&ds).unwrap_err(),
+            "daemonset weave-net: 3 of 5 pods ready (5 updated)"
+        );
         let ds = json!({"metadata": {"name": "weave-net"}, "status": {"desiredNumberScheduled": 5, "numberReady": 5, "updatedNumberScheduled": 5}});
         assert!(daemonset_ready(&ds).is_ok());
         assert!(daemonset_ready(&json!({"metadata": {"name": "x"}, "status": {}})).is_err());
@@ -132,7 +134,11 @@ mod tests {
         let d = json!({"metadata": {"name": "headlamp"}, "spec": {"replicas": 1},
             "status": {"availableReplicas": 0, "updatedReplicas": 1,
                        "conditions": [{"type": "Available", "status": "False", "message": "Deployment does not have minimum availability."}]}});
-        assert!(deployment_ready(&d).unwrap_err().contains("minimum availability"));
+        assert!(
+            deployment_ready(&d)
+                .unwrap_err()
+                .contains("minimum availability")
+        );
         let d = json!({"metadata": {"name": "headlamp"}, "spec": {"replicas": 1},
             "status": {"availableReplicas": 1, "updatedReplicas": 1, "conditions": [{"type": "Available", "status": "True"}]}});
         assert!(deployment_ready(&d).is_ok());
@@ -145,8 +151,15 @@ mod tests {
             {"metadata": {"name": "cephblockpools.ceph.rook.io"}, "status": {"conditions": [{"type": "NamesAccepted", "status": "True"}]}},
             {"metadata": {"name": "other.example.com"}},
         ]});
-        assert_eq!(crds_established(&list, ".ceph.rook.io", 2).unwrap_err(), "CRDs not established: cephblockpools.ceph.rook.io");
-        assert!(crds_established(&list, ".ceph.rook.io", 3).unwrap_err().contains("2 of 3"));
+        assert_eq!(
+            crds_established(&list, ".ceph.rook.io", 2).unwrap_err(),
+            "CRDs not established: cephblockpools.ceph.rook.io"
+        );
+        assert!(
+            crds_established(&list, ".ceph.rook.io", 3)
+                .unwrap_err()
+                .contains("2 of 3")
+        );
     }
 
     /// Shaped like the status Rook v1.20 writes on a CephCluster (`kubectl get cephcluster -o json`).
@@ -156,11 +169,20 @@ mod tests {
             "health": "HEALTH_WARN", "lastChecked": "2026-11-30T10:00:00Z", "fsid": "4e4c",
             "details": {"TOO_FEW_OSDS": {"message": "OSD count 1 < osd_pool_default_size 3", "severity": "HEALTH_WARN"}},
             "capacity": {"bytesAvailable": 10737418240u64, "bytesTotal": 10737418240u64}}}});
-        assert_eq!(ceph_health(&warn), CephHealth::Warn(vec!["TOO_FEW_OSDS: OSD count 1 < osd_pool_default_size 3".into()]));
+        assert_eq!(
+            ceph_health(&warn),
+            CephHealth::Warn(vec![
+                "TOO_FEW_OSDS: OSD count 1 < osd_pool_default_size 3".into()
+            ])
+        );
         let ok = json!({"status": {"phase": "Ready", "ceph": {"health": "HEALTH_OK"}}});
         assert_eq!(ceph_health(&ok), CephHealth::Ok);
-        let pending = json!({"status": {"phase": "Progressing", "message": "Configuring Ceph Mons"}});
-        assert_eq!(ceph_health(&pending), CephHealth::Pending("Progressing Configuring Ceph Mons".into()));
+        let pending =
+            json!({"status": {"phase": "Progressing", "message": "Configuring Ceph Mons"}});
+        assert_eq!(
+            ceph_health(&pending),
+            CephHealth::Pending("Progressing Configuring Ceph Mons".into())
+        );
         assert!(matches!(ceph_health(&json!({})), CephHealth::Pending(_)));
     }
 }

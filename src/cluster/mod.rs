@@ -2,8 +2,10 @@
 //! one small file per phase under `phases/`). A phase decides from facts whether it has
 //! work, does it on the hosts it concerns, and reports per host.
 
+pub mod addons;
 mod check;
 mod context;
+mod dashboard;
 pub mod defaults;
 mod kube;
 mod kubeadm_config;
@@ -17,13 +19,14 @@ pub mod probe;
 #[cfg(test)]
 mod render_tests;
 mod reset;
-mod secrets;
+pub(crate) mod secrets;
 mod status;
 mod table;
 mod up;
 
 pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
+pub use dashboard::dashboard;
 pub use defaults::Defaults;
 pub use kubeconfig::kubeconfig;
 pub use os_family::{OsFamilies, OsFamily};

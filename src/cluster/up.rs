@@ -2,13 +2,13 @@
 //! first and does only what is missing, so re-running `up` is always safe.
 
 use super::phases::{
-    Connect, GatherFacts, InitControlPlane, JoinMasters, JoinWorkers, Kubeconfig, LoadBalancer,
-    NodeConfig, Pki, Preflight, PrepareHosts, Verify,
+    Addons, Connect, GatherFacts, InitControlPlane, JoinMasters, JoinWorkers, Kubeconfig,
+    LoadBalancer, NodeConfig, Pki, Preflight, PrepareHosts, Verify,
 };
 use super::{Ctx, Phase, PhaseError, run_phases};
 
 /// The phases of `up`, in order; `plan` dry-runs the same list.
-pub(super) fn phases(preflight: &Preflight) -> [&dyn Phase; 12] {
+pub(super) fn phases(preflight: &Preflight) -> [&dyn Phase; 13] {
     [
         &Connect,
         &GatherFacts,
@@ -20,6 +20,7 @@ pub(super) fn phases(preflight: &Preflight) -> [&dyn Phase; 12] {
         &JoinMasters,
         &JoinWorkers,
         &NodeConfig,
+        &Addons,
         &Verify,
         &Kubeconfig,
     ]

@@ -1,5 +1,6 @@
 //! One small file per phase.
 
+mod addons;
 mod connect;
 mod gather_facts;
 mod init_control_plane;
@@ -13,6 +14,7 @@ mod preflight;
 pub(crate) mod prepare_hosts;
 mod verify;
 
+pub use addons::Addons;
 pub use connect::Connect;
 pub use gather_facts::GatherFacts;
 pub use init_control_plane::InitControlPlane;

@@ -83,7 +83,13 @@ impl Phase for Preflight {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let network = network_probes(ctx).await;
-            let verdicts = judge(ctx, &network);
+            let storage = storage_probes(ctx).await;
+            let mut verdicts = judge(ctx, &network);
+            for v in &mut verdicts {
+                for why in storage.get(&v.host).into_iter().flatten() {
+                    v.fail(why.clone());
+                }
+            }
             let failed: Vec<String> = verdicts
                 .iter()
                 .filter(|v| v.verdict == Verdict::Fail)
@@ -150,6 +156,52 @@ async fn network_probes(ctx: &Ctx) -> NetworkProbes {
         }
     }
     probes
+}
+
+/// One raw disk the inventory gives Rook, as the `storage-devices` probe saw it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct StorageDevice {
+    pub device: String,
+    pub exists: bool,
+    pub block: bool,
+    /// Filesystem or partition-table signature found on it ("" when none).
+    pub signature: String,
+    pub partitions: u32,
+}
+
+/// Why Rook may not have `d`; `None` when it is an empty block device. Never wiped for the user.
+pub(crate) fn storage_problem(d: &StorageDevice) -> Option<String> {
+    let dev = &d.device;
+    if !d.exists {
+        return Some(format!("storage device {dev} does not exist"));
+    }
+    if !d.block {
+        return Some(format!("storage device {dev} is not a block device"));
+    }
+    if !d.signature.is_empty() || d.partitions > 0 {
+        return Some(format!(
+            "storage device {dev} is not empty ({}); Rook needs a raw disk: wipe it yourself (wipefs -a {dev}) if its data may go, nothing is wiped for you",
+            if d.signature.is_empty() { format!("{} partition(s)", d.partitions) } else { format!("{} signature", d.signature) }
+        ));
+    }
+    None
+}
+
+/// Storage problems per host, for hosts that list disks while Rook is enabled.
+async fn storage_probes(ctx: &Ctx) -> HashMap<String, Vec<String>> {
+    let mut problems: HashMap<String, Vec<String>> = HashMap::new();
+    if !ctx.inventory.addons.rook.enabled {
+        return problems;
+    }
+    let hosts: Vec<&Host> = ctx.usable(|h| !h.storage.is_empty()).collect();
+    for (host, answer) in probe_many::<Vec<StorageDevice>>(ctx, "storage-devices", &hosts, &json!({})).await {
+        let list = problems.entry(host).or_default();
+        match answer {
+            Ok(devices) => list.extend(devices.iter().filter_map(storage_problem)),
+            Err(e) => list.push(format!("cannot inspect its storage devices: {e}")),
+        }
+    }
+    problems
 }
 
 /// The master currently holding the VIP, if any.
@@ -594,6 +646,23 @@ mod tests {
         assert_eq!(v.verdict, Verdict::Fail);
         assert!(v.reasons.iter().any(|r| r.contains("1 CPU(s)")));
         assert!(v.reasons.iter().any(|r| r.contains("swap is on")));
+    }
+
+    #[test]
+    fn storage_devices_must_be_empty_block_devices() {
+        let dev = |exists, block, signature: &str, partitions| StorageDevice {
+            device: "/dev/sdb".into(),
+            exists,
+            block,
+            signature: signature.into(),
+            partitions,
+        };
+        assert!(storage_problem(&dev(false, false, "", 0)).unwrap().contains("does not exist"));
+        assert!(storage_problem(&dev(true, false, "", 0)).unwrap().contains("not a block device"));
+        let fs = storage_problem(&dev(true, true, "ext4", 0)).unwrap();
+        assert!(fs.contains("ext4 signature") && fs.contains("wipefs -a /dev/sdb"), "{fs}");
+        assert!(storage_problem(&dev(true, true, "", 2)).unwrap().contains("2 partition(s)"));
+        assert_eq!(storage_problem(&dev(true, true, "", 0)), None);
     }
 
     #[test]
