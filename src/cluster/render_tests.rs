@@ -105,6 +105,9 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["vip_port"] = json!(8443);
     vars["vip_prober"] = json!(host.name);
     vars["purge"] = json!(true);
+    vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
+    vars["content"] = json!("{\"kind\": \"List\"}");
+    vars["files"] = json!([{"source": "https://example.com/a.yaml", "sha256": "ab", "dest": "/var/cache/installer/addons/ab"}]);
     vars
 }
 
