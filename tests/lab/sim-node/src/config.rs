@@ -820,7 +820,11 @@ impl Cidr {
     /// netutils.RangeSize: the number of addresses, saturating.
     pub fn range_size(&self) -> u128 {
         let host = u32::from(self.bits() - self.prefix);
-        if host >= 63 { i64::MAX as u128 } else { 1u128 << host }
+        if host >= 63 {
+            i64::MAX as u128
+        } else {
+            1u128 << host
+        }
     }
 
     /// The network in CIDR notation, host bits cleared (Go's IPNet.String()).
@@ -902,7 +906,11 @@ impl ClusterConfiguration {
             *san = san.to_lowercase();
         }
         if let Some(l) = self.etcd.local.as_mut() {
-            for san in l.server_cert_sans.iter_mut().chain(l.peer_cert_sans.iter_mut()) {
+            for san in l
+                .server_cert_sans
+                .iter_mut()
+                .chain(l.peer_cert_sans.iter_mut())
+            {
                 *san = san.to_lowercase();
             }
         }
@@ -1057,8 +1065,7 @@ impl ClusterConfiguration {
         if !pods.is_empty() {
             let field = "networking.podSubnet";
             if let Some(subnets) = validate_ip_net(pods, MIN_POD_ADDRESSES, field, &mut errs)
-                && arg_value(&self.controller_manager.extra_args, "allocate-node-cidrs")
-                    .as_deref()
+                && arg_value(&self.controller_manager.extra_args, "allocate-node-cidrs").as_deref()
                     != Some("false")
             {
                 for c in subnets {
@@ -1120,7 +1127,10 @@ fn first_cidr(s: &str) -> Result<Cidr> {
 
 /// The last value of an extraArgs flag (kubeadm.GetArgValue with index -1).
 fn arg_value(args: &[Arg], name: &str) -> Option<String> {
-    args.iter().rev().find(|a| a.name == name).map(|a| a.value.clone())
+    args.iter()
+        .rev()
+        .find(|a| a.name == name)
+        .map(|a| a.value.clone())
 }
 
 /// ValidateIPNetFromString: parseable, one CIDR or one per family, each big enough.
@@ -1131,10 +1141,13 @@ fn validate_ip_net(
     errs: &mut Vec<String>,
 ) -> Option<Vec<Cidr>> {
     let Ok(subnets) = Cidr::parse_list(value) else {
-        errs.push(format!("{field}: Invalid value: {value:?}: couldn't parse subnet"));
+        errs.push(format!(
+            "{field}: Invalid value: {value:?}: couldn't parse subnet"
+        ));
         return None;
     };
-    let dual_msg = "expected one (IPv4 or IPv6) CIDR or two CIDRs from each family for dual-stack networking";
+    let dual_msg =
+        "expected one (IPv4 or IPv6) CIDR or two CIDRs from each family for dual-stack networking";
     if subnets.len() > 2
         || (subnets.len() == 2 && subnets[0].addr.is_ipv4() == subnets[1].addr.is_ipv4())
     {
@@ -1340,7 +1353,9 @@ mod tests {
         let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworkin: {}\n";
         let e = parse_documents(y).unwrap_err().to_string();
         assert!(
-            e.ends_with("Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networkin\""),
+            e.ends_with(
+                "Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networkin\""
+            ),
             "{e}"
         );
     }
@@ -1389,7 +1404,10 @@ mod tests {
             e,
             "networking.serviceSubnet: Invalid value: \"10.96.0.0/29\": subnet with 8 address(es) is too small, the minimum is 10"
         );
-        assert_eq!(cluster_with(|c| c.networking.service_subnet = "10.96.0.0/28".into()), "");
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "10.96.0.0/28".into()),
+            ""
+        );
     }
 
     #[test]
@@ -1399,10 +1417,19 @@ mod tests {
             e,
             "networking.serviceSubnet: Invalid value: \"10.0.0.0/11\": specified service subnet is too large; for 32-bit addresses, the mask must be >= 12"
         );
-        assert_eq!(cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12".into()), "");
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12".into()),
+            ""
+        );
         let e = cluster_with(|c| c.networking.service_subnet = "fd00::/107".into());
-        assert!(e.contains("for 128-bit addresses, the mask must be >= 108"), "{e}");
-        assert_eq!(cluster_with(|c| c.networking.service_subnet = "fd00::/108".into()), "");
+        assert!(
+            e.contains("for 128-bit addresses, the mask must be >= 108"),
+            "{e}"
+        );
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "fd00::/108".into()),
+            ""
+        );
     }
 
     #[test]
@@ -1448,11 +1475,15 @@ mod tests {
     #[test]
     fn pod_subnet_below_fourteen_addresses_and_bad_dual_stack_are_refused() {
         let e = cluster_with(|c| c.networking.pod_subnet = "10.244.0.0/29".into());
-        assert!(e.contains("subnet with 8 address(es) is too small, the minimum is 14"), "{e}");
-        let e = cluster_with(|c| {
-            c.networking.service_subnet = "10.96.0.0/12,10.112.0.0/12".into()
-        });
-        assert!(e.contains("expected one (IPv4 or IPv6) CIDR or two CIDRs from each family"), "{e}");
+        assert!(
+            e.contains("subnet with 8 address(es) is too small, the minimum is 14"),
+            "{e}"
+        );
+        let e = cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12,10.112.0.0/12".into());
+        assert!(
+            e.contains("expected one (IPv4 or IPv6) CIDR or two CIDRs from each family"),
+            "{e}"
+        );
         assert_eq!(
             cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12,fd00::/108".into()),
             ""

@@ -229,7 +229,10 @@ mod tests {
             coredns_image(&c, v(37, 0)),
             "mirror.lab:5000/k8s/coredns:v1.14.6"
         );
-        assert_eq!(pause_image(&c, v(37, 0)), "mirror.lab:5000/k8s/pause:3.10.2");
+        assert_eq!(
+            pause_image(&c, v(37, 0)),
+            "mirror.lab:5000/k8s/pause:3.10.2"
+        );
     }
 
     #[test]
@@ -240,7 +243,10 @@ mod tests {
         c.etcd.local = None;
         let imgs = control_plane_images(&c, v(35, 0), v(35, 0));
         assert_eq!(imgs.len(), 4);
-        assert!(imgs.iter().any(|(i, _)| i == "registry.k8s.io/pause:3.10.1"));
+        assert!(
+            imgs.iter()
+                .any(|(i, _)| i == "registry.k8s.io/pause:3.10.1")
+        );
     }
 
     #[test]

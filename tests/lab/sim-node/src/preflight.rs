@@ -379,7 +379,9 @@ pub const CGROUP_V1_WARNING: &str =
     "cgroups v1 support is in maintenance mode, please migrate to cgroups v2";
 
 /// Subsystems the cgroups validator requires / wants (system-validators types_unix.go).
-const CGROUPS_V1: &[&str] = &["cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"];
+const CGROUPS_V1: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids",
+];
 const CGROUPS_V1_OPTIONAL: &[&str] = &["hugetlb", "blkio"];
 const CGROUPS_V2: &[&str] = &["cpu", "cpuset", "devices", "freezer", "memory", "pids"];
 const CGROUPS_V2_OPTIONAL: &[&str] = &["hugetlb", "io"];
@@ -438,9 +440,8 @@ fn cgroup_subsystems(mode: CgroupMode) -> Result<Vec<String>, String> {
                 .collect())
         }
         CgroupMode::V2 => {
-            let text =
-                std::fs::read_to_string(paths::p("/sys/fs/cgroup/cgroup.controllers"))
-                    .map_err(|e| format!("failed to get cgroups v2 subsystems: {e}"))?;
+            let text = std::fs::read_to_string(paths::p("/sys/fs/cgroup/cgroup.controllers"))
+                .map_err(|e| format!("failed to get cgroups v2 subsystems: {e}"))?;
             let mut s = vec!["devices".to_string(), "freezer".to_string()];
             s.extend(text.split_whitespace().map(str::to_string));
             Ok(s)
@@ -468,7 +469,10 @@ const KERNEL_REQUIRED: &[(&str, Option<&str>)] = &[
     ("INET", None),
     ("EXT4_FS", None),
     ("PROC_FS", None),
-    ("NETFILTER_XT_TARGET_REDIRECT", Some("IP_NF_TARGET_REDIRECT")),
+    (
+        "NETFILTER_XT_TARGET_REDIRECT",
+        Some("IP_NF_TARGET_REDIRECT"),
+    ),
     ("NETFILTER_XT_MATCH_COMMENT", None),
     ("FAIR_GROUP_SCHED", None),
 ];
@@ -561,10 +565,13 @@ pub fn ip_forward() -> Check {
 /// when it reports one.
 pub fn cri_sandbox_image(endpoint: &str) -> Option<String> {
     let info = crate::cri::sim_get(endpoint, "/info").ok()?;
-    [&info["config"]["sandboxImage"], &info["info"]["config"]["sandboxImage"]]
-        .into_iter()
-        .find_map(|v| v.as_str().map(str::to_string))
-        .filter(|s| !s.is_empty())
+    [
+        &info["config"]["sandboxImage"],
+        &info["info"]["config"]["sandboxImage"],
+    ]
+    .into_iter()
+    .find_map(|v| v.as_str().map(str::to_string))
+    .filter(|s| !s.is_empty())
 }
 
 /// The sandbox-image warning of ImagePullCheck (a klog warning, not a check finding).
@@ -743,10 +750,12 @@ mod tests {
 
     #[test]
     fn cgroup_v2_without_the_memory_controller_is_refused() {
-        let subs: Vec<String> = ["devices", "freezer", "cpu", "cpuset", "pids", "io", "hugetlb"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let subs: Vec<String> = [
+            "devices", "freezer", "cpu", "cpuset", "pids", "io", "hugetlb",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let f = cgroups_findings(CgroupMode::V2, &subs, Some(v(36)));
         assert_eq!(f.errors, ["missing required cgroups: memory"]);
         assert_eq!(cgroup_mode_of(0x6367_7270), CgroupMode::V2);
@@ -758,9 +767,15 @@ mod tests {
         let f = (kubelet_version(Ok(v(32)), None, v(36)).run)();
         assert_eq!(
             f.errors,
-            ["Kubelet version \"v1.32.0\" is lower than kubeadm can support. Please upgrade kubelet"]
+            [
+                "Kubelet version \"v1.32.0\" is lower than kubeadm can support. Please upgrade kubelet"
+            ]
         );
-        assert!((kubelet_version(Ok(v(33)), None, v(36)).run)().errors.is_empty());
+        assert!(
+            (kubelet_version(Ok(v(33)), None, v(36)).run)()
+                .errors
+                .is_empty()
+        );
     }
 
     #[test]
@@ -771,7 +786,11 @@ mod tests {
             "{f:?}"
         );
         // join knows no control-plane version yet: only the lower bound applies
-        assert!((kubelet_version(Ok(v(37)), None, v(36)).run)().errors.is_empty());
+        assert!(
+            (kubelet_version(Ok(v(37)), None, v(36)).run)()
+                .errors
+                .is_empty()
+        );
         let f = (kubelet_version(Err("no kubelet".into()), None, v(36)).run)();
         assert_eq!(f.errors, ["couldn't get kubelet version: no kubelet"]);
     }
@@ -805,9 +824,21 @@ mod tests {
 
     #[test]
     fn image_pull_policy_never_skips_and_unknown_policies_fail() {
-        let f = (image_pull("unix:///nonexistent.sock".into(), vec![], String::new(), "Never".into()).run)();
+        let f = (image_pull(
+            "unix:///nonexistent.sock".into(),
+            vec![],
+            String::new(),
+            "Never".into(),
+        )
+        .run)();
         assert!(f.errors.is_empty());
-        let f = (image_pull("unix:///nonexistent.sock".into(), vec![], String::new(), "Sometimes".into()).run)();
+        let f = (image_pull(
+            "unix:///nonexistent.sock".into(),
+            vec![],
+            String::new(),
+            "Sometimes".into(),
+        )
+        .run)();
         assert_eq!(f.errors, ["unsupported pull policy \"Sometimes\""]);
     }
 
@@ -822,7 +853,10 @@ mod tests {
             .map(|(n, _)| format!("CONFIG_{n}=y\n"))
             .collect();
         assert!(missing_kernel_options(&cfg).is_empty());
-        cfg = cfg.replace("CONFIG_NETFILTER_XT_TARGET_REDIRECT=y", "CONFIG_IP_NF_TARGET_REDIRECT=m");
+        cfg = cfg.replace(
+            "CONFIG_NETFILTER_XT_TARGET_REDIRECT=y",
+            "CONFIG_IP_NF_TARGET_REDIRECT=m",
+        );
         assert!(missing_kernel_options(&cfg).is_empty(), "aliases count");
         cfg = cfg.replace("CONFIG_MEMCG=y", "# CONFIG_MEMCG is not set");
         assert_eq!(missing_kernel_options(&cfg), ["CONFIG_MEMCG"]);

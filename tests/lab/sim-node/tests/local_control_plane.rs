@@ -675,14 +675,22 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
     );
 
     // The other control planes follow with `upgrade node`, which reads the version from the cluster.
-    let out = env.kubeadm(&["upgrade", "node", "--ignore-preflight-errors=SystemVerification"]);
+    let out = env.kubeadm(&[
+        "upgrade",
+        "node",
+        "--ignore-preflight-errors=SystemVerification",
+    ]);
     assert!(
         out.status.success() && text(&out).contains("successfully upgraded"),
         "{}",
         text(&out)
     );
     env.set_version("kubeadm", "1.36.2");
-    let out = env.kubeadm(&["upgrade", "node", "--ignore-preflight-errors=SystemVerification"]);
+    let out = env.kubeadm(&[
+        "upgrade",
+        "node",
+        "--ignore-preflight-errors=SystemVerification",
+    ]);
     assert!(
         !out.status.success()
             && text(&out).contains("upgrade the kubeadm package on this node first"),
@@ -815,10 +823,22 @@ fn etcd_learners(env: &Env) {
     if Path::new("/usr/bin/etcdctl").exists() {
         let out = Command::new("/usr/bin/etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints=https://127.0.0.1:2379", "member", "list", "-w", "json"])
+            .args([
+                "--endpoints=https://127.0.0.1:2379",
+                "member",
+                "list",
+                "-w",
+                "json",
+            ])
             .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
-            .arg(format!("--cert={}", pki.join("etcd/healthcheck-client.crt").display()))
-            .arg(format!("--key={}", pki.join("etcd/healthcheck-client.key").display()))
+            .arg(format!(
+                "--cert={}",
+                pki.join("etcd/healthcheck-client.crt").display()
+            ))
+            .arg(format!(
+                "--key={}",
+                pki.join("etcd/healthcheck-client.key").display()
+            ))
             .output()
             .expect("etcdctl");
         assert!(

@@ -461,7 +461,14 @@ fn run_preflight(eff: &Effective, cri: &str, kv: KubeVersion, ignore: &[String])
         checks.push(preflight::dir_available(local.data_dir.clone()));
     }
     preflight::run(checks, ignore).context("error execution phase preflight")?;
-    pull_images(&eff.cluster, eff.version, kv, cri, &eff.init.node_registration, ignore)
+    pull_images(
+        &eff.cluster,
+        eff.version,
+        kv,
+        cri,
+        &eff.init.node_registration,
+        ignore,
+    )
 }
 
 /// addCommonChecks (init and every join): CRI, Swap, the executables, SystemVerification,

@@ -122,7 +122,7 @@ impl JoinArgs {
                 Ok(kv) => config::parse_documents_for(&text, kv),
                 Err(_) => config::parse_documents(&text),
             }
-                .with_context(|| format!("loading {}", path.display()))?;
+            .with_context(|| format!("loading {}", path.display()))?;
             for w in &docs.warnings {
                 eprintln!("{w}");
             }
@@ -1058,7 +1058,10 @@ mod tests {
     fn crash_file_wins_over_env_and_is_one_shot() {
         assert_eq!(crash_request(None, None), None);
         assert_eq!(
-            crash_request(Some("before-promote".into()), Some("learner-added\n".into())),
+            crash_request(
+                Some("before-promote".into()),
+                Some("learner-added\n".into())
+            ),
             Some(("learner-added".into(), true))
         );
         assert_eq!(

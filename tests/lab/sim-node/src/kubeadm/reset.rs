@@ -176,7 +176,9 @@ fn read_apiserver_host(manifest: &Path) -> Option<String> {
     let ep = pod["metadata"]["annotations"]
         ["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"]
         .as_str()?;
-    crate::config::split_host_port(ep, 6443).ok().map(|(h, _)| h)
+    crate::config::split_host_port(ep, 6443)
+        .ok()
+        .map(|(h, _)| h)
 }
 
 /// RemoveStackedEtcdMemberFromCluster: find this node's member by peer URL (else by name) and

@@ -68,9 +68,9 @@ pub fn parse_flags_for(
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
             None => (flag.to_string(), None),
         };
-        if !KNOWN_FLAGS.contains(&name.as_str())
-            && !(old && FLAGS_BEFORE_1_35.contains(&name.as_str()))
-        {
+        let known = KNOWN_FLAGS.contains(&name.as_str())
+            || (old && FLAGS_BEFORE_1_35.contains(&name.as_str()));
+        if !known {
             bail!("failed to parse kubelet flag: unknown flag: --{name}");
         }
         let value = match value {
@@ -377,7 +377,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("unknown flag: --pod-infra-container-image"), "{e}");
+        assert!(
+            e.contains("unknown flag: --pod-infra-container-image"),
+            "{e}"
+        );
         assert!(
             parse_flags_for(
                 &a,
