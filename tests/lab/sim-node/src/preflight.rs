@@ -561,17 +561,24 @@ pub fn ip_forward() -> Check {
     file_content("/proc/sys/net/ipv4/ip_forward", "1")
 }
 
-/// The sandbox image the container runtime reports (CRI Status info "config.sandboxImage"),
-/// when it reports one.
+/// The sandbox image the container runtime reports, like kubeadm's `SandboxImage()`: the
+/// `sandboxImage` of the `config` object in the CRI status info. A runtime without a `config`
+/// (cri-dockerd before it exported one) gives `None` and no warning; a `config` without the
+/// field (containerd 2.0, kubernetes/kubeadm#3146) gives `""`, which kubeadm then warns about.
 pub fn cri_sandbox_image(endpoint: &str) -> Option<String> {
     let info = crate::cri::sim_get(endpoint, "/info").ok()?;
-    [
-        &info["config"]["sandboxImage"],
-        &info["info"]["config"]["sandboxImage"],
-    ]
-    .into_iter()
-    .find_map(|v| v.as_str().map(str::to_string))
-    .filter(|s| !s.is_empty())
+    sandbox_image_of_info(&info)
+}
+
+pub fn sandbox_image_of_info(info: &serde_json::Value) -> Option<String> {
+    let config = info.get("config").filter(|c| c.is_object())?;
+    Some(
+        config
+            .get("sandboxImage")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+    )
 }
 
 /// The sandbox-image warning of ImagePullCheck (a klog warning, not a check finding).
@@ -820,6 +827,22 @@ mod tests {
             .is_none()
         );
         assert!(sandbox_image_warning(None, "registry.k8s.io/pause:3.10.2").is_none());
+    }
+
+    #[test]
+    fn sandbox_image_is_read_from_the_cri_info_config_like_kubeadm() {
+        let info = serde_json::json!({"config": {"sandboxImage": "registry.k8s.io/pause:3.9"}});
+        assert_eq!(
+            sandbox_image_of_info(&info).as_deref(),
+            Some("registry.k8s.io/pause:3.9")
+        );
+        // containerd 2.0: a config without the field is "" (and kubeadm warns about "")
+        let info = serde_json::json!({"config": {"containerd": {}}});
+        assert_eq!(sandbox_image_of_info(&info).as_deref(), Some(""));
+        assert!(sandbox_image_warning(Some(""), "registry.k8s.io/pause:3.10.2").is_some());
+        // no config at all: kubeadm cannot tell and says nothing
+        let info = serde_json::json!({"status": {}});
+        assert_eq!(sandbox_image_of_info(&info), None);
     }
 
     #[test]
