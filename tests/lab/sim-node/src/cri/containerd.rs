@@ -201,7 +201,10 @@ fn daemon(args: &Args) -> Result<()> {
     log_line(
         "info",
         "starting containerd",
-        &[("revision", REVISION), ("version", &format!("v{}", version()))],
+        &[
+            ("revision", REVISION),
+            ("version", &format!("v{}", version())),
+        ],
     );
     for line in &loaded.log {
         let mut fields: Vec<(&str, &str)> = Vec::new();
@@ -225,13 +228,16 @@ fn daemon(args: &Args) -> Result<()> {
                 ),
             ],
         ),
-        Some(why) => log_line("warning", "the CRI service is not served", &[("reason", why)]),
+        Some(why) => log_line(
+            "warning",
+            "the CRI service is not served",
+            &[("reason", why)],
+        ),
     }
 
     let state = crate::paths::p(&loaded.state);
     let lab_dir = state.join("lab");
-    std::fs::create_dir_all(&lab_dir)
-        .with_context(|| format!("creating {}", lab_dir.display()))?;
+    std::fs::create_dir_all(&lab_dir).with_context(|| format!("creating {}", lab_dir.display()))?;
     crate::util::write_file(
         &lab_dir.join("config.json"),
         serde_json::to_vec_pretty(&loaded.to_json())?,
@@ -247,8 +253,7 @@ fn daemon(args: &Args) -> Result<()> {
     let address = crate::paths::p(&loaded.address);
     let backend = start_backend(&lab_dir, &crate::paths::p(&loaded.root))?;
     let backend_socket = backend.as_ref().map(|b| b.socket.clone());
-    let child: Arc<Mutex<Option<Child>>> =
-        Arc::new(Mutex::new(backend.map(|b| b.child)));
+    let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(backend.map(|b| b.child)));
 
     let listener = listen(&address)?;
     let d = Arc::new(Daemon {
@@ -270,7 +275,11 @@ fn daemon(args: &Args) -> Result<()> {
         let child = child.clone();
         std::thread::spawn(move || {
             let sig = sigs.wait();
-            log_line("info", "Stopping containerd", &[("signal", &format!("{sig:?}"))]);
+            log_line(
+                "info",
+                "Stopping containerd",
+                &[("signal", &format!("{sig:?}"))],
+            );
             let _ = std::fs::remove_file(&address);
             stop_backend(&child);
             std::process::exit(0);
@@ -410,7 +419,10 @@ fn start_backend(lab_dir: &Path, root: &Path) -> Result<Option<Backend>> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("the containerd backend did not listen on {} within 20s", socket.display());
+            bail!(
+                "the containerd backend did not listen on {} within 20s",
+                socket.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -522,7 +534,10 @@ fn answer(path: &str, d: &Daemon) -> (u16, Json) {
         ),
         "/runtimeconfig" => match l.cgroup_driver() {
             Ok(driver) => (200, json!({"linux": {"cgroupDriver": driver}})),
-            Err(e) => (500, json!({"error": format!("rpc error: code = Unknown desc = {e:#}")})),
+            Err(e) => (
+                500,
+                json!({"error": format!("rpc error: code = Unknown desc = {e:#}")}),
+            ),
         },
         "/info" => {
             let net = cni_ready(&crate::paths::p(&l.cri.cni_conf_dir));
@@ -596,8 +611,13 @@ mod tests {
 
     #[test]
     fn flags_and_subcommands_parse_like_urfave_cli() {
-        let a = parse_args(&["--config".into(), "/x.toml".into(), "config".into(), "dump".into()])
-            .unwrap_or_else(|_| panic!());
+        let a = parse_args(&[
+            "--config".into(),
+            "/x.toml".into(),
+            "config".into(),
+            "dump".into(),
+        ])
+        .unwrap_or_else(|_| panic!());
         assert_eq!(a.config, PathBuf::from("/x.toml"));
         assert_eq!(a.command, vec!["config", "dump"]);
         assert!(parse_args(&["--bogus".into()]).is_err());

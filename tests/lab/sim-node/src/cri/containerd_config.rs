@@ -175,7 +175,10 @@ const RUNTIME_HANDLER: S = S::Struct(
         ("pod_annotations", S::StrList),
         ("container_annotations", S::StrList),
         ("privileged_without_host_devices", S::Bool),
-        ("privileged_without_host_devices_all_devices_allowed", S::Bool),
+        (
+            "privileged_without_host_devices_all_devices_allowed",
+            S::Bool,
+        ),
         ("base_runtime_spec", S::Str),
         ("cni_conf_dir", S::Str),
         ("cni_max_conf_num", S::Int),
@@ -351,7 +354,10 @@ const TOP: S = S::Struct(
         ("required_plugins", S::StrList),
         ("plugins", S::Map(&S::Any)),
         ("oom_score", S::Int),
-        ("cgroup", S::Struct("config.CgroupConfig", &[("path", S::Str)])),
+        (
+            "cgroup",
+            S::Struct("config.CgroupConfig", &[("path", S::Str)]),
+        ),
         ("proxy_plugins", S::Any),
         ("timeouts", S::Map(&S::Str)),
         ("imports", S::StrList),
@@ -467,10 +473,7 @@ fn parse_file(path: &Path, log: &mut Vec<LogLine>) -> std::result::Result<Table,
     let table: Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
-            let (row, col) = e
-                .span()
-                .map(|s| row_col(&text, s.start))
-                .unwrap_or((1, 1));
+            let (row, col) = e.span().map(|s| row_col(&text, s.start)).unwrap_or((1, 1));
             let msg = e.message().trim().to_string();
             log.push(LogLine::new(
                 "error",
@@ -567,7 +570,11 @@ fn resolve_imports(parent: &Path, imports: &[String]) -> Vec<PathBuf> {
 fn merge(to: &mut Table, from: Table) {
     for (k, v) in from {
         match (k.as_str(), to.get_mut(&k), v) {
-            ("plugins" | "proxy_plugins" | "timeouts" | "stream_processors", Some(Value::Table(dst)), Value::Table(src)) => {
+            (
+                "plugins" | "proxy_plugins" | "timeouts" | "stream_processors",
+                Some(Value::Table(dst)),
+                Value::Table(src),
+            ) => {
                 for (pk, pv) in src {
                     dst.insert(pk, pv);
                 }
@@ -944,7 +951,10 @@ fn cri_settings(
             "info",
             "skip loading plugin",
             &[
-                ("error", "dependency of the CRI service is not available".into()),
+                (
+                    "error",
+                    "dependency of the CRI service is not available".into(),
+                ),
                 ("id", CRI_GRPC.into()),
             ],
         ));
@@ -1025,7 +1035,10 @@ impl Loaded {
         match &self.cri.systemd_cgroup {
             Ok(true) => Ok("SYSTEMD"),
             Ok(false) => Ok("CGROUPFS"),
-            Err(e) => bail!("failed to get runtime options for {:?}: {e}", self.cri.default_runtime),
+            Err(e) => bail!(
+                "failed to get runtime options for {:?}: {e}",
+                self.cri.default_runtime
+            ),
         }
     }
 
@@ -1257,7 +1270,11 @@ mod tests {
         assert!(l.cri.unavailable.is_none());
         assert_eq!(l.cri.systemd_cgroup, Ok(false));
         assert_eq!(l.cri.sandbox_image, DEFAULT_SANDBOX);
-        assert!(has_log(&l, "Ignoring unknown key in TOML for plugin", "sandbox_image"));
+        assert!(has_log(
+            &l,
+            "Ignoring unknown key in TOML for plugin",
+            "sandbox_image"
+        ));
         assert!(has_log(
             &l,
             "Ignoring unknown key in TOML for plugin",
@@ -1273,7 +1290,11 @@ mod tests {
         .unwrap();
         assert_eq!(l.cri.systemd_cgroup, Ok(true));
         assert_eq!(l.cri.sandbox_image, "registry.k8s.io/pause:3.9");
-        assert!(l.log.iter().any(|x| x.msg.contains("migrated from version 2")));
+        assert!(
+            l.log
+                .iter()
+                .any(|x| x.msg.contains("migrated from version 2"))
+        );
         assert!(l.plugins.get(CRI_RUNTIME).is_some());
     }
 
@@ -1289,7 +1310,10 @@ mod tests {
     #[test]
     fn a_version_above_3_refuses_to_start() {
         let e = load_str("version = 4\n").unwrap_err();
-        assert!(e.0.contains("expected containerd config version equal to or less than `3`, got `4`"), "{e}");
+        assert!(
+            e.0.contains("expected containerd config version equal to or less than `3`, got `4`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1306,7 +1330,8 @@ mod tests {
 
     #[test]
     fn disabling_the_cri_plugin_leaves_the_daemon_running_without_cri() {
-        let l = load_str("version = 3\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n").unwrap();
+        let l =
+            load_str("version = 3\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n").unwrap();
         assert!(l.cri.unavailable.as_deref().unwrap().contains("disabled"));
         assert_eq!(l.plugin_status(CRI_GRPC), "skip");
     }
@@ -1336,7 +1361,10 @@ mod tests {
             "version = 3\ndisabled_plugins = ['io.containerd.grpc.v1.cri']\nrequired_plugins = ['io.containerd.grpc.v1.cri']\n",
         )
         .unwrap_err();
-        assert!(e.0.contains("required plugin io.containerd.grpc.v1.cri"), "{e}");
+        assert!(
+            e.0.contains("required plugin io.containerd.grpc.v1.cri"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -35,7 +35,8 @@ fn get(address: &str, path: &str) -> Result<Value> {
 
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut address = std::env::var("CONTAINERD_ADDRESS").unwrap_or_else(|_| DEFAULT_ADDRESS.into());
+    let mut address =
+        std::env::var("CONTAINERD_ADDRESS").unwrap_or_else(|_| DEFAULT_ADDRESS.into());
     let mut i = 0;
     let mut rest = Vec::new();
     while i < args.len() {

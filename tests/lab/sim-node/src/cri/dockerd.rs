@@ -58,15 +58,20 @@ struct Args {
 
 /// The version the package claims (`cri-dockerd.version`, written by the lab's packaging).
 pub fn version() -> String {
-    std::fs::read_to_string(crate::paths::p("/usr/share/kubernetes-sim/cri-dockerd.version"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "0.3.21".to_string())
+    std::fs::read_to_string(crate::paths::p(
+        "/usr/share/kubernetes-sim/cri-dockerd.version",
+    ))
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "0.3.21".to_string())
 }
 
 pub fn main() -> i32 {
-    if std::env::args().skip(1).any(|a| a == "--version" || a == "-v") {
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-v")
+    {
         println!("cri-dockerd {} (lab-simulator)", version());
         return 0;
     }

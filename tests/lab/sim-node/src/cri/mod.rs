@@ -57,9 +57,9 @@ pub fn answers(endpoint: &str) -> Result<()> {
     if let Ok((501, body)) = sim_request(endpoint, "/version") {
         bail!(
             "validate CRI v1 runtime API for endpoint {endpoint:?}: {}",
-            body["error"]
-                .as_str()
-                .unwrap_or("rpc error: code = Unimplemented desc = unknown service runtime.v1.RuntimeService")
+            body["error"].as_str().unwrap_or(
+                "rpc error: code = Unimplemented desc = unknown service runtime.v1.RuntimeService"
+            )
         );
     }
     Ok(())
