@@ -18,6 +18,7 @@ sim_version() { # ROOT NAME VERSION
 # Maintainer scripts as debhelper writes them for packages with systemd units: enable and
 # (re)start the units on configure, stop them before removal, reload systemd afterwards.
 # PREPARE is shell run first on configure (creating a group, say).
+# shellcheck disable=SC2016 # the scripts written here expand $1 and $u themselves
 maint_scripts() { # ROOT "UNIT..." [PREPARE]
 	local root=$1 units=$2 prepare=${3:-}
 	mkdir -p "$root/DEBIAN"

@@ -69,7 +69,7 @@ pub fn main() -> i32 {
             let err = std::process::Command::new(&real)
                 .arg("--address")
                 .arg(&address)
-                .args(&args_without_address(&args))
+                .args(args_without_address(&args))
                 .exec();
             Err(anyhow!("cannot run {}: {err}", real.display()))
         }
