@@ -13,6 +13,7 @@
 //! (the script builds the image and the mirror on first use). The lab is taken down when the
 //! `Lab` is dropped and, as a safety net, when the test process exits (a watchdog process),
 //! unless `LAB_KEEP=1`. [`Lab::shared`] gives all tests of one binary the same lab.
+//! [`Options`] picks the hosts' OS (Debian 12, 13 or mixed) and the busy-apt host.
 //!
 //! The lab needs root: [`Lab::up_or_skip`] and [`Lab::shared`] return `None` (after saying why)
 //! when the tests do not run as root.
@@ -64,7 +65,55 @@ pub type ExecOutput = (i32, String, String);
 struct Inventory {
     cluster: Cluster,
     ssh: Ssh,
+    #[serde(default)]
+    packages: Packages,
     hosts: Vec<Host>,
+}
+
+/// The package sources the inventory names (all served by the lab's mirror).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Packages {
+    /// `http://<mirror>/kubernetes/core:/stable:/v{minor}/deb/`
+    #[serde(default)]
+    pub kubernetes_repo: String,
+    /// `http://<mirror>/docker/linux/debian` (apt: `deb <it> <codename> stable`)
+    #[serde(default)]
+    pub docker_repo: String,
+    /// `http://<mirror>/github/Mirantis/cri-dockerd/releases/download`
+    #[serde(default)]
+    pub cri_dockerd_repo: String,
+    #[serde(default)]
+    pub manifests_mirror: String,
+}
+
+/// How to bring a lab up beyond its size: `tests/lab/lab up --os ... --host-os ...
+/// --busy-apt ...`. The defaults are the script's: Debian 12 everywhere, worker-1 (else the last
+/// master) holding the dpkg lock for a while after each boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `debian12`, `debian13` or `mixed` (even-numbered hosts on Debian 13).
+    pub os: Option<String>,
+    /// Per-host OS overrides, e.g. `("worker-2", "debian13")`.
+    pub host_os: Vec<(String, String)>,
+    /// The busy-apt host, or `"none"`.
+    pub busy_apt: Option<String>,
+}
+
+impl Options {
+    fn args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(os) = &self.os {
+            a.extend(["--os".to_string(), os.clone()]);
+        }
+        for (h, os) in &self.host_os {
+            a.extend(["--host-os".to_string(), format!("{h}={os}")]);
+        }
+        if let Some(b) = &self.busy_apt {
+            a.extend(["--busy-apt".to_string(), b.clone()]);
+        }
+        a
+    }
 }
 
 #[derive(Deserialize)]
@@ -91,11 +140,13 @@ pub struct Lab {
     name: String,
     masters: usize,
     workers: usize,
+    options: Options,
     hosts: Vec<Host>,
     user: String,
     identity_file: PathBuf,
     known_hosts: PathBuf,
     vip: String,
+    packages: Packages,
     keep: bool,
 }
 
@@ -150,15 +201,26 @@ fn run_script(args: &[&str]) -> Result<String, LabError> {
     }
 }
 
+/// A value of the lab NAME's state file (`lab.env`, shell-quoted values), if the lab is up.
+fn state_value(name: &str, key: &str) -> Option<String> {
+    let env = std::fs::read_to_string(Path::new(RUN_DIR).join(name).join("lab.env")).ok()?;
+    let raw = env
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))?
+        .trim();
+    // printf %q: either plain, '...' / $'...' quoted, or backslash-escaped spaces.
+    let v = raw
+        .strip_prefix("$'")
+        .or_else(|| raw.strip_prefix('\''))
+        .map(|r| r.trim_end_matches('\'').to_string())
+        .unwrap_or_else(|| raw.replace("\\ ", " "));
+    Some(v)
+}
+
 /// Masters and workers of the lab NAME if its state says it is up.
 fn running_shape(name: &str) -> Option<(usize, usize)> {
-    let env = std::fs::read_to_string(Path::new(RUN_DIR).join(name).join("lab.env")).ok()?;
-    let value = |key: &str| -> Option<usize> {
-        env.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    Some((value("LAB_MASTERS=")?, value("LAB_WORKERS=")?))
+    let n = |key: &str| state_value(name, key).and_then(|v| v.parse().ok());
+    Some((n("LAB_MASTERS")?, n("LAB_WORKERS")?))
 }
 
 /// A process that takes the lab down once this test process is gone, whatever the reason
@@ -186,8 +248,19 @@ impl Lab {
     /// Brings the lab NAME up with that many masters and workers, or reuses it when it already
     /// runs with that shape (a lab of another shape is taken down first).
     pub fn up(name: &str, masters: usize, workers: usize) -> Result<Lab, LabError> {
+        Lab::up_with(name, masters, workers, &Options::default())
+    }
+
+    /// Like [`Lab::up`], with the hosts' OS and the busy-apt host chosen by OPTIONS.
+    pub fn up_with(
+        name: &str,
+        masters: usize,
+        workers: usize,
+        options: &Options,
+    ) -> Result<Lab, LabError> {
         let keep = keep();
-        if let Some(shape) = running_shape(name)
+        let was_running = running_shape(name);
+        if let Some(shape) = was_running
             && shape != (masters, workers)
         {
             run_script(&["down", "--name", name])?;
@@ -197,7 +270,19 @@ impl Lab {
         }
         let started = Instant::now();
         let (m, w) = (masters.to_string(), workers.to_string());
-        let up = run_script(&["up", "--name", name, "--masters", &m, "--workers", &w]);
+        let mut args: Vec<String> = ["up", "--name", name, "--masters", &m, "--workers", &w]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(options.args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut up = run_script(&args);
+        if up.is_err() && was_running == Some((masters, workers)) {
+            // Same size, other OS or busy-apt host: the script refuses; start afresh.
+            eprintln!("lab: {name} runs with other options; taking it down and up again");
+            run_script(&["down", "--name", name])?;
+            up = run_script(&args);
+        }
         if let Err(e) = up {
             if !keep {
                 let _ = run_script(&["down", "--name", name]);
@@ -212,11 +297,13 @@ impl Lab {
             name: name.to_string(),
             masters,
             workers,
+            options: options.clone(),
             hosts: Vec::new(),
             user: String::new(),
             identity_file: PathBuf::new(),
             known_hosts: PathBuf::new(),
             vip: String::new(),
+            packages: Packages::default(),
             keep,
         };
         lab.load_inventory()?;
@@ -226,11 +313,21 @@ impl Lab {
     /// Like [`Lab::up`], but `None` (with a message) when not running as root; panics when the
     /// lab cannot be brought up, since every test using it would fail anyway.
     pub fn up_or_skip(name: &str, masters: usize, workers: usize) -> Option<Lab> {
+        Lab::up_or_skip_with(name, masters, workers, &Options::default())
+    }
+
+    /// [`Lab::up_or_skip`] with [`Options`].
+    pub fn up_or_skip_with(
+        name: &str,
+        masters: usize,
+        workers: usize,
+        options: &Options,
+    ) -> Option<Lab> {
         if !is_root() {
             skip_without_root();
             return None;
         }
-        match Lab::up(name, masters, workers) {
+        match Lab::up_with(name, masters, workers, options) {
             Ok(lab) => Some(lab),
             Err(e) => panic!("the lab did not come up: {e}"),
         }
@@ -243,6 +340,16 @@ impl Lab {
         masters: usize,
         workers: usize,
     ) -> Option<(&'static Lab, MutexGuard<'static, ()>)> {
+        Lab::shared_with(name, masters, workers, &Options::default())
+    }
+
+    /// [`Lab::shared`] with [`Options`].
+    pub fn shared_with(
+        name: &str,
+        masters: usize,
+        workers: usize,
+        options: &Options,
+    ) -> Option<(&'static Lab, MutexGuard<'static, ()>)> {
         static SERIAL: Mutex<()> = Mutex::new(());
         static SHARED: OnceLock<Lab> = OnceLock::new();
         if !is_root() {
@@ -252,13 +359,13 @@ impl Lab {
         // A failed test poisons the mutex; the next one still gets the lab.
         let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         // Statics are never dropped: the watchdog takes this lab down.
-        let lab = SHARED.get_or_init(|| match Lab::up(name, masters, workers) {
+        let lab = SHARED.get_or_init(|| match Lab::up_with(name, masters, workers, options) {
             Ok(lab) => lab,
             Err(e) => panic!("the lab did not come up: {e}"),
         });
         assert_eq!(
-            (lab.name.as_str(), lab.masters, lab.workers),
-            (name, masters, workers),
+            (lab.name.as_str(), lab.masters, lab.workers, &lab.options),
+            (name, masters, workers, options),
             "Lab::shared is called with different shapes in one test binary"
         );
         Some((lab, guard))
@@ -275,7 +382,56 @@ impl Lab {
         self.identity_file = inv.ssh.identity_file;
         self.known_hosts = inv.ssh.known_hosts;
         self.vip = inv.cluster.control_plane.vip;
+        self.packages = inv.packages;
         Ok(())
+    }
+
+    /// The package sources of the inventory (Kubernetes, Docker, cri-dockerd releases).
+    pub fn packages(&self) -> &Packages {
+        &self.packages
+    }
+
+    /// `http://<bridge address>:<port>`, the mirror as the machine and the hosts reach it.
+    pub fn mirror_url(&self) -> String {
+        self.packages
+            .kubernetes_repo
+            .split("/kubernetes/")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The OS HOST runs: `debian12` or `debian13`.
+    pub fn host_os(&self, host: &str) -> String {
+        self.host(host);
+        state_value(&self.name, "LAB_HOST_OS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{host}=")).map(str::to_string))
+            .unwrap_or_else(|| "debian12".to_string())
+    }
+
+    /// The Debian codename of HOST's OS (`bookworm`, `trixie`).
+    pub fn host_codename(&self, host: &str) -> &'static str {
+        match self.host_os(host).as_str() {
+            "debian13" => "trixie",
+            _ => "bookworm",
+        }
+    }
+
+    /// The base images the lab's hosts boot on, as (Debian suite, root file system).
+    pub fn images(&self) -> Vec<(String, PathBuf)> {
+        state_value(&self.name, "LAB_IMAGES")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|w| w.split_once(':'))
+            .map(|(suite, dir)| (suite.to_string(), PathBuf::from(dir)))
+            .collect()
+    }
+
+    /// The host that holds the dpkg lock for a while after each boot, if any.
+    pub fn busy_apt_host(&self) -> Option<String> {
+        state_value(&self.name, "LAB_BUSY_APT").filter(|h| h != "none" && !h.is_empty())
     }
 
     pub fn name(&self) -> &str {

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Builds the lab's base image (a Debian 12 root file system) into ROOTFS.
+# Builds the lab's base image (a Debian 12 or 13 root file system) into ROOTFS.
 #
-#   build.sh ROOTFS DEBOOTSTRAP_CACHE < sources
+#   build.sh ROOTFS DEBOOTSTRAP_CACHE SUITE < sources
 #
-# `sources` holds "URI SUITE" lines: the Debian archives this machine's apt uses (the first
-# line with the bare suite is used by debootstrap). Called by `tests/lab/lab`, which caches the
-# result by a hash of this directory; run it directly only to debug the recipe.
+# SUITE is bookworm or trixie. `sources` holds "URI SUITE" lines: the Debian archives for that
+# suite (the first line with the bare suite is used by debootstrap). Called by
+# `tests/lab/lab`, which caches the result by a hash of this directory and the suite; run it
+# directly only to debug the recipe.
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-rootfs=${1:?usage: build.sh ROOTFS DEBOOTSTRAP_CACHE < sources}
-cache=${2:?usage: build.sh ROOTFS DEBOOTSTRAP_CACHE < sources}
-suite=bookworm
+usage="usage: build.sh ROOTFS DEBOOTSTRAP_CACHE SUITE < sources"
+rootfs=${1:?$usage}
+cache=${2:?$usage}
+suite=${3:?$usage}
 ops_uid=1000
 
 mapfile -t sources
@@ -77,11 +79,8 @@ rm -f "$rootfs"/etc/ssh/ssh_host_*
 rm -f "$rootfs/etc/hostname" "$rootfs/var/lib/dbus/machine-id"
 : >"$rootfs/etc/resolv.conf"
 
-# apt's timers fire right after the first boot and would hold the dpkg lock while a test
-# installs packages; the lab's hosts are updated by the installer only.
-for unit in apt-daily.timer apt-daily-upgrade.timer; do
-	in_root systemctl mask "$unit" >&2
-done
+# apt's daily timers stay enabled, as on any fresh Debian install (one host per lab also has
+# them take the dpkg lock right after boot: see `lab up --busy-apt`).
 in_root systemctl set-default multi-user.target >&2
 
 kver=$(uname -r)
@@ -89,5 +88,11 @@ install -d "$rootfs/lib/modules/$kver"
 grep -v '^#' "$here/modules.builtin" | grep . >"$rootfs/lib/modules/$kver/modules.builtin"
 : >"$rootfs/lib/modules/$kver/modules.builtin.modinfo"
 in_root depmod -a "$kver"
+
+# Nothing here may pull in iptables: the installer has to install what it needs.
+if in_root dpkg-query -W -f '${Status}' iptables 2>/dev/null | grep -q 'ok installed'; then
+	echo "image: iptables is installed (pulled in by: $(in_root apt-cache rdepends --installed iptables | tail -n +3 | tr -d ' ' | paste -sd,)); the image must not carry it" >&2
+	exit 1
+fi
 
 echo "image: done ($(du -shx "$rootfs" | cut -f1))" >&2

@@ -4,7 +4,9 @@
 
 LAB_CACHE=${LAB_CACHE:-/var/cache/installer-lab}
 LAB_RUN=${LAB_RUN:-/run/installer-lab}
-LAB_SUITE=bookworm
+# Host operating systems the lab can boot, and their Debian suites.
+LAB_OS_LIST="debian12 debian13"
+LAB_DEFAULT_OS=debian12
 LAB_MIRROR_NAME=mirror.lab
 LAB_SUBNET_PREFIX=10.213
 LAB_MAX_MASTERS=9
@@ -70,22 +72,66 @@ ensure_deps() {
 	fi
 }
 
-# Debian archive URIs configured on this machine for the lab's suite (and its -updates and
-# -security companions), as "URI SUITE" lines. Read through apt so both sources formats count;
-# nothing about any particular mirror is written into the project.
-debian_sources() {
+os_suite() { # OS -> Debian suite
+	case $1 in
+	debian12) echo bookworm ;;
+	debian13) echo trixie ;;
+	*) return 1 ;;
+	esac
+}
+suite_number() { case $1 in bookworm) echo 12 ;; trixie) echo 13 ;; *) return 1 ;; esac }
+
+# The Debian release this machine's apt sources are for (the lab derives every suite's archive
+# URIs from them).
+machine_suite() {
+	# shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
+	apt-get indextargets --format '$(RELEASE) $(TARGET_OF) $(IDENTIFIER) $(ORIGIN)' 2>/dev/null |
+		awk '$2 == "deb" && $3 == "Packages" && $4 == "Debian" && $1 !~ /-/ { print $1; exit }'
+}
+
+# Debian archive URIs for SUITE (and its -updates and -security companions), as "URI SUITE"
+# lines: the archives this machine's apt uses for its own release, with the suite renamed. Read
+# through apt so both sources formats count; nothing about any particular mirror is written
+# into the project.
+debian_sources() { # SUITE
+	local suite=$1 base
+	base=$(machine_suite)
+	[ -n "$base" ] || return 0
 	# shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
 	apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(TARGET_OF) $(IDENTIFIER)' 2>/dev/null |
-		awk -v s="$LAB_SUITE" '$3 == "deb" && $4 == "Packages" && ($2 == s || index($2, s "-") == 1) { print $1, $2 }' |
+		awk -v b="$base" -v s="$suite" '$3 == "deb" && $4 == "Packages" && ($2 == b || index($2, b "-") == 1) {
+			print $1, s substr($2, length(b) + 1) }' |
 		sort -u
 }
 
-debian_main_uri() {
-	local uri
-	uri=$(debian_sources | awk -v s="$LAB_SUITE" '$2 == s { print $1; exit }')
-	[ -n "$uri" ] || die "no '$LAB_SUITE' Debian source in this machine's apt configuration
-       (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list); add one and retry"
-	printf '%s\n' "$uri"
+# apt for SUITE: this machine's own configuration for its release; for another release a
+# private configuration under $LAB_CACHE/apt/SUITE (same archives, that suite), updated when it
+# has no package lists yet. Prints the APT_CONFIG file to use, or nothing for the machine's.
+apt_env() { # SUITE
+	local suite=$1 dir uri s
+	[ "$suite" = "$(machine_suite)" ] && return 0
+	dir=$LAB_CACHE/apt/$suite
+	if [ ! -s "$dir/apt.conf" ] || ! ls "$dir"/lists/*Packages* >/dev/null 2>&1; then
+		mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/sources.list.d"
+		: >"$dir/sources.list"
+		while read -r uri s; do
+			printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+				"$uri" "$s" >>"$dir/sources.list"
+		done < <(debian_sources "$suite")
+		[ -s "$dir/sources.list" ] ||
+			die "no Debian source to derive '$suite' from in this machine's apt configuration"
+		{
+			printf 'Dir::Etc::SourceList "%s";\n' "$dir/sources.list"
+			printf 'Dir::Etc::SourceParts "%s";\n' "$dir/sources.list.d"
+			printf 'Dir::State::Lists "%s";\n' "$dir/lists"
+			printf 'Dir::Cache "%s";\n' "$dir/cache"
+			printf 'Acquire::Languages "none";\n'
+		} >"$dir/apt.conf"
+		log "fetching the Debian $suite package lists (once)"
+		APT_CONFIG=$dir/apt.conf apt-get update >&2 ||
+			die "apt-get update for $suite failed; check the machine's network and apt sources"
+	fi
+	printf '%s\n' "$dir/apt.conf"
 }
 
 sha_of_files() { # FILE... -> one hash over the paths (relative) and contents
@@ -131,6 +177,50 @@ host_octet() { # HOST -> last octet of its address
 
 host_role() { case $1 in master-*) echo master ;; *) echo worker ;; esac }
 
+# The OS of every host for `up --os OS [--host-os HOST=OS...]`, as "HOST=OS" words.
+# mixed: even-numbered hosts (master-2, worker-2, ...) run Debian 13, the others Debian 12.
+plan_host_os() { # MASTERS WORKERS OS [HOST=OS...]
+	local masters=$1 workers=$2 os=$3 h n o ov out=()
+	shift 3
+	while read -r h; do
+		n=${h##*-}
+		case $os in
+		mixed) if ((n % 2 == 0)); then o=debian13; else o=debian12; fi ;;
+		*) o=$os ;;
+		esac
+		for ov in "$@"; do [ "${ov%%=*}" = "$h" ] && o=${ov#*=}; done
+		out+=("$h=$o")
+	done < <(host_names "$masters" "$workers")
+	printf '%s\n' "${out[*]}"
+}
+
+host_os() { # HOST (after load_state)
+	local w
+	for w in ${LAB_HOST_OS:-}; do
+		[ "${w%%=*}" = "$1" ] && echo "${w#*=}" && return 0
+	done
+	echo "$LAB_DEFAULT_OS"
+}
+
+# The Debian suites the lab needs: bookworm always (the upstream-like packages take etcd and
+# the CNI plugins from it), plus those of its hosts.
+lab_suites() { # (after load_state, or with LAB_HOST_OS set)
+	local w
+	{
+		echo bookworm
+		for w in ${LAB_HOST_OS:-}; do os_suite "${w#*=}"; done
+	} | awk '!seen[$0]++'
+}
+
+# Lists of "KEY:VALUE" words kept in lab.env (suite -> directory).
+map_get() { # LIST KEY
+	local w
+	for w in $1; do
+		[ "${w%%:*}" = "$2" ] && echo "${w#*:}" && return 0
+	done
+	return 1
+}
+
 # Interface and namespace names that carry the lab's identity, so `down` can find them even
 # when the state directory is gone.
 host_netns() { printf 'il-%s-%s\n' "$1" "$2"; }           # LAB HOST
@@ -151,8 +241,9 @@ save_state() { # LAB
 		printf 'LAB_NAME=%q\n' "$1"
 		printf 'LAB_MASTERS=%q\nLAB_WORKERS=%q\n' "$LAB_MASTERS" "$LAB_WORKERS"
 		printf 'LAB_OCTET=%q\nLAB_PORT=%q\n' "$LAB_OCTET" "$LAB_PORT"
-		printf 'LAB_IMAGE=%q\nLAB_WWW_DEBIAN=%q\nLAB_WWW_KUBE=%q\n' \
-			"$LAB_IMAGE" "${LAB_WWW_DEBIAN:-}" "${LAB_WWW_KUBE:-}"
+		printf 'LAB_HOST_OS=%q\nLAB_BUSY_APT=%q\n' "$LAB_HOST_OS" "${LAB_BUSY_APT:-none}"
+		printf 'LAB_IMAGES=%q\nLAB_WWW_DEBIAN=%q\nLAB_WWW_DOCKER=%q\nLAB_WWW_KUBE=%q\n' \
+			"$LAB_IMAGES" "${LAB_WWW_DEBIAN:-}" "${LAB_WWW_DOCKER:-}" "${LAB_WWW_KUBE:-}"
 	} >"$dir/lab.env.tmp"
 	mv "$dir/lab.env.tmp" "$dir/lab.env"
 }

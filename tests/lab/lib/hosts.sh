@@ -6,17 +6,21 @@
 host_dir() { printf '%s/hosts/%s\n' "$(lab_dir "$1")" "$2"; }
 host_machine() { printf 'il-%s-%s\n' "$1" "$2"; }
 
-# Mounts the host's overlay root and writes its identity into the upper layer the first time:
-# hostname, hosts, empty resolv.conf, machine-id, SSH host keys, the lab user's authorized key,
-# and apt sources pointing at the lab mirror.
+# Mounts the host's overlay root (on the image of its OS) and writes its identity into the
+# upper layer the first time: hostname, hosts, empty resolv.conf, machine-id, SSH host keys, the
+# lab user's authorized key, apt sources pointing at the lab mirror, and on the busy-apt host
+# the boot-time dpkg lock holder.
 host_prepare() { # LAB HOST (after load_state)
-	local lab=$1 host=$2 hdir m t uid gid h
+	local lab=$1 host=$2 hdir m t uid gid h suite image
 	hdir=$(host_dir "$lab" "$host")
 	m=$hdir/merged
+	suite=$(os_suite "$(host_os "$host")")
+	image=$(map_get "$LAB_IMAGES" "$suite") ||
+		die "no $suite image recorded for lab $lab; take it down and up again"
 	mkdir -p "$hdir/upper" "$hdir/work" "$m"
 	if ! mountpoint -q "$m"; then
 		mount -t overlay overlay \
-			-o "lowerdir=$LAB_IMAGE,upperdir=$hdir/upper,workdir=$hdir/work" "$m"
+			-o "lowerdir=$image,upperdir=$hdir/upper,workdir=$hdir/work" "$m"
 	fi
 	[ -f "$hdir/prepared" ] && return 0
 
@@ -47,10 +51,25 @@ host_prepare() { # LAB HOST (after load_state)
 	install -m 0644 "$LAB_KEYDIR/archive-keyring.gpg" "$m/usr/share/keyrings/installer-lab-archive-keyring.gpg"
 	{
 		printf 'Types: deb\nURIs: http://%s%s/debian\n' "$LAB_MIRROR_NAME" "$(port_suffix)"
-		printf 'Suites: %s\nComponents: main\n' "$LAB_SUITE"
+		printf 'Suites: %s\nComponents: main\n' "$suite"
 		printf 'Signed-By: /usr/share/keyrings/installer-lab-archive-keyring.gpg\n'
 	} >"$m/etc/apt/sources.list.d/debian.sources"
+	[ "$host" != "${LAB_BUSY_APT:-none}" ] || busy_apt_prepare "$m"
 	touch "$hdir/prepared"
+}
+
+# The busy-apt host: apt-daily-upgrade.timer also fires one second after every boot and its
+# service holds the dpkg lock for LAB_BUSY_APT_SECONDS (default 25), as unattended-upgrade
+# does on a server catching up after being off.
+busy_apt_prepare() { # MERGED_ROOT
+	local m=$1 secs=${LAB_BUSY_APT_SECONDS:-25}
+	install -D -m 0755 "$LAB_HOME/lib/busy-apt/unattended-upgrade" \
+		"$m/usr/local/lib/installer-lab/unattended-upgrade"
+	install -D -m 0644 "$LAB_HOME/lib/busy-apt/apt-daily-upgrade.timer.conf" \
+		"$m/etc/systemd/system/apt-daily-upgrade.timer.d/lab-busy-apt.conf"
+	mkdir -p "$m/etc/systemd/system/apt-daily-upgrade.service.d"
+	sed "s/@SECONDS@/$secs/g" "$LAB_HOME/lib/busy-apt/apt-daily-upgrade.service.conf" \
+		>"$m/etc/systemd/system/apt-daily-upgrade.service.d/lab-busy-apt.conf"
 }
 
 port_suffix() { [ "$LAB_PORT" = 80 ] || printf ':%s' "$LAB_PORT"; }

@@ -2,11 +2,14 @@
 # The lab mirror: content built by tests/lab/mirror/*.sh and cached under $LAB_CACHE, served
 # per lab over HTTP on the lab bridge by python3's http.server (GET/HEAD only: read-only).
 #
-#   $LAB_CACHE/mirror-key/        the lab's archive signing key (gnupg home, armored + binary public key)
-#   $LAB_CACHE/debs/              downloaded Debian packages (kept across rebuilds)
-#   $LAB_CACHE/debian-<hash>/     signed Debian archive for the hosts
-#   $LAB_CACHE/kube-<hash>/       kubernetes/ and docker/ upstream-like repos
-#   $LAB_RUN/<lab>/www/           what the lab's server serves: links to the above + addons/
+#   $LAB_CACHE/mirror-key/             the lab's archive signing key (gnupg home, public key)
+#   $LAB_CACHE/debs/                   downloaded Debian packages (kept across rebuilds)
+#   $LAB_CACHE/apt/<suite>/            apt configuration and lists for suites other than the
+#                                      machine's own
+#   $LAB_CACHE/debian-<suite>-<hash>/  signed Debian archive of one suite for the hosts
+#   $LAB_CACHE/docker-<suite>-<hash>/  one suite of the download.docker.com-like repo
+#   $LAB_CACHE/kube-<hash>/            kubernetes/ (pkgs.k8s.io-like) and github/ (release assets)
+#   $LAB_RUN/<lab>/www/                what the lab's server serves: links to the above + addons/
 
 LAB_KEYDIR=$LAB_CACHE/mirror-key
 LAB_MIRROR_PORT_DEFAULT=80
@@ -50,14 +53,20 @@ stop_gpg_agent() { gpgconf --homedir "$GNUPGHOME" --kill gpg-agent 2>/dev/null |
 
 # Builds DIR with CMD into a temporary sibling, renamed into place when complete, so a killed
 # build never leaves a half-made cache entry. Holds the mirror lock while building; returns
-# at once when another `up` built DIR meanwhile.
-build_atomically() { # DIR LOG CMD...
-	local dir=$1 logf=$2 tmp=$1.tmp-$$ d rc=0
+# at once when another `up` built DIR meanwhile. CMD gets the temporary directory as its first
+# argument, before the others.
+build_atomically() { # DIR LOG CMD [ARGS...]
+	local dir=$1 logf=$2 tmp=$1.tmp-$$ d rc=0 cmd=()
 	shift 2
+	# "env [VAR=...]... PROGRAM": the directory goes right after PROGRAM.
+	while [ $# -gt 0 ]; do
+		cmd+=("$1")
+		case $1 in env | *=*) shift ;; *) shift && break ;; esac
+	done
 	mirror_lock
 	if [ ! -d "$dir" ]; then
 		for d in "${dir%-*}"-*.tmp-*; do remove_tree "$d"; done
-		if "$@" "$tmp" >"$logf" 2>&1; then
+		if "${cmd[@]}" "$tmp" "$@" >"$logf" 2>&1; then
 			mv "$tmp" "$dir"
 			prune_mirrors "$dir"
 		else
@@ -71,35 +80,42 @@ build_atomically() { # DIR LOG CMD...
 	return "$rc"
 }
 
-apt_lists_stamp() {
-	stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -c1-16
+apt_lists_dir() { # APT_CONFIG file or "" -> the package lists directory apt uses
+	if [ -n "$1" ]; then
+		dirname "$1" | sed 's|$|/lists|'
+	else
+		echo /var/lib/apt/lists
+	fi
+}
+apt_lists_stamp() { # LISTS_DIR
+	stat -c '%n %Y %s' "$1"/*Packages* 2>/dev/null | sha256sum | cut -c1-16
 }
 
-# Prints the Debian archive's directory for the image ROOTFS, building it when needed.
-ensure_debian_mirror() { # ROOTFS
-	local rootfs=$1 key dir start
-	if [ -z "$(apt_lists_stamp_files)" ]; then
+# Prints the Debian archive's directory for SUITE and its image ROOTFS, building it when needed.
+ensure_debian_mirror() { # SUITE ROOTFS
+	local suite=$1 rootfs=$2 key dir start aptconf lists
+	aptconf=$(apt_env "$suite")
+	lists=$(apt_lists_dir "$aptconf")
+	if ! ls "$lists"/*Packages* >/dev/null 2>&1; then
 		log "this machine has no apt package lists yet: running apt-get update"
 		apt-get update >&2 || die "apt-get update failed; check the machine's apt sources"
 	fi
 	key=$({
-		cat "$LAB_HOME"/mirror/debian-packages "$LAB_HOME"/mirror/debian.sh "$LAB_HOME"/mirror/repo.sh
-		printf '%s\n' "$rootfs" "$(apt_lists_stamp)" "$(cat "$LAB_KEYDIR/archive-key.asc")"
+		cat "$LAB_HOME"/mirror/debian-packages* "$LAB_HOME"/mirror/debian.sh "$LAB_HOME"/mirror/repo.sh
+		printf '%s\n' "$suite" "$rootfs" "$(apt_lists_stamp "$lists")" "$(cat "$LAB_KEYDIR/archive-key.asc")"
 	} | sha256sum | cut -c1-16)
-	dir=$LAB_CACHE/debian-$key
+	dir=$LAB_CACHE/debian-$suite-$key
 	if [ ! -d "$dir" ]; then
 		start=$(now_ms)
-		log "building the Debian mirror $key (downloads are cached in $LAB_CACHE/debs)"
-		build_atomically "$dir" "$LAB_CACHE/debian.log" \
-			debian_build "$rootfs" ||
-			die "building the Debian mirror failed (log above, full log: $LAB_CACHE/debian.log)"
-		log "Debian mirror built in $(elapsed "$start"): $(wc -l <"$dir/PACKAGES.txt") packages"
+		log "building the Debian $suite mirror $key (downloads are cached in $LAB_CACHE/debs)"
+		build_atomically "$dir" "$LAB_CACHE/debian-$suite.log" \
+			env ${aptconf:+APT_CONFIG="$aptconf"} "$LAB_HOME/mirror/debian.sh" "$rootfs" "$LAB_CACHE/debs" "$suite" ||
+			die "building the Debian $suite mirror failed (log above, full log: $LAB_CACHE/debian-$suite.log)"
+		log "Debian $suite mirror built in $(elapsed "$start"): $(wc -l <"$dir/PACKAGES.txt") packages"
 	fi
 	touch "$dir" # in use: not pruned for another hour
 	printf '%s\n' "$dir"
 }
-apt_lists_stamp_files() { ls /var/lib/apt/lists/*Packages* 2>/dev/null || true; }
-debian_build() { "$LAB_HOME/mirror/debian.sh" "$2" "$1" "$LAB_CACHE/debs"; }
 
 # Builds the simulators (unless LAB_SIM_BUILD=0). A failed build is reported, not fatal: the
 # packages are made from whatever binaries exist and the missing ones are listed.
@@ -114,6 +130,7 @@ build_simulators() {
 	fi
 	local start
 	start=$(now_ms)
+	mkdir -p "$LAB_CACHE"
 	if (cd "$LAB_REPO" && "$cargo" build -p sim-node -p sim-apiserver --bins) >"$LAB_CACHE/sim-build.log" 2>&1; then
 		log "simulators built ($(elapsed "$start"))"
 	else
@@ -127,11 +144,11 @@ sim_bindir() { printf '%s/debug\n' "${CARGO_TARGET_DIR:-$LAB_REPO/target}"; }
 kubectl_path() { printf '%s\n' "${LAB_KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}"; }
 
 # Prints the upstream-like repos' directory, building it when an input changed.
-ensure_kube_mirror() { # DEBIAN_DIR
+ensure_kube_mirror() { # DEBIAN_DIR (Debian 12's)
 	local debian=$1 key dir start bindir b
 	bindir=$(sim_bindir)
 	key=$({
-		cat "$LAB_HOME"/mirror/kubernetes.sh "$LAB_HOME"/mirror/repo.sh "$LAB_HOME"/mirror/versions
+		cat "$LAB_HOME"/mirror/kubernetes.sh "$LAB_HOME"/mirror/repo.sh "$LAB_HOME"/mirror/deb.sh "$LAB_HOME"/mirror/versions
 		find "$LAB_HOME/mirror/packaging" -type f | LC_ALL=C sort | xargs cat
 		for b in kubeadm kubelet crictl cri-dockerd kube-apiserver kube-controller-manager kube-scheduler; do
 			[ -x "$bindir/$b" ] && sha256sum <"$bindir/$b"
@@ -143,10 +160,11 @@ ensure_kube_mirror() { # DEBIAN_DIR
 	dir=$LAB_CACHE/kube-$key
 	if [ ! -d "$dir" ]; then
 		start=$(now_ms)
-		log "building the Kubernetes/Docker repos $key"
-		build_atomically "$dir" "$LAB_CACHE/kube.log" kube_build "$debian" ||
+		log "building the Kubernetes repos and release assets $key"
+		build_atomically "$dir" "$LAB_CACHE/kube.log" \
+			"$LAB_HOME/mirror/kubernetes.sh" "$(sim_bindir)" "$debian/pool" "$(kubectl_path)" ||
 			die "building the Kubernetes repos failed (log above, full log: $LAB_CACHE/kube.log)"
-		log "Kubernetes/Docker repos built in $(elapsed "$start")"
+		log "Kubernetes repos and release assets built in $(elapsed "$start")"
 	fi
 	touch "$dir" # in use: not pruned for another hour
 	if [ -s "$dir/MISSING.txt" ]; then
@@ -155,16 +173,52 @@ ensure_kube_mirror() { # DEBIAN_DIR
 	fi
 	printf '%s\n' "$dir"
 }
-kube_build() { "$LAB_HOME/mirror/kubernetes.sh" "$2" "$(sim_bindir)" "$1/pool" "$(kubectl_path)"; }
 
-# Builds or finds all mirror content; sets LAB_WWW_DEBIAN and LAB_WWW_KUBE. Cargo has its own
-# lock, so the simulators are built first; the mirror lock is taken only to build (a cached
-# mirror never waits for another lab's build).
-ensure_mirror() { # ROOTFS
+# Prints the Docker repository's directory for SUITE, building it when an input changed.
+ensure_docker_mirror() { # SUITE DEBIAN_DIR
+	local suite=$1 debian=$2 key dir start bindir b
+	bindir=$(sim_bindir)
+	key=$({
+		cat "$LAB_HOME"/mirror/docker.sh "$LAB_HOME"/mirror/repo.sh "$LAB_HOME"/mirror/deb.sh "$LAB_HOME"/mirror/versions
+		find "$LAB_HOME/mirror/packaging" -type f | LC_ALL=C sort | xargs cat
+		for b in containerd ctr; do
+			[ -x "$bindir/$b" ] && sha256sum <"$bindir/$b"
+		done
+		printf '%s\n' "$suite"
+		find "$debian/pool" -name '*.deb' -printf '%f\n' | sort
+		cat "$LAB_KEYDIR/archive-key.asc"
+	} 2>/dev/null | sha256sum | cut -c1-16)
+	dir=$LAB_CACHE/docker-$suite-$key
+	if [ ! -d "$dir" ]; then
+		start=$(now_ms)
+		log "building the Docker repository for $suite $key"
+		build_atomically "$dir" "$LAB_CACHE/docker-$suite.log" \
+			"$LAB_HOME/mirror/docker.sh" "$suite" "$bindir" "$debian/pool" ||
+			die "building the Docker repository failed (log above, full log: $LAB_CACHE/docker-$suite.log)"
+		log "Docker repository for $suite built in $(elapsed "$start")"
+	fi
+	touch "$dir"
+	printf '%s\n' "$dir"
+}
+
+# Builds or finds all mirror content for the suites SUITE...: base images, Debian archives,
+# Docker repositories, and the suite-independent Kubernetes repos and release assets. Sets
+# LAB_IMAGES, LAB_WWW_DEBIAN and LAB_WWW_DOCKER ("suite:dir" words) and LAB_WWW_KUBE. Cargo has
+# its own lock, so the simulators are built first; the mirror lock is taken only to build (a
+# cached mirror never waits for another lab's build).
+ensure_mirror() { # SUITE...
+	local suite rootfs debian
 	build_simulators
 	ensure_mirror_key
-	LAB_WWW_DEBIAN=$(ensure_debian_mirror "$1")
-	LAB_WWW_KUBE=$(ensure_kube_mirror "$LAB_WWW_DEBIAN")
+	LAB_IMAGES="" LAB_WWW_DEBIAN="" LAB_WWW_DOCKER=""
+	for suite in "$@"; do
+		rootfs=$(ensure_image "$suite")
+		debian=$(ensure_debian_mirror "$suite" "$rootfs")
+		LAB_IMAGES="${LAB_IMAGES:+$LAB_IMAGES }$suite:$rootfs"
+		LAB_WWW_DEBIAN="${LAB_WWW_DEBIAN:+$LAB_WWW_DEBIAN }$suite:$debian"
+		LAB_WWW_DOCKER="${LAB_WWW_DOCKER:+$LAB_WWW_DOCKER }$suite:$(ensure_docker_mirror "$suite" "$debian")"
+	done
+	LAB_WWW_KUBE=$(ensure_kube_mirror "$(map_get "$LAB_WWW_DEBIAN" bookworm)")
 }
 
 # Cached mirror builds that no lab uses and that are older than an hour go away (an `up`
@@ -173,20 +227,44 @@ prune_mirrors() { # KEEP_DIR
 	local d in_use
 	in_use=$(cat "$LAB_RUN"/*/lab.env 2>/dev/null || true)
 	while read -r d; do
-		case $d in *.tmp-* | "$1" | "${LAB_WWW_DEBIAN:-}" | "${LAB_WWW_KUBE:-}") continue ;; esac
-		grep -qF "$d" <<<"$in_use" && continue
+		case $d in *.tmp-* | "$1" | "${LAB_WWW_KUBE:-}") continue ;; esac
+		grep -qF "$d" <<<"$in_use ${LAB_WWW_DEBIAN:-} ${LAB_WWW_DOCKER:-}" && continue
 		remove_tree "$d"
-	done < <(find "$LAB_CACHE" -mindepth 1 -maxdepth 1 -type d \( -name 'debian-*' -o -name 'kube-*' \) -mmin +60)
+	done < <(find "$LAB_CACHE" -mindepth 1 -maxdepth 1 -type d \( -name 'debian-*' -o -name 'docker-*' -o -name 'kube-*' \) -mmin +60)
 }
 
-# The tree the lab's HTTP server serves.
+# The tree the lab's HTTP server serves:
+#   debian/dists/SUITE, debian/pool/SUITE         each suite's Debian archive
+#   docker/linux/debian/dists/SUITE, .../gpg       the Docker repository, download.docker.com's layout
+#   kubernetes/core:/stable:/vMINOR/deb/           pkgs.k8s.io's layout
+#   github/Mirantis/cri-dockerd/releases/download/ GitHub's layout
 mirror_www() { # LAB
-	local www
+	local www w suite dir new
 	www=$(lab_dir "$1")/www
 	mkdir -p "$www"
-	ln -sfn "$LAB_WWW_DEBIAN" "$www/debian"
+	# Rebuilt beside the served tree and swapped in, so the server never sees half of it.
+	new=$www/.new-$$
+	rm -rf --one-file-system "$new"
+	mkdir -p "$new/debian/dists" "$new/debian/pool" "$new/docker/linux/debian/dists"
+	for w in $LAB_WWW_DEBIAN; do
+		suite=${w%%:*} dir=${w#*:}
+		ln -sfn "$dir/dists/$suite" "$new/debian/dists/$suite"
+		ln -sfn "$dir/pool/$suite" "$new/debian/pool/$suite"
+	done
+	for w in $LAB_WWW_DOCKER; do
+		suite=${w%%:*} dir=${w#*:}
+		ln -sfn "$dir/dists/$suite" "$new/docker/linux/debian/dists/$suite"
+		ln -sfn "$dir/gpg" "$new/docker/linux/debian/gpg"
+	done
+	for w in debian docker; do
+		rm -rf --one-file-system "$www/.old-$w"
+		[ ! -e "$www/$w" ] || mv "$www/$w" "$www/.old-$w"
+		mv "$new/$w" "$www/$w"
+		rm -rf --one-file-system "$www/.old-$w"
+	done
+	rmdir "$new"
 	ln -sfn "$LAB_WWW_KUBE/kubernetes" "$www/kubernetes"
-	ln -sfn "$LAB_WWW_KUBE/docker" "$www/docker"
+	ln -sfn "$LAB_WWW_KUBE/github" "$www/github"
 	ln -sfn "$LAB_KEYDIR/archive-key.asc" "$www/lab-archive-key.asc"
 	# The addon manifests, as a user's internal mirror would serve them.
 	if [ -d "$LAB_REPO/../shared/upstream" ]; then

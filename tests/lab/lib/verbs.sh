@@ -1,17 +1,52 @@
 # shellcheck shell=bash
 # The verbs of tests/lab/lab, one function each: verb_<name> LAB [ARGS].
 
-verb_image() { # LAB
-	ensure_deps
-	ensure_image
+# --os OS for the verbs that build without a lab: sets SUITES to the suites that OS needs.
+os_suites_arg() { # VERB [--os OS]
+	local verb=$1 os=$LAB_DEFAULT_OS
+	shift
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--os) os=${2:?--os needs a value} && shift 2 ;;
+		*) die "$verb: unknown argument '$1' (usage: $verb [--os debian12|debian13|mixed])" ;;
+		esac
+	done
+	check_os "$os"
+	LAB_HOST_OS=$(plan_host_os 2 2 "$os")
+	mapfile -t SUITES < <(lab_suites)
 }
 
-verb_mirror() { # LAB
-	local rootfs
+check_os() { # OS
+	case " $LAB_OS_LIST mixed " in
+	*" $1 "*) ;;
+	*) die "unknown OS '$1': use one of $LAB_OS_LIST mixed" ;;
+	esac
+}
+
+verb_image() { # LAB [--os OS]
+	local suite
+	shift
+	os_suites_arg image "$@"
 	ensure_deps
-	rootfs=$(ensure_image)
-	ensure_mirror "$rootfs"
-	printf '%s\n%s\n' "$LAB_WWW_DEBIAN" "$LAB_WWW_KUBE"
+	for suite in "${SUITES[@]}"; do
+		printf '%s %s\n' "$suite" "$(ensure_image "$suite")"
+	done
+}
+
+verb_mirror() { # LAB [--os OS]
+	local w f rel
+	shift
+	os_suites_arg mirror "$@"
+	ensure_deps
+	ensure_mirror "${SUITES[@]}"
+	for w in $LAB_WWW_DEBIAN; do printf 'debian %s %s\n' "${w%%:*}" "${w#*:}"; done
+	for w in $LAB_WWW_DOCKER; do printf 'docker %s %s\n' "${w%%:*}" "${w#*:}"; done
+	printf 'kubernetes+github %s\n' "$LAB_WWW_KUBE"
+	# The release assets' checksums, as served next to them (github/.../vVERSION/SHA256SUMS).
+	while read -r f; do
+		rel=${f#"$LAB_WWW_KUBE"/}
+		awk -v d="${rel%/SHA256SUMS}" '{ print "sha256", $1, d "/" $2 }' "$f"
+	done < <(find "$LAB_WWW_KUBE/github" -name SHA256SUMS 2>/dev/null | sort)
 }
 
 lab_lock() { # LAB: one verb at a time changes a lab
@@ -22,30 +57,53 @@ lab_lock() { # LAB: one verb at a time changes a lab
 	trap 'flock -u 9 2>/dev/null || true' EXIT
 }
 
-verb_up() { # LAB [--masters N] [--workers M]
-	local lab=$1 masters=3 workers=2 start t
+verb_up() { # LAB [--masters N] [--workers M] [--os OS] [--host-os HOST=OS]... [--busy-apt HOST|none]
+	local lab=$1 masters=3 workers=2 os=$LAB_DEFAULT_OS overrides=() busy="" start t plan ov suites
+	local usage="usage: up [--masters N] [--workers M] [--os debian12|debian13|mixed] [--host-os HOST=OS]... [--busy-apt HOST|none] [--name LAB]"
 	shift
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--masters) masters=${2:?--masters needs a number} && shift 2 ;;
 		--workers) workers=${2:?--workers needs a number} && shift 2 ;;
-		*) die "up: unknown argument '$1' (usage: up [--masters N] [--workers M] [--name LAB])" ;;
+		--os) os=${2:?--os needs a value} && shift 2 ;;
+		--host-os) overrides+=("${2:?--host-os needs HOST=OS}") && shift 2 ;;
+		--busy-apt) busy=${2:?--busy-apt needs a host or none} && shift 2 ;;
+		*) die "up: unknown argument '$1' ($usage)" ;;
 		esac
 	done
 	[[ $masters =~ ^[0-9]+$ && $masters -ge 1 && $masters -le $LAB_MAX_MASTERS ]] ||
 		die "up: --masters must be 1..$LAB_MAX_MASTERS"
 	[[ $workers =~ ^[0-9]+$ && $workers -le $LAB_MAX_WORKERS ]] ||
 		die "up: --workers must be 0..$LAB_MAX_WORKERS"
+	check_os "$os"
+	for ov in "${overrides[@]}"; do
+		[[ $ov == *=* ]] || die "up: --host-os needs HOST=OS, not '$ov'"
+		host_names "$masters" "$workers" | grep -qx "${ov%%=*}" || die "up: --host-os: no host '${ov%%=*}' in this lab"
+		[[ " $LAB_OS_LIST " == *" ${ov#*=} "* ]] || die "up: --host-os: unknown OS '${ov#*=}' (use one of $LAB_OS_LIST)"
+	done
+	plan=$(plan_host_os "$masters" "$workers" "$os" "${overrides[@]}")
+	# One host keeps apt busy right after boot: the first worker, else the last master.
+	if [ -z "$busy" ]; then
+		if [ "$workers" -gt 0 ]; then busy=worker-1; else busy=master-$masters; fi
+	fi
+	[ "$busy" = none ] || host_names "$masters" "$workers" | grep -qx "$busy" ||
+		die "up: --busy-apt: no host '$busy' in this lab"
 	start=$(now_ms)
 	ensure_deps
 	lab_lock "$lab"
 	if load_state "$lab"; then
-		if [ "$LAB_MASTERS" != "$masters" ] || [ "$LAB_WORKERS" != "$workers" ]; then
-			die "lab '$lab' exists with $LAB_MASTERS masters and $LAB_WORKERS workers; take it down first: $0 down --name $lab"
+		if [ "$LAB_MASTERS" != "$masters" ] || [ "$LAB_WORKERS" != "$workers" ] ||
+			[ "$LAB_HOST_OS" != "$plan" ] || [ "$LAB_BUSY_APT" != "$busy" ]; then
+			die "lab '$lab' exists with another shape ($LAB_MASTERS masters, $LAB_WORKERS workers, $LAB_HOST_OS, busy apt: $LAB_BUSY_APT); take it down first: $0 down --name $lab"
 		fi
-		ensure_mirror "$LAB_IMAGE"
+		local images=$LAB_IMAGES
+		mapfile -t suites < <(lab_suites)
+		ensure_mirror "${suites[@]}"
+		# Running hosts keep the image they booted on.
+		LAB_IMAGES=$images
 		save_state "$lab"
 	else
+		LAB_HOST_OS=$plan LAB_BUSY_APT=$busy
 		lab_create "$lab" "$masters" "$workers"
 	fi
 	load_state "$lab"
@@ -64,14 +122,15 @@ verb_up() { # LAB [--masters N] [--workers M]
 	verb_status "$lab" >&2
 }
 
-# First `up` of a lab: image, mirror, subnet, client key, state.
+# First `up` of a lab: images, mirror, subnet, client key, state (LAB_HOST_OS and LAB_BUSY_APT
+# are set by the caller).
 lab_create() { # LAB MASTERS WORKERS
-	local lab=$1 dir
+	local lab=$1 dir suites
 	dir=$(lab_dir "$lab")
 	# Leftovers of an earlier lab of this name (a killed `up`, a reboot of this machine).
 	lab_teardown "$lab"
-	LAB_IMAGE=$(ensure_image)
-	ensure_mirror "$LAB_IMAGE"
+	mapfile -t suites < <(lab_suites)
+	ensure_mirror "${suites[@]}"
 	LAB_MASTERS=$2 LAB_WORKERS=$3
 	LAB_PORT=${LAB_MIRROR_PORT:-$LAB_MIRROR_PORT_DEFAULT}
 	mkdir -p "$dir/hosts"
@@ -134,7 +193,7 @@ verb_status() { # LAB
 	require_lab "$lab"
 	printf 'lab %s: %s masters, %s workers on %s.0/24 (bridge %s)\n' "$lab" "$LAB_MASTERS" \
 		"$LAB_WORKERS" "$LAB_SUBNET" "$(lab_bridge "$lab")"
-	printf '%-10s %-7s %-15s %-9s %-12s %s\n' HOST ROLE ADDRESS STATE LINK MEMORY
+	printf '%-10s %-7s %-9s %-15s %-9s %-12s %s\n' HOST ROLE OS ADDRESS STATE LINK MEMORY
 	while read -r h; do
 		state=stopped mem=-
 		if host_running "$lab" "$h"; then
@@ -146,10 +205,12 @@ verb_status() { # LAB
 		fi
 		link=connected
 		host_partitioned "$lab" "$h" && link=partitioned
-		printf '%-10s %-7s %-15s %-9s %-12s %s\n' "$h" "$(host_role "$h")" "$(host_ip "$h")" \
-			"$state" "$link" "$mem"
+		printf '%-10s %-7s %-9s %-15s %-9s %-12s %s\n' "$h" "$(host_role "$h")" "$(host_os "$h")" \
+			"$(host_ip "$h")" "$state" "$link" "$mem"
 	done < <(host_names "$LAB_MASTERS" "$LAB_WORKERS")
 	printf 'vip:         %s (reserved, unassigned by the lab)\n' "$LAB_VIP"
+	printf 'busy apt:    %s (holds the dpkg lock for %ss after each boot)\n' "$LAB_BUSY_APT" \
+		"${LAB_BUSY_APT_SECONDS:-25}"
 	if mirror_pid "$lab" >/dev/null; then state=serving; else state="not running"; fi
 	printf 'mirror:      %s/ (%s; hosts know it as %s)\n' "$(mirror_url)" "$state" "$LAB_MIRROR_NAME"
 	printf 'ssh:         %s@HOST, key %s\n' "$LAB_USER" "$(lab_dir "$lab")/id_ed25519"
@@ -184,7 +245,8 @@ ssh:
   hostKeyPolicy: strict
 packages:
   kubernetesRepo: $(mirror_url)/kubernetes/core:/stable:/v{minor}/deb/
-  dockerRepo: $(mirror_url)/docker/
+  dockerRepo: $(mirror_url)/docker/linux/debian
+  criDockerdRepo: $(mirror_url)/github/Mirantis/cri-dockerd/releases/download
   manifestsMirror: $(mirror_url)/addons/
 hosts:
 EOF

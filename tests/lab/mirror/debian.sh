@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds the Debian part of the lab mirror: the packages in debian-packages plus everything
-# apt on this machine would install with them onto the base image, as a signed archive
-# (dists/bookworm/main/binary-amd64) that lab hosts use as their only Debian source.
+# Builds the Debian part of the lab mirror for one suite: the packages in debian-packages (and
+# debian-packages.SUITE) plus everything apt would install with them onto that suite's base
+# image, as a signed archive (dists/SUITE/main/binary-amd64, pool/SUITE/main/...) that lab
+# hosts use as their only Debian source.
 #
-#   debian.sh OUT ROOTFS DEBCACHE        (GNUPGHOME: the lab's signing key ring)
+#   debian.sh OUT ROOTFS DEBCACHE SUITE
+#   (GNUPGHOME: the lab's signing key ring; APT_CONFIG: apt for SUITE when it is not this
+#   machine's own release)
 #
 # The set is resolved by apt's own solver, all packages at once, against the image's dpkg
 # status. Any subset installs from it too: a host's apt sees only the mirror, so where the
@@ -13,15 +16,17 @@
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: debian.sh OUT ROOTFS DEBCACHE}
-rootfs=${2:?usage: debian.sh OUT ROOTFS DEBCACHE}
-debs=${3:?usage: debian.sh OUT ROOTFS DEBCACHE}
+usage="usage: debian.sh OUT ROOTFS DEBCACHE SUITE"
+out=${1:?$usage}
+rootfs=${2:?$usage}
+debs=${3:?$usage}
+suite=${4:?$usage}
 : "${GNUPGHOME:?GNUPGHOME must point at the lab key ring}"
 # shellcheck source=repo.sh
 . "$here/repo.sh"
 
 mkdir -p "$out"
-mapfile -t wanted < <(grep -v '^#' "$here/debian-packages" | grep .)
+mapfile -t wanted < <(cat "$here/debian-packages" "$here/debian-packages.$suite" 2>/dev/null | grep -v '^#' | grep .)
 apt_opts=(-o "Dir::State::status=$rootfs/var/lib/dpkg/status" -o APT::Install-Recommends=true)
 
 # "name=version" of every package apt would install (or upgrade) on the image.
@@ -32,7 +37,7 @@ if ! apt-get -s "${apt_opts[@]}" install "${wanted[@]}" >"$out/.sim" 2>&1; then
 fi
 sed -n 's/^Inst \([^ ]*\) \(\[[^]]*\] \)\{0,1\}(\([^ ]*\) .*/\1=\3/p' "$out/.sim" | sort -u >"$out/PACKAGES.txt"
 rm -f "$out/.sim"
-echo "mirror: $(wc -l <"$out/PACKAGES.txt") Debian packages to serve" >&2
+echo "mirror: $(wc -l <"$out/PACKAGES.txt") Debian $suite packages to serve" >&2
 
 # Download what the cache lacks; apt-get download checks every file against the signed
 # indexes of this machine's sources.
@@ -50,16 +55,17 @@ if [ ${#need[@]} -gt 0 ]; then
 	(cd "$debs" && apt-get download "${need[@]}" >&2)
 fi
 
-mkdir -p "$out/dists/bookworm/main/binary-amd64"
+mkdir -p "$out/dists/$suite/main/binary-amd64"
 while read -r f; do
 	name=${f%%_*}
 	case $name in lib?*) prefix=${name:0:4} ;; *) prefix=${name:0:1} ;; esac
-	dest=$out/pool/main/$prefix/$name/${f/_[0-9]*%3a/_} # pool names carry no epoch
+	# Each suite has its own pool, so several suites can be served side by side.
+	dest=$out/pool/$suite/main/$prefix/$name/${f/_[0-9]*%3a/_} # pool names carry no epoch
 	mkdir -p "${dest%/*}"
 	ln -f "$debs/$f" "$dest" 2>/dev/null || cp "$debs/$f" "$dest"
 done <"$out/.files"
 rm -f "$out/.files"
 
-index_packages "$out" pool/main "$out/dists/bookworm/main/binary-amd64"
-release_and_sign "$out/dists/bookworm" "installer lab Debian mirror" bookworm bookworm main
+index_packages "$out" "pool/$suite/main" "$out/dists/$suite/main/binary-amd64"
+release_and_sign "$out/dists/$suite" "installer lab Debian mirror" "$suite" "$suite" main
 echo "mirror: Debian archive ready ($(du -sh "$out" | cut -f1))" >&2

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the upstream-like part of the lab mirror:
+# Builds the suite-independent upstream-like part of the lab mirror:
 #   kubernetes/core:/stable:/vMINOR/deb/   flat repos as on pkgs.k8s.io (InRelease, Release.key)
-#   docker/                                a download.docker.com-like repo holding cri-dockerd
+#   github/Mirantis/cri-dockerd/releases/download/vVERSION/
+#                                          cri-dockerd's release assets (.deb per distro, .tgz),
+#                                          plus SHA256SUMS (the lab's; upstream publishes none)
 # Package names, versions, paths and dependencies follow upstream; the kubeadm, kubelet,
 # crictl and cri-dockerd binaries are the lab simulators, kubectl is the real binary, etcd and
-# the CNI plugins come from Debian's packages.
+# the CNI plugins come from Debian 12's packages.
 #
 #   kubernetes.sh OUT SIMBIN DEBIAN_POOL KUBECTL
 #   (GNUPGHOME: the lab's signing key ring; LAB_ARCHIVE_KEY: its armored public key)
@@ -23,6 +25,8 @@ kubectl=${4:?$usage}
 : "${LAB_ARCHIVE_KEY:?LAB_ARCHIVE_KEY must name the lab key (armored)}"
 # shellcheck source=repo.sh
 . "$here/repo.sh"
+# shellcheck source=deb.sh
+. "$here/deb.sh"
 
 work=$(mktemp -d)
 trap 'rm -rf --one-file-system "$work"' EXIT
@@ -49,40 +53,8 @@ debian_files() { # NAME
 	printf '%s\n' "$dir"
 }
 
-debian_version() { # NAME -> upstream part of the pool package's version
-	find "$pool" -name "${1}_*.deb" | sort | tail -n 1 | sed 's/.*_\([0-9.]*\)[^_]*_[^_]*\.deb$/\1/'
-}
-
-# build_deb NAME VERSION ROOT DEPENDS DESCRIPTION [UNIT|-] -> .deb in $4's repo dir ($dest)
-build_deb() {
-	local name=$1 version=$2 root=$3 depends=$4 description=$5 unit=${6:-}
-	mkdir -p "$root/DEBIAN" "$root/usr/share/kubernetes-sim"
-	printf '%s\n' "${version%%-*}" >"$root/usr/share/kubernetes-sim/$name.version"
-	{
-		printf 'Package: %s\nVersion: %s\nArchitecture: amd64\n' "$name" "$version"
-		printf 'Maintainer: installer lab <lab@mirror.lab>\n'
-		printf 'Installed-Size: %s\n' "$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
-		[ -z "$depends" ] || printf 'Depends: %s\n' "$depends"
-		printf 'Section: admin\nPriority: optional\nHomepage: https://kubernetes.io\n'
-		printf 'Description: %s\n' "$description"
-		printf ' Built by the installer lab; not the upstream package.\n'
-	} >"$root/DEBIAN/control"
-	if [ -n "$unit" ]; then
-		for script in postinst prerm postrm; do
-			sed "s/@UNIT@/$unit/g" "$here/packaging/$script.in" >"$root/DEBIAN/$script"
-			chmod 755 "$root/DEBIAN/$script"
-		done
-	fi
-	dpkg-deb --root-owner-group -Zgzip -z1 --build "$root" "$dest/${name}_${version}_amd64.deb" >/dev/null
-	rm -rf --one-file-system "$root"
-	echo "mirror: built $name $version" >&2
-}
-
-put() { # SRC DEST MODE
-	install -D -m "$3" "$1" "$2"
-	# The simulators come from the debug build the tests already made; without their debug
-	# info they are a fifth of the size, which keeps the packages and installs quick.
-	case $1 in "$simbin"/*) strip --strip-debug "$2" ;; esac
+versions() { # KEY -> the lines of mirror/versions starting with KEY, without it
+	grep -v '^#' "$here/versions" | awk -v k="$1" '$1 == k { $1 = ""; sub(/^ /, ""); print }'
 }
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -91,7 +63,7 @@ etcd_dir=$(debian_files etcd-server) || missing etcd "etcd-server is not in the 
 etcdctl_dir=$(debian_files etcd-client) || missing etcdctl "etcd-client is not in the Debian mirror"
 cni_dir=$(debian_files containernetworking-plugins) ||
 	missing cni-plugins "containernetworking-plugins is not in the Debian mirror"
-cni_version=$(debian_version containernetworking-plugins)
+cni_version=$(versions kubernetes-cni | head -n 1)
 [ -x "$kubectl" ] || missing kubectl "$kubectl does not exist on this machine"
 control_plane=()
 for b in kube-apiserver kube-controller-manager kube-scheduler; do
@@ -99,9 +71,12 @@ for b in kube-apiserver kube-controller-manager kube-scheduler; do
 done
 
 # --- kubernetes/core:/stable:/vMINOR/deb/ ---------------------------------------------------
+# Dependencies as pkgs.k8s.io's packages (kubernetes/release, cmd/krel/templates/latest):
+# kubeadm needs cri-tools; kubelet needs kubernetes-cni, mount and util-linux and only
+# recommends iptables (conntrack, socat, ethtool, ebtables and iproute2 are no longer declared).
 
 kube_packages() { # MINOR PATCH...
-	local minor=$1 repo root v b
+	local minor=$1 repo dest root v b
 	shift
 	repo=$out/kubernetes/core:/stable:/v$minor/deb
 	dest=$repo/amd64
@@ -112,42 +87,55 @@ kube_packages() { # MINOR PATCH...
 			put "$simbin/kubeadm" "$root/usr/bin/kubeadm" 755
 			put "$here/packaging/kubeadm/10-kubeadm.conf" \
 				"$root/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf" 644
-			mkdir -p "$root/DEBIAN"
-			cp "$here/packaging/postrm.in" "$root/DEBIAN/postinst" && chmod 755 "$root/DEBIAN/postinst"
-			build_deb kubeadm "$v-1.1" "$root" "cri-tools (>= 1.30.0)" \
+			sim_version "$root" kubeadm "$v"
+			maint_scripts "$root" ""
+			build_deb kubeadm "$v-1.1" "$root" "$dest" \
+				"$(printf 'Depends: cri-tools (>= 1.30.0)\nSection: admin\nPriority: optional\nHomepage: https://kubernetes.io')" \
 				"Command-line utility for administering a Kubernetes cluster"
 		fi
 		if have kubelet; then
 			root=$work/kubelet
 			put "$simbin/kubelet" "$root/usr/bin/kubelet" 755
 			put "$here/packaging/kubelet/kubelet.service" "$root/usr/lib/systemd/system/kubelet.service" 644
-			mkdir -p "$root/etc/kubernetes/manifests"
+			put "$here/packaging/kubelet/kubelet.env" "$root/etc/default/kubelet" 644
+			mkdir -p "$root/etc/kubernetes/manifests" "$root/var/lib/kubelet"
+			touch "$root/etc/kubernetes/manifests/.kubelet-keep" "$root/var/lib/kubelet/.kubelet-keep"
 			# The control-plane "images" the kubelet simulator runs as processes.
 			for b in "${control_plane[@]}"; do
 				put "$simbin/$b" "$root/usr/libexec/kubernetes-sim/$b" 755
 			done
 			[ -z "${etcd_dir:-}" ] || put "$etcd_dir/usr/bin/etcd" "$root/usr/libexec/kubernetes-sim/etcd" 755
 			[ -z "${etcdctl_dir:-}" ] || put "$etcdctl_dir/usr/bin/etcdctl" "$root/usr/libexec/kubernetes-sim/etcdctl" 755
-			build_deb kubelet "$v-1.1" "$root" \
-				"conntrack, ebtables, ethtool, iproute2, iptables (>= 1.4.21), kubernetes-cni (>= 1.1.1), mount, socat, util-linux" \
-				"Node agent for Kubernetes clusters" kubelet.service
+			sim_version "$root" kubelet "$v"
+			maint_scripts "$root" kubelet.service
+			build_deb kubelet "$v-1.1" "$root" "$dest" \
+				"$(printf 'Depends: kubernetes-cni (>= 1.2.0), mount, util-linux\nRecommends: iptables (>= 1.8.4)\nSection: net\nPriority: optional\nHomepage: https://kubernetes.io')" \
+				"Node agent for Kubernetes clusters"
 		fi
 		if [ -x "$kubectl" ]; then
 			root=$work/kubectl
 			put "$kubectl" "$root/usr/bin/kubectl" 755
-			build_deb kubectl "$v-1.1" "$root" "" "Command-line utility for interacting with a Kubernetes cluster"
+			sim_version "$root" kubectl "$v"
+			build_deb kubectl "$v-1.1" "$root" "$dest" \
+				"$(printf 'Section: admin\nPriority: optional\nHomepage: https://kubernetes.io')" \
+				"Command-line utility for interacting with a Kubernetes cluster"
 		fi
 	done
 	if have crictl; then
 		root=$work/cri-tools
 		put "$simbin/crictl" "$root/usr/bin/crictl" 755
-		build_deb cri-tools "$minor.0-1.1" "$root" "" "Command-line utility for interacting with a container runtime"
+		sim_version "$root" cri-tools "$minor.0"
+		build_deb cri-tools "$minor.0-1.1" "$root" "$dest" \
+			"$(printf 'Section: admin\nPriority: optional\nHomepage: https://kubernetes.io')" \
+			"Command-line utility for interacting with a container runtime"
 	fi
 	if [ -n "${cni_dir:-}" ]; then
 		root=$work/kubernetes-cni
 		mkdir -p "$root/opt/cni/bin" "$root/etc/cni/net.d"
 		cp -a "$cni_dir/usr/lib/cni/." "$root/opt/cni/bin/"
-		build_deb kubernetes-cni "$cni_version-1.1" "$root" "" \
+		touch "$root/etc/cni/net.d/.kubernetes-cni-keep"
+		build_deb kubernetes-cni "$cni_version-1.1" "$root" "$dest" \
+			"$(printf 'Section: net\nPriority: optional\nHomepage: https://kubernetes.io')" \
 			"Binaries required to provision kubernetes container networking"
 	fi
 	index_packages "$repo" amd64 "$repo"
@@ -155,30 +143,46 @@ kube_packages() { # MINOR PATCH...
 	cp "$LAB_ARCHIVE_KEY" "$repo/Release.key"
 }
 
-# --- docker/ (cri-dockerd) ------------------------------------------------------------------
+# --- github/Mirantis/cri-dockerd/releases/download/vVERSION/ ---------------------------------
+# Assets named as upstream's: cri-dockerd_0.3.21.3-0.debian-bookworm_amd64.deb (GitHub turns
+# the package version's '~' into '.': the package itself is 0.3.21~3-0~debian-bookworm), no
+# Debian 13 build, and cri-dockerd-0.3.21.amd64.tgz. The .deb carries upstream's
+# packaging/systemd units (cri-docker.service, cri-docker.socket with fd:// activation) and its
+# Depends; it does not depend on Docker.
 
-docker_packages() { # DEBVERSION
-	local repo=$out/docker root
-	dest=$repo/pool/stable/c/cri-dockerd
-	mkdir -p "$dest" "$repo/dists/bookworm/stable/binary-amd64"
-	if have cri-dockerd; then
+cri_dockerd_release() { # VERSION DISTRO...
+	local version=$1 dir root distro file
+	shift
+	have cri-dockerd || return 0
+	dir=$out/github/Mirantis/cri-dockerd/releases/download/v$version
+	mkdir -p "$dir"
+	for distro in "$@"; do
 		root=$work/cri-dockerd
 		put "$simbin/cri-dockerd" "$root/usr/bin/cri-dockerd" 755
 		put "$here/packaging/cri-dockerd/cri-docker.service" "$root/lib/systemd/system/cri-docker.service" 644
-		# Like the upstream package: systemd owns the socket, cri-dockerd gets it as fd://.
 		put "$here/packaging/cri-dockerd/cri-docker.socket" "$root/lib/systemd/system/cri-docker.socket" 644
-		build_deb cri-dockerd "$1" "$root" "docker-ce | docker.io | moby-engine" \
-			"Container Runtime Interface shim for Docker Engine" cri-docker.service
-	fi
-	index_packages "$repo" pool/stable "$repo/dists/bookworm/stable/binary-amd64"
-	release_and_sign "$repo/dists/bookworm" "Docker CE" bookworm bookworm stable
-	cp "$LAB_ARCHIVE_KEY" "$repo/gpg"
+		sim_version "$root" cri-dockerd "$version"
+		maint_scripts "$root" "cri-docker.socket cri-docker.service"
+		file=cri-dockerd_$version.3-0.${distro}_amd64.deb
+		build_deb cri-dockerd "$version~3-0~$distro" "$root" "$dir" \
+			"$(printf '%s\n' 'Maintainer: Mirantis <support@mirantis.com>' \
+				'Depends: containerd (>= 1.2.2-3) | containerd.io (>= 1.2.2-3), iptables, libseccomp2 (>= 2.3.0), libc6 (>= 2.34)' \
+				'Recommends: aufs-tools, ca-certificates, cgroupfs-mount | cgroup-lite, git, pigz, xz-utils, libltdl7' \
+				'Section: admin' 'Priority: optional' 'Homepage: https://www.mirantis.com')" \
+			"cri-dockerd is a lightweight implementation of the CRI specification which talks to docker." \
+			"$file"
+	done
+	root=$work/tgz/cri-dockerd
+	put "$simbin/cri-dockerd" "$root/cri-dockerd" 755
+	tar -C "$work/tgz" --owner=0 --group=0 --numeric-owner -czf "$dir/cri-dockerd-$version.amd64.tgz" cri-dockerd
+	rm -rf --one-file-system "$work/tgz"
+	(cd "$dir" && sha256sum -- *.deb *.tgz >SHA256SUMS)
 }
 
 while read -ra fields; do
 	case ${fields[0]} in
 	kubernetes) kube_packages "${fields[@]:1}" ;;
-	cri-dockerd) docker_packages "${fields[1]}" ;;
+	cri-dockerd) cri_dockerd_release "${fields[@]:1}" ;;
 	esac
 done < <(grep -v '^#' "$here/versions" | grep .)
 sort -u -o "$out/MISSING.txt" "$out/MISSING.txt"

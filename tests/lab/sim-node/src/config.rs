@@ -329,8 +329,19 @@ pub struct Documents {
     pub warnings: Vec<String>,
 }
 
-/// Parses a multi-document YAML configuration file, rejecting what the real kubeadm rejects.
+/// Parses a multi-document YAML configuration file, rejecting what the real kubeadm rejects,
+/// without a kubeadm version (the API versions every supported kubeadm reads; v1beta3 is
+/// accepted with the deprecation warning). kubeadm commands use [`parse_documents_for`].
 pub fn parse_documents(text: &str) -> Result<Documents> {
+    parse_documents_with(text, None)
+}
+
+/// [`parse_documents`] as the kubeadm of this version does it: kubeadm 1.36 removed v1beta3.
+pub fn parse_documents_for(text: &str, kubeadm: KubeVersion) -> Result<Documents> {
+    parse_documents_with(text, Some(kubeadm))
+}
+
+fn parse_documents_with(text: &str, kubeadm: Option<KubeVersion>) -> Result<Documents> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text)
         .map_err(|e| anyhow!("error converting YAML to JSON: {e}"))?;
     let mut out = Documents::default();
@@ -363,7 +374,7 @@ pub fn parse_documents(text: &str) -> Result<Documents> {
         seen.push(kind.clone());
         let (group, _version) = api.split_once('/').unwrap_or(("", api.as_str()));
         match group {
-            KUBEADM_GROUP => decode_kubeadm(&api, &kind, map, &mut out)?,
+            KUBEADM_GROUP => decode_kubeadm(&api, &kind, map, kubeadm, &mut out)?,
             "kubelet.config.k8s.io" => {
                 check_component(&api, &kind, KUBELET_API, "KubeletConfiguration", &map, KUBELET_FIELDS)?;
                 out.kubelet = Some(map);
@@ -386,42 +397,141 @@ fn no_kind(api: &str, kind: &str) -> anyhow::Error {
     )
 }
 
-fn strict_error(api: &str, kind: &str, e: impl std::fmt::Display) -> anyhow::Error {
+fn gvk(api: &str, kind: &str) -> String {
     let (group, version) = api.split_once('/').unwrap_or(("", api));
+    format!("schema.GroupVersionKind{{Group:{group:?}, Version:{version:?}, Kind:{kind:?}}}")
+}
+
+fn strict_error(api: &str, kind: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!(
-        "error unmarshaling configuration schema.GroupVersionKind{{Group:{group:?}, Version:{version:?}, Kind:{kind:?}}}: strict decoding error: {e}"
+        "error unmarshaling configuration {}: strict decoding error: {e}",
+        gvk(api, kind)
     )
+}
+
+/// A decoding (type) error, shaped like Go's encoding/json error kubeadm returns.
+fn type_error(api: &str, kind: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("error unmarshaling configuration {}: {e}", gvk(api, kind))
+}
+
+/// The kubeadm release that last read an API version (validateSupportedVersion's
+/// oldKnownAPIVersions; v1beta3 joined it in 1.36, kubernetes/kubernetes#136016).
+fn last_kubeadm_for(api: &str, kubeadm: Option<KubeVersion>) -> Option<&'static str> {
+    match api {
+        "kubeadm.k8s.io/v1alpha1" => Some("v1.11"),
+        "kubeadm.k8s.io/v1alpha2" => Some("v1.12"),
+        "kubeadm.k8s.io/v1alpha3" => Some("v1.14"),
+        "kubeadm.k8s.io/v1beta1" => Some("v1.15"),
+        "kubeadm.k8s.io/v1beta2" => Some("v1.22"),
+        V1BETA3 if kubeadm.is_some_and(|k| k.minor >= 36) => Some("v1.35"),
+        _ => None,
+    }
+}
+
+/// Go's json type name of a YAML/JSON value, for decoding errors.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The `[]string` fields kubeadm decodes SANs into: a list of strings, nothing else. Go's
+/// decoder names the struct and the field path; serde's message would not.
+fn check_string_lists(api: &str, kind: &str, map: &Map<String, Value>) -> Result<()> {
+    const FIELDS: &[(&str, &str, &str)] = &[
+        ("/apiServer/certSANs", "APIServer", "apiServer.certSANs"),
+        (
+            "/etcd/local/serverCertSANs",
+            "LocalEtcd",
+            "etcd.local.serverCertSANs",
+        ),
+        (
+            "/etcd/local/peerCertSANs",
+            "LocalEtcd",
+            "etcd.local.peerCertSANs",
+        ),
+    ];
+    let doc = Value::Object(map.clone());
+    for (pointer, strukt, field) in FIELDS {
+        match doc.pointer(pointer) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                if let Some(bad) = items.iter().find(|i| !i.is_string()) {
+                    return Err(type_error(
+                        api,
+                        kind,
+                        format!(
+                            "json: cannot unmarshal {} into Go struct field {strukt}.{field} of type string",
+                            json_type(bad)
+                        ),
+                    ));
+                }
+            }
+            Some(other) => {
+                return Err(type_error(
+                    api,
+                    kind,
+                    format!(
+                        "json: cannot unmarshal {} into Go struct field {strukt}.{field} of type []string",
+                        json_type(other)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// serde's error for a document: unknown fields are strict-decoding errors, anything else a
+/// decoding (type) error.
+fn decode_error(api: &str, kind: &str, e: serde_json::Error) -> anyhow::Error {
+    let m = e.to_string();
+    if let Some(rest) = m.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        strict_error(api, kind, format!("unknown field {name:?}"))
+    } else {
+        type_error(api, kind, format!("json: {m}"))
+    }
 }
 
 fn decode_kubeadm(
     api: &str,
     kind: &str,
     mut map: Map<String, Value>,
+    kubeadm: Option<KubeVersion>,
     out: &mut Documents,
 ) -> Result<()> {
+    if let Some(release) = last_kubeadm_for(api, kubeadm) {
+        bail!(
+            "your configuration file uses an old API spec: {api:?} (kind: {kind:?}). Please use kubeadm {release} instead and run 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version."
+        );
+    }
     match api {
         V1BETA4 => {}
         V1BETA3 => {
             out.warnings.push(format!(
-                "W [config] {api} is deprecated: please use 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version."
+                "W [config] your configuration file uses a deprecated API spec: {api:?} (kind: {kind:?}). Please use 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version."
             ));
             map = from_v1beta3(api, kind, map)?;
         }
-        "kubeadm.k8s.io/v1beta1" | "kubeadm.k8s.io/v1beta2" | "kubeadm.k8s.io/v1alpha3" => bail!(
-            "your configuration file uses an old API spec: {api:?}. Please use kubeadm v1.22 instead and run 'kubeadm config migrate --old-config old.yaml --new-config new.yaml', which will write the new, similar spec using a newer API version."
-        ),
         _ => return Err(no_kind(api, kind)),
     }
+    check_string_lists(api, kind, &map)?;
     let v = Value::Object(map);
     match kind {
         "InitConfiguration" => {
-            out.init = Some(serde_json::from_value(v).map_err(|e| strict_error(api, kind, e))?)
+            out.init = Some(serde_json::from_value(v).map_err(|e| decode_error(api, kind, e))?)
         }
         "ClusterConfiguration" => {
-            out.cluster = Some(serde_json::from_value(v).map_err(|e| strict_error(api, kind, e))?)
+            out.cluster = Some(serde_json::from_value(v).map_err(|e| decode_error(api, kind, e))?)
         }
         "JoinConfiguration" => {
-            out.join = Some(serde_json::from_value(v).map_err(|e| strict_error(api, kind, e))?)
+            out.join = Some(serde_json::from_value(v).map_err(|e| decode_error(api, kind, e))?)
         }
         "ResetConfiguration" | "UpgradeConfiguration" if api == V1BETA4 => {
             out.other_kubeadm_kinds.push(kind.to_string())
@@ -697,6 +807,31 @@ impl Cidr {
         Ok(Self { addr, prefix })
     }
 
+    /// Comma-separated CIDRs (dual-stack settings); any bad one fails the whole string.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>> {
+        s.split(',').map(|c| Self::parse(c.trim())).collect()
+    }
+
+    /// Address bits (32 or 128).
+    pub fn bits(&self) -> u8 {
+        if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// netutils.RangeSize: the number of addresses, saturating.
+    pub fn range_size(&self) -> u128 {
+        let host = u32::from(self.bits() - self.prefix);
+        if host >= 63 {
+            i64::MAX as u128
+        } else {
+            1u128 << host
+        }
+    }
+
+    /// The network in CIDR notation, host bits cleared (Go's IPNet.String()).
+    pub fn network(&self) -> String {
+        format!("{}/{}", self.nth(0), self.prefix)
+    }
+
     /// The address at `offset` within the network (1 = the kubernetes Service IP).
     pub fn nth(&self, offset: u32) -> IpAddr {
         match self.addr {
@@ -766,6 +901,19 @@ impl ClusterConfiguration {
         if self.etcd.local.is_none() && self.etcd.external.is_none() {
             self.etcd.local = Some(LocalEtcd::default());
         }
+        // LowercaseSANs, as SetClusterDynamicDefaults does before validation.
+        for san in self.api_server.cert_sans.iter_mut() {
+            *san = san.to_lowercase();
+        }
+        if let Some(l) = self.etcd.local.as_mut() {
+            for san in l
+                .server_cert_sans
+                .iter_mut()
+                .chain(l.peer_cert_sans.iter_mut())
+            {
+                *san = san.to_lowercase();
+            }
+        }
         if let Some(l) = self.etcd.local.as_mut()
             && l.data_dir.is_empty()
         {
@@ -795,18 +943,31 @@ impl ClusterConfiguration {
                 ));
             }
         }
-        if let Err(e) = Cidr::parse(&self.networking.service_subnet) {
+        errs.extend(self.validate_networking());
+        errs.extend(validate_cert_sans(
+            &self.api_server.cert_sans,
+            "apiServer.certSANs",
+        ));
+        if !self.certificates_dir.starts_with('/') {
             errs.push(format!(
-                "networking.serviceSubnet: Invalid value: {:?}: couldn't parse subnet: {e}",
-                self.networking.service_subnet
+                "certificatesDir: Invalid value: {:?}: path is not absolute",
+                self.certificates_dir
             ));
         }
-        if !self.networking.pod_subnet.is_empty()
-            && let Err(e) = Cidr::parse(&self.networking.pod_subnet)
-        {
-            errs.push(format!(
-                "networking.podSubnet: Invalid value: {:?}: couldn't parse subnet: {e}",
-                self.networking.pod_subnet
+        if let Some(l) = &self.etcd.local {
+            if !l.data_dir.starts_with('/') {
+                errs.push(format!(
+                    "etcd.local.dataDir: Invalid value: {:?}: path is not absolute",
+                    l.data_dir
+                ));
+            }
+            errs.extend(validate_cert_sans(
+                &l.server_cert_sans,
+                "etcd.local.serverCertSANs",
+            ));
+            errs.extend(validate_cert_sans(
+                &l.peer_cert_sans,
+                "etcd.local.peerCertSANs",
             ));
         }
         if !self.control_plane_endpoint.is_empty()
@@ -867,16 +1028,186 @@ impl ClusterConfiguration {
     }
 
     pub fn service_ip(&self) -> Result<IpAddr> {
-        Ok(Cidr::parse(&self.networking.service_subnet)?.nth(1))
+        Ok(first_cidr(&self.networking.service_subnet)?.nth(1))
     }
 
     pub fn dns_ip(&self) -> Result<IpAddr> {
-        Ok(Cidr::parse(&self.networking.service_subnet)?.nth(10))
+        Ok(first_cidr(&self.networking.service_subnet)?.nth(10))
+    }
+
+    /// kubeadm's ValidateNetworking: dnsDomain, service and pod subnets (sizes, dual-stack
+    /// shape, the pod subnet against the controller-manager's node mask).
+    fn validate_networking(&self) -> Vec<String> {
+        let mut errs = vec![];
+        for e in dns1123_subdomain_errors(&self.networking.dns_domain) {
+            errs.push(format!(
+                "networking.dnsDomain: Invalid value: {:?}: {e}",
+                self.networking.dns_domain
+            ));
+        }
+        let svc = &self.networking.service_subnet;
+        if !svc.is_empty() {
+            let field = "networking.serviceSubnet";
+            if let Some(subnets) = validate_ip_net(svc, MIN_SERVICE_ADDRESSES, field, &mut errs) {
+                for c in subnets {
+                    let bits = c.bits();
+                    if bits - c.prefix > MAX_SERVICE_SUBNET_BITS {
+                        errs.push(format!(
+                            "{field}: Invalid value: {:?}: specified service subnet is too large; for {bits}-bit addresses, the mask must be >= {}",
+                            c.network(),
+                            bits - MAX_SERVICE_SUBNET_BITS
+                        ));
+                    }
+                }
+            }
+        }
+        let pods = &self.networking.pod_subnet;
+        if !pods.is_empty() {
+            let field = "networking.podSubnet";
+            if let Some(subnets) = validate_ip_net(pods, MIN_POD_ADDRESSES, field, &mut errs)
+                && arg_value(&self.controller_manager.extra_args, "allocate-node-cidrs").as_deref()
+                    != Some("false")
+            {
+                for c in subnets {
+                    let flag = if c.addr.is_ipv4() {
+                        "node-cidr-mask-size-ipv4"
+                    } else {
+                        "node-cidr-mask-size-ipv6"
+                    };
+                    let node_mask = match arg_value(&self.controller_manager.extra_args, flag) {
+                        Some(v) => match v.parse::<u8>() {
+                            Ok(m) => m,
+                            Err(e) => {
+                                errs.push(format!(
+                                    "{field}: Invalid value: {:?}: could not parse the value of the kube-controller-manager flag {flag} as an integer: {e}",
+                                    c.network()
+                                ));
+                                continue;
+                            }
+                        },
+                        None if c.addr.is_ipv4() => 24,
+                        None => 64,
+                    };
+                    if c.prefix > node_mask {
+                        errs.push(format!(
+                            "{field}: Invalid value: {:?}: the size of pod subnet with mask {} is smaller than the size of node subnet with mask {node_mask}",
+                            c.network(),
+                            c.prefix
+                        ));
+                    } else if node_mask - c.prefix > POD_SUBNET_NODE_MASK_MAX_DIFF {
+                        errs.push(format!(
+                            "{field}: Invalid value: {:?}: pod subnet mask ({}) and node-mask ({node_mask}) difference is greater than {POD_SUBNET_NODE_MASK_MAX_DIFF}",
+                            c.network(),
+                            c.prefix
+                        ));
+                    }
+                }
+            }
+        }
+        errs
     }
 
     pub fn to_yaml(&self) -> Result<String> {
         crate::util::to_yaml(self)
     }
+}
+
+/// kubeadm's constants.MinimumAddressesInServiceSubnet (the DNS Service is the tenth IP).
+pub const MIN_SERVICE_ADDRESSES: u128 = 10;
+/// constants.MinimumAddressesInPodSubnet.
+pub const MIN_POD_ADDRESSES: u128 = 14;
+/// constants.MaximumBitsForServiceSubnet: at most /12 for IPv4, /108 for IPv6.
+pub const MAX_SERVICE_SUBNET_BITS: u8 = 20;
+/// constants.PodSubnetNodeMaskMaxDiff.
+pub const POD_SUBNET_NODE_MASK_MAX_DIFF: u8 = 16;
+
+fn first_cidr(s: &str) -> Result<Cidr> {
+    Cidr::parse(s.split(',').next().unwrap_or(s).trim())
+}
+
+/// The last value of an extraArgs flag (kubeadm.GetArgValue with index -1).
+fn arg_value(args: &[Arg], name: &str) -> Option<String> {
+    args.iter()
+        .rev()
+        .find(|a| a.name == name)
+        .map(|a| a.value.clone())
+}
+
+/// ValidateIPNetFromString: parseable, one CIDR or one per family, each big enough.
+fn validate_ip_net(
+    value: &str,
+    min_addrs: u128,
+    field: &str,
+    errs: &mut Vec<String>,
+) -> Option<Vec<Cidr>> {
+    let Ok(subnets) = Cidr::parse_list(value) else {
+        errs.push(format!(
+            "{field}: Invalid value: {value:?}: couldn't parse subnet"
+        ));
+        return None;
+    };
+    let dual_msg =
+        "expected one (IPv4 or IPv6) CIDR or two CIDRs from each family for dual-stack networking";
+    if subnets.len() > 2
+        || (subnets.len() == 2 && subnets[0].addr.is_ipv4() == subnets[1].addr.is_ipv4())
+    {
+        errs.push(format!("{field}: Invalid value: {value:?}: {dual_msg}"));
+    }
+    for c in &subnets {
+        let n = c.range_size();
+        if n < min_addrs {
+            errs.push(format!(
+                "{field}: Invalid value: {:?}: subnet with {n} address(es) is too small, the minimum is {min_addrs}",
+                c.network()
+            ));
+        }
+    }
+    Some(subnets)
+}
+
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const WILDCARD_DNS1123_MSG: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// validation.IsDNS1123Subdomain's messages.
+pub fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
+    let mut errs = vec![];
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if !is_dns1123_subdomain(s) {
+        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+/// ValidateCertSANs: each SAN is an IP, a DNS subdomain or a wildcard subdomain.
+pub fn validate_cert_sans(sans: &[String], field: &str) -> Vec<String> {
+    sans.iter()
+        .filter(|san| {
+            !is_dns1123_subdomain(san)
+                && !san.strip_prefix("*.").is_some_and(is_dns1123_subdomain)
+                && san.parse::<IpAddr>().is_err()
+        })
+        .map(|san| {
+            let errs = dns1123_subdomain_errors(san).join("; ");
+            format!(
+                "{field}: Invalid value: {san:?}: altname is not a valid IP address, DNS label or a DNS label with subdomain wildcards: {errs}; {WILDCARD_DNS1123_MSG}"
+            )
+        })
+        .collect()
 }
 
 /// Splits `host[:port]`, defaulting the port.
@@ -939,7 +1270,8 @@ impl NodeRegistration {
 /// Reads a configuration file for `init`.
 pub fn load_init(path: &std::path::Path, kubeadm_version: KubeVersion) -> Result<Effective> {
     let text = crate::util::read_to_string(path)?;
-    let docs = parse_documents(&text).with_context(|| format!("loading {}", path.display()))?;
+    let docs = parse_documents_for(&text, kubeadm_version)
+        .with_context(|| format!("loading {}", path.display()))?;
     for w in &docs.warnings {
         eprintln!("{w}");
     }
@@ -1012,6 +1344,208 @@ mod tests {
         let e = parse_documents(y).unwrap_err().to_string();
         assert!(
             e.contains("strict decoding error") && e.contains("networkin"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_named_like_kubeadms_strict_decoder() {
+        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworkin: {}\n";
+        let e = parse_documents(y).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networkin\""
+            ),
+            "{e}"
+        );
+    }
+
+    const V35: KubeVersion = KubeVersion {
+        major: 1,
+        minor: 35,
+        patch: 0,
+    };
+
+    #[test]
+    fn v1beta3_is_refused_by_kubeadm_1_36_and_later() {
+        let y = "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n";
+        let e = parse_documents_for(y, V).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "your configuration file uses an old API spec: \"kubeadm.k8s.io/v1beta3\" (kind: \"ClusterConfiguration\"). Please use kubeadm v1.35 instead and run 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version."
+        );
+    }
+
+    #[test]
+    fn v1beta3_is_still_read_by_kubeadm_1_35_with_the_deprecation_warning() {
+        let y = "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n";
+        let d = parse_documents_for(y, V35).unwrap();
+        assert!(
+            d.warnings[0].contains("uses a deprecated API spec: \"kubeadm.k8s.io/v1beta3\""),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    fn cluster_with(edit: impl FnOnce(&mut ClusterConfiguration)) -> String {
+        let mut c = ClusterConfiguration::default();
+        edit(&mut c);
+        c.default_fields(V);
+        match c.validate(V) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn service_subnet_with_fewer_than_ten_addresses_is_refused() {
+        let e = cluster_with(|c| c.networking.service_subnet = "10.96.0.0/29".into());
+        assert_eq!(
+            e,
+            "networking.serviceSubnet: Invalid value: \"10.96.0.0/29\": subnet with 8 address(es) is too small, the minimum is 10"
+        );
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "10.96.0.0/28".into()),
+            ""
+        );
+    }
+
+    #[test]
+    fn service_subnet_wider_than_20_bits_is_refused() {
+        let e = cluster_with(|c| c.networking.service_subnet = "10.0.0.0/11".into());
+        assert_eq!(
+            e,
+            "networking.serviceSubnet: Invalid value: \"10.0.0.0/11\": specified service subnet is too large; for 32-bit addresses, the mask must be >= 12"
+        );
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12".into()),
+            ""
+        );
+        let e = cluster_with(|c| c.networking.service_subnet = "fd00::/107".into());
+        assert!(
+            e.contains("for 128-bit addresses, the mask must be >= 108"),
+            "{e}"
+        );
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "fd00::/108".into()),
+            ""
+        );
+    }
+
+    #[test]
+    fn pod_subnet_smaller_than_the_node_mask_is_refused() {
+        let e = cluster_with(|c| c.networking.pod_subnet = "10.244.0.0/25".into());
+        assert_eq!(
+            e,
+            "networking.podSubnet: Invalid value: \"10.244.0.0/25\": the size of pod subnet with mask 25 is smaller than the size of node subnet with mask 24"
+        );
+        // a smaller node mask from the controller-manager's flags makes it fit
+        assert_eq!(
+            cluster_with(|c| {
+                c.networking.pod_subnet = "10.244.0.0/25".into();
+                c.controller_manager.extra_args.push(Arg {
+                    name: "node-cidr-mask-size-ipv4".into(),
+                    value: "26".into(),
+                });
+            }),
+            ""
+        );
+        // no node CIDRs allocated, no node-mask rule
+        assert_eq!(
+            cluster_with(|c| {
+                c.networking.pod_subnet = "10.244.0.0/25".into();
+                c.controller_manager.extra_args.push(Arg {
+                    name: "allocate-node-cidrs".into(),
+                    value: "false".into(),
+                });
+            }),
+            ""
+        );
+    }
+
+    #[test]
+    fn pod_subnet_more_than_16_bits_wider_than_the_node_mask_is_refused() {
+        let e = cluster_with(|c| c.networking.pod_subnet = "10.0.0.0/7".into());
+        assert!(
+            e.contains("pod subnet mask (7) and node-mask (24) difference is greater than 16"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pod_subnet_below_fourteen_addresses_and_bad_dual_stack_are_refused() {
+        let e = cluster_with(|c| c.networking.pod_subnet = "10.244.0.0/29".into());
+        assert!(
+            e.contains("subnet with 8 address(es) is too small, the minimum is 14"),
+            "{e}"
+        );
+        let e = cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12,10.112.0.0/12".into());
+        assert!(
+            e.contains("expected one (IPv4 or IPv6) CIDR or two CIDRs from each family"),
+            "{e}"
+        );
+        assert_eq!(
+            cluster_with(|c| c.networking.service_subnet = "10.96.0.0/12,fd00::/108".into()),
+            ""
+        );
+    }
+
+    #[test]
+    fn unparseable_subnet_is_refused_like_kubeadm() {
+        let e = cluster_with(|c| c.networking.service_subnet = "10.96.0.0".into());
+        assert_eq!(
+            e,
+            "networking.serviceSubnet: Invalid value: \"10.96.0.0\": couldn't parse subnet"
+        );
+    }
+
+    #[test]
+    fn cert_sans_that_are_not_a_list_of_strings_are_decoding_errors() {
+        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: vip.example.com\n";
+        let e = parse_documents(y).unwrap_err().to_string();
+        assert!(
+            e.ends_with("json: cannot unmarshal string into Go struct field APIServer.apiServer.certSANs of type []string"),
+            "{e}"
+        );
+        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANs: [vip.example.com, 8443]\n";
+        let e = parse_documents(y).unwrap_err().to_string();
+        assert!(
+            e.ends_with("json: cannot unmarshal number into Go struct field APIServer.apiServer.certSANs of type string"),
+            "{e}"
+        );
+        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    serverCertSANs: {a: b}\n";
+        let e = parse_documents(y).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot unmarshal object into Go struct field LocalEtcd.etcd.local.serverCertSANs of type []string"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cert_sans_must_be_ips_dns_names_or_wildcards() {
+        let e = cluster_with(|c| c.api_server.cert_sans = vec!["bad_name".into()]);
+        assert!(
+            e.starts_with("apiServer.certSANs: Invalid value: \"bad_name\": altname is not a valid IP address, DNS label or a DNS label with subdomain wildcards"),
+            "{e}"
+        );
+        assert_eq!(
+            cluster_with(|c| {
+                c.api_server.cert_sans = vec![
+                    "10.0.0.100".into(),
+                    "*.apps.example.com".into(),
+                    "VIP.Example.com".into(),
+                    "fd00::1".into(),
+                ]
+            }),
+            ""
+        );
+    }
+
+    #[test]
+    fn dns_domain_must_be_a_dns_subdomain() {
+        let e = cluster_with(|c| c.networking.dns_domain = "cluster_local".into());
+        assert!(
+            e.starts_with("networking.dnsDomain: Invalid value: \"cluster_local\": a lowercase RFC 1123 subdomain"),
             "{e}"
         );
     }

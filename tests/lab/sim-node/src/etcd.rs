@@ -19,6 +19,9 @@ pub struct Member {
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    /// A learner (non-voting) member: `"isLearner": true` in the v3 JSON gateway and in
+    /// `etcdctl member list -w json`; the field is absent for voting members.
+    pub is_learner: bool,
 }
 
 impl Member {
@@ -47,6 +50,7 @@ impl Member {
             name: v["name"].as_str().unwrap_or_default().to_string(),
             peer_urls: urls("peerURLs"),
             client_urls: urls("clientURLs"),
+            is_learner: v["isLearner"].as_bool().unwrap_or(false),
         })
     }
 }
@@ -110,6 +114,23 @@ impl Etcd {
     pub fn member_add(&self, peer_url: &str) -> Result<(Member, Vec<Member>)> {
         let v = self.call("/v3/cluster/member/add", json!({"peerURLs": [peer_url]}))?;
         Ok((Member::from_json(&v["member"])?, members(&v["members"])?))
+    }
+
+    /// Adds a learner (etcd 3.4+): it does not count for quorum, so etcd's quorum guard does not
+    /// apply, but etcd allows only one learner at a time ("too many learner members in cluster").
+    pub fn member_add_learner(&self, peer_url: &str) -> Result<(Member, Vec<Member>)> {
+        let v = self.call(
+            "/v3/cluster/member/add",
+            json!({"peerURLs": [peer_url], "isLearner": true}),
+        )?;
+        Ok((Member::from_json(&v["member"])?, members(&v["members"])?))
+    }
+
+    /// Promotes a learner to a voting member; etcd refuses until the learner has caught up with
+    /// the leader ("can only promote a learner member which is in sync with leader").
+    pub fn member_promote(&self, id: u64) -> Result<Vec<Member>> {
+        let v = self.call("/v3/cluster/member/promote", json!({"ID": id.to_string()}))?;
+        members(&v["members"])
     }
 
     pub fn member_remove(&self, id: u64) -> Result<()> {

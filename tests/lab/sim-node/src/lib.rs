@@ -5,6 +5,7 @@
 pub mod config;
 pub mod cri;
 pub mod etcd;
+pub mod images;
 pub mod kube;
 pub mod kubeadm;
 pub mod kubeconfig;

@@ -9,11 +9,6 @@ use crate::config::{Arg, ClusterConfiguration, host_port};
 use crate::paths::{self, s};
 use crate::util::KubeVersion;
 
-/// etcd's image tag; the lab runs Debian's etcd 3.4 whatever the tag says.
-pub const ETCD_TAG: &str = "3.5.21-0";
-pub const COREDNS_TAG: &str = "v1.12.1";
-pub const PAUSE_TAG: &str = "3.10";
-
 /// `--name=value` flags: kubeadm's defaults overridden by extraArgs, sorted by name.
 pub fn build_args(defaults: &[(&str, String)], extra: &[Arg]) -> Vec<String> {
     let mut args: Vec<(String, String)> = defaults
@@ -339,13 +334,12 @@ impl Local<'_> {
         let adv = self.advertise.to_string();
         let client = format!("https://{}", host_port(&adv, 2379));
         let peer = format!("https://{}", host_port(&adv, 2380));
+        let tag = crate::images::etcd_image_tag(self.cfg, self.version);
         let mut d = vec![
             ("advertise-client-urls", client.clone()),
             ("cert-file", self.pki("etcd/server.crt")),
             ("client-cert-auth", "true".into()),
             ("data-dir", s(&local.data_dir)),
-            ("experimental-initial-corrupt-check", "true".into()),
-            ("experimental-watch-progress-notify-interval", "5s".into()),
             ("initial-advertise-peer-urls", peer.clone()),
             ("initial-cluster", initial_cluster.to_string()),
             ("key-file", self.pki("etcd/server.key")),
@@ -363,6 +357,14 @@ impl Local<'_> {
             ("snapshot-count", "10000".into()),
             ("trusted-ca-file", self.pki("etcd/ca.crt")),
         ];
+        // kubeadm's getEtcdCommand: etcd 3.6 renamed the experimental flags.
+        if crate::images::etcd_tag_at_least_3_6(&tag) {
+            d.push(("feature-gates", "InitialCorruptCheck=true".into()));
+            d.push(("watch-progress-notify-interval", "5s".into()));
+        } else {
+            d.push(("experimental-initial-corrupt-check", "true".into()));
+            d.push(("experimental-watch-progress-notify-interval", "5s".into()));
+        }
         if existing {
             d.push(("initial-cluster-state", "existing".into()));
         }
@@ -383,19 +385,9 @@ impl Local<'_> {
         );
         let certs = format!("{}/etcd", self.cfg.cert_dir().display());
         let data_dir = s(&local.data_dir);
-        let repo = if local.image_repository.is_empty() {
-            &self.cfg.image_repository
-        } else {
-            &local.image_repository
-        };
-        let tag = if local.image_tag.is_empty() {
-            ETCD_TAG
-        } else {
-            &local.image_tag
-        };
         Ok(pod(
             "etcd",
-            format!("{repo}/etcd:{tag}"),
+            crate::images::etcd_image(self.cfg, self.version),
             cmd,
             json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": client}),
             vec![

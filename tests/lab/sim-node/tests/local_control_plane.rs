@@ -96,6 +96,8 @@ impl Env {
             "var/run",
             "etc/kubernetes/pki/etcd",
             "sbin",
+            // Not a cgroup2 mount: the simulators see a cgroup v1 host, like the lab's.
+            "sys/fs/cgroup",
         ] {
             std::fs::create_dir_all(r.join(d)).expect("mkdir");
         }
@@ -142,6 +144,21 @@ esac
         let sc = r.join("sbin/systemctl");
         std::fs::write(&sc, script).expect("systemctl");
         std::fs::set_permissions(&sc, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // kubeadm's preflight looks for these on PATH; stand-ins where this machine lacks one.
+        for tool in [
+            "ip", "iptables", "mount", "nsenter", "ebtables", "ethtool", "socat", "tc", "touch",
+        ] {
+            let on_path = std::env::var("PATH")
+                .unwrap_or_default()
+                .split(':')
+                .any(|d| Path::new(d).join(tool).exists());
+            if !on_path {
+                let stub = r.join("sbin").join(tool);
+                std::fs::write(&stub, "#!/bin/sh\nexit 0\n").expect("stub");
+                std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+        }
         fake_docker(&r.join("var/run/docker.sock"));
         env
     }
@@ -298,6 +315,8 @@ nodeRegistration:
   kubeletExtraArgs:
   - name: node-ip
     value: 127.0.0.2
+  # This machine (like the lab) has cgroup v1: kubeadm 1.35+ must be told to accept it.
+  ignorePreflightErrors: [SystemVerification]
 timeouts:
   controlPlaneComponentHealthCheck: 2m
 ---
@@ -311,6 +330,7 @@ networking:
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: systemd
+failCgroupV1: false
 "#;
 
 #[test]
@@ -381,8 +401,18 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         text(&out)
     );
 
+    // The kubelet 1.35+ refuses a cgroup v1 host unless failCgroupV1 is false.
+    let strict = env.write("kubelet-strict.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nhealthzPort: 10248\ncontainerRuntimeEndpoint: unix:///var/run/cri-dockerd.sock\n");
+    let out = env.run(kubelet, &[&format!("--config={}", strict.display())]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("kubelet is configured to not run on a host using cgroup v1"),
+        "{}",
+        text(&out)
+    );
+
     // The kubelet refuses to start with swap on, or with a CRI socket that does not answer.
-    let cfg = env.write("kubelet-config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nhealthzPort: 10248\ncontainerRuntimeEndpoint: unix:///var/run/cri-dockerd.sock\n");
+    let cfg = env.write("kubelet-config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nhealthzPort: 10248\ncontainerRuntimeEndpoint: unix:///var/run/cri-dockerd.sock\nfailCgroupV1: false\n");
     let cfg_arg = format!("--config={}", cfg.display());
     std::fs::write(
         env.root().join("proc/swaps"),
@@ -426,13 +456,32 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
     let ca_before =
         std::fs::read_to_string(env.root().join("etc/kubernetes/pki/ca.crt")).expect("ca");
 
-    // Preflight: ip_forward must be 1.
+    // Preflight: ip_forward must be 1, the executables must be on PATH, and cgroup v1 is a
+    // SystemVerification error unless ignored.
     let init = env.write("init.yaml", INIT);
     let init_arg = init.to_str().expect("utf8");
+    let strict_init = env.write(
+        "init-strict.yaml",
+        &INIT.replace("  ignorePreflightErrors: [SystemVerification]\n", ""),
+    );
     std::fs::write(env.root().join("proc/sys/net/ipv4/ip_forward"), "0\n").expect("ip_forward");
-    let out = env.kubeadm(&["init", "--config", init_arg]);
+    let out = env
+        .cmd(env!("CARGO_BIN_EXE_kubeadm"))
+        .env("PATH", env.root().join("nothing"))
+        .args(["init", "--config", strict_init.to_str().expect("utf8")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubeadm");
+    let t = text(&out);
     assert!(!out.status.success());
-    assert!(text(&out).contains("[ERROR FileContent--proc-sys-net-ipv4-ip_forward]: /proc/sys/net/ipv4/ip_forward contents are not set to 1"), "{}", text(&out));
+    for want in [
+        "[ERROR FileContent--proc-sys-net-ipv4-ip_forward]: /proc/sys/net/ipv4/ip_forward contents are not set to 1",
+        "[ERROR FileExisting-iptables]: iptables not found in system path",
+        "[WARNING FileExisting-socat]: socat not found in system path",
+        "[ERROR SystemVerification]: cgroups v1 support is deprecated",
+    ] {
+        assert!(t.contains(want), "{want} missing from:\n{t}");
+    }
     std::fs::write(env.root().join("proc/sys/net/ipv4/ip_forward"), "1\n").expect("ip_forward");
 
     // Mixing --config with configuration flags is refused.
@@ -481,7 +530,7 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         .expect("hash")
         .to_string();
 
-    // A second init: the manifests directory and the ports are taken.
+    // A second init: the manifests and the ports are taken.
     let out = env.kubeadm(&["init", "--config", init_arg]);
     assert!(!out.status.success());
     assert!(
@@ -490,7 +539,7 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         text(&out)
     );
     assert!(
-        text(&out).contains("[ERROR DirAvailable--etc-kubernetes-manifests]"),
+        text(&out).contains("[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]"),
         "{}",
         text(&out)
     );
@@ -581,7 +630,14 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
 
     // Upgrades go one minor at a time and never past kubeadm's own version.
     env.set_version("kubeadm", "1.38.0");
-    let out = env.kubeadm(&["upgrade", "apply", "v1.38.0", "-y", "--force"]);
+    let out = env.kubeadm(&[
+        "upgrade",
+        "apply",
+        "v1.38.0",
+        "-y",
+        "--force",
+        "--ignore-preflight-errors=SystemVerification",
+    ]);
     assert!(
         !out.status.success()
             && text(&out).contains("kubeadm can upgrade only 1 minor version at a time"),
@@ -589,8 +645,28 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         text(&out)
     );
     env.set_version("kubeadm", "1.37.1");
+    // On cgroup v1 the upgrade preflight fails unless SystemVerification is ignored.
     let out = env.kubeadm(&["upgrade", "apply", "v1.37.1", "-y"]);
+    assert!(
+        !out.status.success() && text(&out).contains("[ERROR SystemVerification]"),
+        "{}",
+        text(&out)
+    );
+    let out = env.kubeadm(&[
+        "upgrade",
+        "apply",
+        "v1.37.1",
+        "-y",
+        "--ignore-preflight-errors=SystemVerification",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
+    let etcd_manifest =
+        std::fs::read_to_string(env.root().join("etc/kubernetes/manifests/etcd.yaml"))
+            .expect("etcd.yaml");
+    assert!(
+        etcd_manifest.contains("registry.k8s.io/etcd:3.7.0-0"),
+        "etcd follows the 1.37 image tag:\n{etcd_manifest}"
+    );
     let out = env.kubectl(&["version", "-o", "json"]);
     assert!(
         text(&out).contains("\"gitVersion\": \"v1.37.1\""),
@@ -599,14 +675,22 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
     );
 
     // The other control planes follow with `upgrade node`, which reads the version from the cluster.
-    let out = env.kubeadm(&["upgrade", "node"]);
+    let out = env.kubeadm(&[
+        "upgrade",
+        "node",
+        "--ignore-preflight-errors=SystemVerification",
+    ]);
     assert!(
         out.status.success() && text(&out).contains("successfully upgraded"),
         "{}",
         text(&out)
     );
     env.set_version("kubeadm", "1.36.2");
-    let out = env.kubeadm(&["upgrade", "node"]);
+    let out = env.kubeadm(&[
+        "upgrade",
+        "node",
+        "--ignore-preflight-errors=SystemVerification",
+    ]);
     assert!(
         !out.status.success()
             && text(&out).contains("upgrade the kubeadm package on this node first"),
@@ -614,6 +698,8 @@ fn control_plane_on_this_machine_behaves_like_kubeadm() {
         text(&out)
     );
 
+    // Learners: one at a time, promoted only once in sync, shown with isLearner.
+    etcd_learners(&env);
     // etcd itself refuses a second member add while an added member has not started.
     etcd_refuses_second_unstarted_member(&env);
 
@@ -717,6 +803,64 @@ fn discovery_rejections(env: &Env, pin: &str) {
         !ok && t.contains("failure loading certificate authorities") && t.contains("ca.crt"),
         "{t}"
     );
+}
+
+fn etcd_learners(env: &Env) {
+    let pki = env.root().join("etc/kubernetes/pki");
+    let etcd = sim_node::etcd::Etcd::new(
+        vec!["https://127.0.0.1:2379".into()],
+        &pki,
+        "etcd/healthcheck-client",
+    )
+    .expect("etcd client");
+    let (m, _) = etcd
+        .member_add_learner("https://127.0.0.5:2380")
+        .expect("a learner is accepted");
+    assert!(m.is_learner && !m.started());
+    let listed = etcd.member_list().expect("list");
+    assert!(listed.iter().any(|x| x.id == m.id && x.is_learner));
+    // etcdctl shows it the same way
+    if Path::new("/usr/bin/etcdctl").exists() {
+        let out = Command::new("/usr/bin/etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints=https://127.0.0.1:2379",
+                "member",
+                "list",
+                "-w",
+                "json",
+            ])
+            .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
+            .arg(format!(
+                "--cert={}",
+                pki.join("etcd/healthcheck-client.crt").display()
+            ))
+            .arg(format!(
+                "--key={}",
+                pki.join("etcd/healthcheck-client.key").display()
+            ))
+            .output()
+            .expect("etcdctl");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("\"isLearner\":true"),
+            "{}",
+            text(&out)
+        );
+    }
+    let err = etcd
+        .member_add_learner("https://127.0.0.6:2380")
+        .expect_err("a second learner must be refused")
+        .to_string();
+    assert!(err.contains("too many learner members in cluster"), "{err}");
+    let err = etcd
+        .member_promote(m.id)
+        .expect_err("an unstarted learner cannot be promoted")
+        .to_string();
+    assert!(
+        err.contains("can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
+    etcd.member_remove(m.id).expect("remove the learner");
 }
 
 fn etcd_refuses_second_unstarted_member(env: &Env) {

@@ -5,11 +5,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "crictl",
-    about = "client for CRI (lab simulator)",
-    version = "v1.33.0"
-)]
+#[command(name = "crictl", about = "client for CRI (lab simulator)")]
 struct Args {
     /// Container runtime endpoint.
     #[arg(
@@ -41,7 +37,25 @@ enum Cmd {
     },
 }
 
+/// The cri-tools version the package claims (`cri-tools.version`, e.g. 1.36.0).
+fn version() -> String {
+    std::fs::read_to_string(crate::paths::p(
+        "/usr/share/kubernetes-sim/cri-tools.version",
+    ))
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "1.36.0".to_string())
+}
+
 pub fn main() -> i32 {
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-v")
+    {
+        println!("crictl version v{}", version());
+        return 0;
+    }
     let a = Args::parse();
     match run(a) {
         Ok(()) => 0,

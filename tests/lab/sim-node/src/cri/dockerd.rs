@@ -15,8 +15,7 @@ use super::{EMPTY_SETTINGS, PREFACE, docker_ping, docker_version, socket_path};
 #[derive(Parser, Debug)]
 #[command(
     name = "cri-dockerd",
-    about = "CRI that connects to the Docker Daemon (lab simulator)",
-    version = "0.3.16"
+    about = "CRI that connects to the Docker Daemon (lab simulator)"
 )]
 struct Args {
     /// Endpoint to serve the CRI on: unix:///path or fd:// (systemd socket activation)
@@ -41,9 +40,41 @@ struct Args {
     cni_conf_dir: Option<String>,
     #[arg(long = "log-level")]
     log_level: Option<String>,
+    #[arg(long = "cni-bin-dir")]
+    cni_bin_dir: Option<String>,
+    #[arg(long = "cni-cache-dir")]
+    cni_cache_dir: Option<String>,
+    #[arg(long = "hairpin-mode")]
+    hairpin_mode: Option<String>,
+    #[arg(long = "runtime-cgroups")]
+    runtime_cgroups: Option<String>,
+    #[arg(long = "image-pull-progress-deadline")]
+    image_pull_progress_deadline: Option<String>,
+    #[arg(long = "streaming-bind-addr")]
+    streaming_bind_addr: Option<String>,
+    #[arg(long = "ipv6-dual-stack")]
+    ipv6_dual_stack: Option<bool>,
+}
+
+/// The version the package claims (`cri-dockerd.version`, written by the lab's packaging).
+pub fn version() -> String {
+    std::fs::read_to_string(crate::paths::p(
+        "/usr/share/kubernetes-sim/cri-dockerd.version",
+    ))
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "0.3.21".to_string())
 }
 
 pub fn main() -> i32 {
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-v")
+    {
+        println!("cri-dockerd {} (lab-simulator)", version());
+        return 0;
+    }
     let a = Args::parse();
     match run(a) {
         Ok(()) => 0,
@@ -67,6 +98,7 @@ fn run(a: Args) -> Result<()> {
         "level=info msg=\"Docker cri listening on {}\"",
         a.container_runtime_endpoint
     );
+    super::sd_notify("READY=1");
     let watch_docker = docker.clone();
     let watch_path = path.clone();
     std::thread::spawn(move || {
@@ -158,7 +190,7 @@ fn serve(mut s: UnixStream, docker: &Path, cni_dir: &Path) -> Result<()> {
             let v = docker_version(docker)?;
             (
                 200,
-                json!({"version": "0.1.0", "runtimeName": "docker", "runtimeVersion": v["Version"], "runtimeApiVersion": "v1"}),
+                json!({"version": version(), "runtimeName": "docker", "runtimeVersion": v["Version"], "runtimeApiVersion": "v1"}),
             )
         }
         "/info" => {

@@ -1,7 +1,9 @@
 //! Container runtime sockets. A socket "answers" when it completes an HTTP/2 connection
-//! preface (what a gRPC client sends first) — true for real containerd and for the
-//! cri-dockerd simulator. The simulator additionally serves `GET /version` and `GET /info`
-//! over HTTP/1.0 so that crictl can print details (it does not implement the gRPC CRI API).
+//! preface (what a gRPC client sends first) — true for real containerd and for the lab's
+//! cri-dockerd and containerd simulators — and, for a simulator, when it serves the CRI API.
+//! The simulators additionally serve `GET /version`, `/info` and `/runtimeconfig` over HTTP/1.0
+//! so that crictl and the kubelet simulator can read details (they do not implement the gRPC
+//! CRI API).
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
@@ -46,8 +48,25 @@ fn connect(endpoint: &str) -> Result<UnixStream> {
     Ok(s)
 }
 
-/// Whether the runtime at `endpoint` answers an HTTP/2 (gRPC) connection preface.
+/// Whether the runtime at `endpoint` answers an HTTP/2 (gRPC) connection preface and, when it
+/// is one of the lab's simulators, serves the CRI API: containerd with its CRI plugin disabled
+/// or failed completes the handshake yet has no `runtime.v1.RuntimeService`, and the kubelet,
+/// kubeadm and crictl then fail with containerd's "unknown service" error, as they do for real.
 pub fn answers(endpoint: &str) -> Result<()> {
+    handshake(endpoint)?;
+    if let Ok((501, body)) = sim_request(endpoint, "/version") {
+        bail!(
+            "validate CRI v1 runtime API for endpoint {endpoint:?}: {}",
+            body["error"].as_str().unwrap_or(
+                "rpc error: code = Unimplemented desc = unknown service runtime.v1.RuntimeService"
+            )
+        );
+    }
+    Ok(())
+}
+
+/// The HTTP/2 connection preface alone: true for any gRPC server on the socket.
+pub fn handshake(endpoint: &str) -> Result<()> {
     let mut s = connect(endpoint)?;
     let mut hello = PREFACE.to_vec();
     hello.extend_from_slice(&EMPTY_SETTINGS);
@@ -63,8 +82,21 @@ pub fn answers(endpoint: &str) -> Result<()> {
     Ok(())
 }
 
-/// GET a path of the cri-dockerd simulator's details API.
+/// GET a path of a runtime simulator's details API (cri-dockerd, containerd).
 pub fn sim_get(endpoint: &str, path: &str) -> Result<Value> {
+    let (code, body) = sim_request(endpoint, path)?;
+    if code != 200 {
+        bail!(
+            "runtime at {endpoint:?} answered {code}: {}",
+            body["error"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(body)
+}
+
+/// Status code and JSON body of a GET on a runtime simulator's details API; an error when the
+/// socket does not speak it (a real gRPC runtime).
+pub fn sim_request(endpoint: &str, path: &str) -> Result<(u16, Value)> {
     let mut s = connect(endpoint)?;
     s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
     let mut buf = String::new();
@@ -75,14 +107,36 @@ pub fn sim_get(endpoint: &str, path: &str) -> Result<Value> {
             "runtime at {endpoint:?} does not serve runtime details (not the cri-dockerd simulator)"
         )
     })?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!(
-            "runtime at {endpoint:?} answered: {}",
-            head.lines().next().unwrap_or_default()
-        );
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .filter(|_| head.starts_with("HTTP/1."))
+        .ok_or_else(|| anyhow!("runtime at {endpoint:?} does not serve runtime details"))?;
+    let body = serde_json::from_str(body)
+        .with_context(|| format!("runtime at {endpoint:?} sent malformed JSON"))?;
+    Ok((code, body))
+}
+
+/// Tells systemd (Type=notify units) about the service's state, e.g. `READY=1`.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let p = path.to_string_lossy().into_owned();
+    let sent = if let Some(name) = p.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), &p)
+    };
+    if let Err(e) = sent {
+        eprintln!("sd_notify({state}) to {p}: {e}");
     }
-    serde_json::from_str(body)
-        .with_context(|| format!("runtime at {endpoint:?} sent malformed JSON"))
 }
 
 /// kubeadm's runtime auto-detection: exactly one known socket must exist.
@@ -149,7 +203,10 @@ pub fn docker_version(docker_sock: &std::path::Path) -> Result<Value> {
     serde_json::from_str(body).context("docker sent a malformed /version")
 }
 
+pub mod containerd;
+pub mod containerd_config;
 pub mod crictl;
+pub mod ctr;
 pub mod dockerd;
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ pub fn run(a: InitArgs) -> Result<()> {
     };
     let kubelet_cfg = manifests::kubelet_config(&eff.cluster, &eff.kubelet)?;
     if phases.run("preflight") {
-        run_preflight(&eff, &cri, &kubelet_cfg, kv, &ignore)?;
+        run_preflight(&eff, &cri, kv, &ignore)?;
     }
 
     let node = NodePki {
@@ -372,7 +372,7 @@ pub fn run(a: InitArgs) -> Result<()> {
         objects::apply_all(&kube, &objects::bootstrap_rbac(&info))?;
     }
     if phases.run("addon/coredns") && !eff.cluster.dns.disabled {
-        objects::apply_all(&kube, &objects::coredns(&eff.cluster)?)?;
+        objects::apply_all(&kube, &objects::coredns(&eff.cluster, kv)?)?;
         println!("[addons] Applied essential addon: CoreDNS");
     }
     if phases.run("addon/kube-proxy") && !eff.cluster.proxy.disabled {
@@ -429,22 +429,16 @@ pub fn run(a: InitArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_preflight(
-    eff: &Effective,
-    cri: &str,
-    kubelet_cfg: &serde_json::Map<String, Value>,
-    kv: KubeVersion,
-    ignore: &[String],
-) -> Result<()> {
+fn run_preflight(eff: &Effective, cri: &str, kv: KubeVersion, ignore: &[String]) -> Result<()> {
     println!("[preflight] Running pre-flight checks");
-    let fail_swap_on = kubelet_cfg
-        .get("failSwapOn")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    // RunRootCheckOnly first: it fails fast on its own.
+    preflight::run(vec![preflight::privileged_user()], ignore)
+        .context("error execution phase preflight")?;
+    let kubelet = preflight::installed_kubelet_version();
     let mut checks = vec![
-        preflight::privileged_user(),
         preflight::num_cpu(),
         preflight::mem(),
+        preflight::kubernetes_version(eff.version, kv),
         preflight::port(eff.bind_port),
         preflight::port(10259),
         preflight::port(10257),
@@ -452,26 +446,72 @@ fn run_preflight(
         preflight::file_available("/etc/kubernetes/manifests/kube-controller-manager.yaml"),
         preflight::file_available("/etc/kubernetes/manifests/kube-scheduler.yaml"),
         preflight::file_available("/etc/kubernetes/manifests/etcd.yaml"),
-        preflight::dir_available(paths::MANIFESTS_DIR),
-        preflight::swap(fail_swap_on),
-        preflight::file_content("/proc/sys/net/ipv4/ip_forward", "1"),
-        preflight::cri(cri.to_string()),
-        preflight::kubelet_service(),
-        preflight::port(10250),
     ];
-    if eff.cluster.etcd.local.is_some() {
+    checks.extend(common_checks(cri, Some(eff.version), kubelet.clone(), kv));
+    // IPv4 forwarding when the subnets or the advertise address are IPv4.
+    let ipv4 = eff.advertise.is_ipv4()
+        || eff.cluster.networking.service_subnet.contains('.')
+        || eff.cluster.networking.pod_subnet.contains('.');
+    if ipv4 {
+        checks.push(preflight::ip_forward());
+    }
+    if let Some(local) = &eff.cluster.etcd.local {
         checks.push(preflight::port(2379));
         checks.push(preflight::port(2380));
-        checks.push(preflight::dir_available(paths::ETCD_DATA_DIR));
+        checks.push(preflight::dir_available(local.data_dir.clone()));
     }
-    if eff.version.minor > kv.minor {
-        let (v, k) = (eff.version, kv);
-        checks.push(preflight::Check::new("KubernetesVersion", move || preflight::Finding {
-            warnings: vec![format!("Kubernetes version is greater than kubeadm version. Please consider to upgrade kubeadm. Kubernetes version: {v}. Kubeadm version: {}.{}.x", k.major, k.minor)],
-            errors: vec![],
-        }));
-    }
-    preflight::run(checks, ignore).context("error execution phase preflight")
+    preflight::run(checks, ignore).context("error execution phase preflight")?;
+    pull_images(
+        &eff.cluster,
+        eff.version,
+        kv,
+        cri,
+        &eff.init.node_registration,
+        ignore,
+    )
+}
+
+/// addCommonChecks (init and every join): CRI, Swap, the executables, SystemVerification,
+/// KubeletVersion, Service-Kubelet and the kubelet's port.
+pub fn common_checks(
+    cri: &str,
+    kubernetes: Option<KubeVersion>,
+    kubelet: std::result::Result<KubeVersion, String>,
+    kv: KubeVersion,
+) -> Vec<preflight::Check> {
+    let mut checks = vec![preflight::cri(cri.to_string()), preflight::swap()];
+    checks.extend(preflight::exec_checks(kubernetes));
+    checks.push(preflight::system_verification(kubelet.clone().ok()));
+    checks.push(preflight::kubelet_version(kubelet, kubernetes, kv));
+    checks.push(preflight::kubelet_service());
+    checks.push(preflight::port(10250));
+    checks
+}
+
+/// RunPullImagesCheck, with kubeadm's lines before it.
+pub fn pull_images(
+    cluster: &config::ClusterConfiguration,
+    version: KubeVersion,
+    kv: KubeVersion,
+    cri: &str,
+    reg: &config::NodeRegistration,
+    ignore: &[String],
+) -> Result<()> {
+    println!("[preflight] Pulling images required for setting up a Kubernetes cluster");
+    println!(
+        "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+    );
+    println!(
+        "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
+    );
+    let images = crate::images::control_plane_images(cluster, version, kv);
+    let check = preflight::image_pull(
+        cri.to_string(),
+        images,
+        crate::images::pause_image(cluster, kv),
+        reg.image_pull_policy.clone(),
+    );
+    preflight::run(vec![check], ignore).context("error execution phase preflight")
 }
 
 /// The super-admin client (falls back to admin.conf) aimed at this node's API server.

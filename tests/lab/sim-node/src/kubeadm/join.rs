@@ -117,8 +117,12 @@ impl JoinArgs {
                     flags.join(" ")
                 );
             }
-            let docs = config::parse_documents(&util::read_to_string(path)?)
-                .with_context(|| format!("loading {}", path.display()))?;
+            let text = util::read_to_string(path)?;
+            let docs = match kubeadm_version() {
+                Ok(kv) => config::parse_documents_for(&text, kv),
+                Err(_) => config::parse_documents(&text),
+            }
+            .with_context(|| format!("loading {}", path.display()))?;
             for w in &docs.warnings {
                 eprintln!("{w}");
             }
@@ -383,12 +387,13 @@ pub fn run(a: JoinArgs) -> Result<()> {
     } else {
         j.node_registration.name.clone()
     };
-    let control_plane = j.control_plane.is_some();
     let timeouts = j.timeouts.as_ref();
 
     if phases.run("preflight") {
         println!("[preflight] Running pre-flight checks");
-        preflight::run(node_checks(&cri, control_plane), &ignore)
+        preflight::run(vec![preflight::privileged_user()], &ignore)
+            .context("error execution phase preflight")?;
+        preflight::run(node_checks(&j, &cri, kv), &ignore)
             .context("error execution phase preflight")?;
     }
     let discovered = match (&j.discovery.bootstrap_token, &j.discovery.file) {
@@ -454,11 +459,10 @@ pub fn run(a: JoinArgs) -> Result<()> {
             println!(
                 "[preflight] Running pre-flight checks before initializing the new control plane instance"
             );
-            preflight::run(
-                control_plane_checks(port, cluster.etcd.local.is_some()),
-                &ignore,
-            )
-            .context("error execution phase preflight")?;
+            let version = KubeVersion::parse(&cluster.kubernetes_version)?;
+            preflight::run(control_plane_checks(&cluster, version, kv, port), &ignore)
+                .context("error execution phase preflight")?;
+            super::init::pull_images(&cluster, version, kv, &cri, &j.node_registration, &ignore)?;
         }
         advertise = Some((ip, port));
     }
@@ -592,47 +596,61 @@ pub fn run(a: JoinArgs) -> Result<()> {
     Ok(())
 }
 
-fn node_checks(cri: &str, control_plane: bool) -> Vec<preflight::Check> {
+/// JoinNodeChecks: the kubelet's kubeconfigs, the common checks (no control-plane version
+/// is known yet), the CA file on workers, and IPv4 forwarding when the API endpoint is an IPv4
+/// address (a host name gets no forwarding check, as upstream).
+fn node_checks(j: &JoinConfiguration, cri: &str, kv: KubeVersion) -> Vec<preflight::Check> {
     let mut c = vec![
-        preflight::privileged_user(),
         preflight::file_available("/etc/kubernetes/kubelet.conf"),
         preflight::file_available("/etc/kubernetes/bootstrap-kubelet.conf"),
-        preflight::port(10250),
-        preflight::swap(!kubelet_allows_swap()),
-        preflight::file_content("/proc/sys/net/ipv4/ip_forward", "1"),
-        preflight::cri(cri.to_string()),
-        preflight::kubelet_service(),
     ];
-    if !control_plane {
-        c.push(preflight::file_available("/etc/kubernetes/pki/ca.crt"));
+    c.extend(super::init::common_checks(
+        cri,
+        None,
+        preflight::installed_kubelet_version(),
+        kv,
+    ));
+    if j.control_plane.is_none() {
+        let ca = if j.ca_cert_path.is_empty() {
+            "/etc/kubernetes/pki/ca.crt".to_string()
+        } else {
+            j.ca_cert_path.clone()
+        };
+        c.push(preflight::file_available(ca));
+    }
+    if let Some(bt) = &j.discovery.bootstrap_token
+        && let Ok((host, _)) = config::split_host_port(&bt.api_server_endpoint, 6443)
+        && let Ok(ip) = host.parse::<IpAddr>()
+        && ip.is_ipv4()
+    {
+        c.push(preflight::ip_forward());
     }
     c
 }
 
-/// A joining node gets its KubeletConfiguration from the cluster later; before that only an
-/// existing local config can allow swap.
-fn kubelet_allows_swap() -> bool {
-    std::fs::read_to_string(p(paths::KUBELET_CONFIG))
-        .ok()
-        .and_then(|t| serde_saphyr::from_str::<Value>(&t).ok())
-        .is_some_and(|v| v["failSwapOn"] == Value::Bool(false))
-}
-
-fn control_plane_checks(port: u16, local_etcd: bool) -> Vec<preflight::Check> {
+/// RunInitNodeChecks for a joining control plane (isSecondaryControlPlane).
+fn control_plane_checks(
+    cluster: &ClusterConfiguration,
+    version: KubeVersion,
+    kv: KubeVersion,
+    port: u16,
+) -> Vec<preflight::Check> {
     let mut c = vec![
         preflight::num_cpu(),
+        preflight::mem(),
+        preflight::kubernetes_version(version, kv),
         preflight::port(port),
         preflight::port(10259),
         preflight::port(10257),
         preflight::file_available("/etc/kubernetes/manifests/kube-apiserver.yaml"),
         preflight::file_available("/etc/kubernetes/manifests/kube-controller-manager.yaml"),
         preflight::file_available("/etc/kubernetes/manifests/kube-scheduler.yaml"),
-        preflight::dir_available(paths::MANIFESTS_DIR),
+        preflight::file_available("/etc/kubernetes/manifests/etcd.yaml"),
     ];
-    if local_etcd {
+    if let Some(local) = &cluster.etcd.local {
         c.push(preflight::port(2379));
         c.push(preflight::port(2380));
-        c.push(preflight::dir_available(paths::ETCD_DATA_DIR));
+        c.push(preflight::dir_available(local.data_dir.clone()));
     }
     c
 }
@@ -739,6 +757,82 @@ pub fn etcd_endpoints(admin: &Kube) -> Result<Vec<String>> {
     Ok(eps)
 }
 
+/// Where a test can make `kubeadm join --control-plane` die like `kill -9`: right after etcd
+/// accepted the learner (`learner-added`, before the etcd manifest is written) or after the
+/// manifest is written but before the learner is promoted (`before-promote`). Set by env
+/// `SIM_KUBEADM_CRASH_AT=<point>` (every run) or by the file
+/// `/run/kubernetes-sim/kubeadm-crash-at` holding the point (one run: the file is removed
+/// when it fires).
+pub const CRASH_FILE: &str = "/run/kubernetes-sim/kubeadm-crash-at";
+
+/// The crash point asked for, and whether it came from the (one-shot) file.
+pub fn crash_request(env: Option<String>, file: Option<String>) -> Option<(String, bool)> {
+    if let Some(f) = file.map(|f| f.trim().to_string()).filter(|f| !f.is_empty()) {
+        return Some((f, true));
+    }
+    env.map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .map(|e| (e, false))
+}
+
+fn crash_point(point: &str) {
+    let file = p(CRASH_FILE);
+    let Some((want, from_file)) = crash_request(
+        std::env::var("SIM_KUBEADM_CRASH_AT").ok(),
+        std::fs::read_to_string(&file).ok(),
+    ) else {
+        return;
+    };
+    if want != point {
+        return;
+    }
+    if from_file {
+        let _ = std::fs::remove_file(&file);
+    }
+    use std::io::Write;
+    eprintln!(
+        "[lab-sim] kubeadm dies at {point:?} as {} asked (SIGKILL, nothing cleaned up)",
+        if from_file {
+            CRASH_FILE
+        } else {
+            "SIM_KUBEADM_CRASH_AT"
+        }
+    );
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+}
+
+/// `--initial-cluster` for a joining member, as kubeadm builds it from the member list etcd
+/// returned: every member, the joining one under this node's name, unnamed (never started)
+/// members under their hex ID — etcd refuses to start when the list and the membership differ.
+pub fn initial_cluster(members: &[crate::etcd::Member], node: &str, peer: &str) -> String {
+    members
+        .iter()
+        .filter_map(|m| {
+            let url = m.peer_urls.first()?;
+            let name = if url == peer {
+                node.to_string()
+            } else if m.name.is_empty() {
+                format!("{:x}", m.id)
+            } else {
+                m.name.clone()
+            };
+            Some(format!("{name}={url}"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn etcd_phase_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "error execution phase control-plane-join/etcd: error creating local etcd static pod manifest file: {e}"
+    )
+}
+
+/// CreateStackedEtcdStaticPodManifestFile with the EtcdLearnerMode behaviour (GA since 1.32):
+/// add this member as a learner (or reuse the member that already has this peer URL), write
+/// the manifest, promote the learner once it has caught up, wait for the cluster.
 fn join_etcd(
     admin: &Kube,
     cluster: &ClusterConfiguration,
@@ -749,44 +843,46 @@ fn join_etcd(
     timeout: Duration,
 ) -> Result<()> {
     let pki = cluster.cert_dir();
-    let etcd = Etcd::new(etcd_endpoints(admin)?, &pki, "apiserver-etcd-client")?;
+    let endpoints = etcd_endpoints(admin)?;
+    let etcd = Etcd::new(endpoints.clone(), &pki, "apiserver-etcd-client")?;
     let peer = format!("https://{}", host_port(&ip.to_string(), 2380));
-    println!("[etcd] Adding etcd member {peer} to the existing cluster");
+    println!("[etcd] Adding etcd member {peer} as a learner");
+    // kubeadm retries every failure (listing, adding) every 500ms for timeouts.etcdAPICall.
     let start = Instant::now();
+    let mut last_error = String::new();
     let members = loop {
-        let current = etcd
-            .member_list()
-            .context("error execution phase control-plane-join/etcd: listing etcd members")?;
-        if let Some(m) = current.iter().find(|m| m.peer_urls.contains(&peer)) {
-            println!(
-                "[etcd] Member {:x} with peer URL {peer} already exists; reusing it",
-                m.id
-            );
-            break current;
-        }
-        match etcd.member_add(&peer) {
-            Ok((m, all)) => {
+        let attempt = etcd.member_list().and_then(|current| {
+            if let Some(m) = current.iter().find(|m| m.peer_urls.first() == Some(&peer)) {
                 println!(
-                    "[etcd] Announced new etcd member joining to the existing etcd cluster (ID {:x})",
-                    m.id
+                    "[etcd] The peer URL {peer} already belongs to member {:x}{}; skipping the member addition",
+                    m.id,
+                    if m.is_learner { " (a learner)" } else { "" }
                 );
-                break all;
+                return Ok(current);
             }
-            Err(e) if start.elapsed() < timeout && refused_while_unstarted(&e) => {
-                eprintln!("[etcd] etcd refused the member add ({e}); retrying");
-                std::thread::sleep(Duration::from_secs(2));
+            etcd.member_add_learner(&peer).map(|(m, all)| {
+                println!("[etcd] Added learner {:x} for {peer}", m.id);
+                all
+            })
+        });
+        match attempt {
+            Ok(all) => break all,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if msg != last_error {
+                    eprintln!("[etcd] Failed to add etcd member, will retry: {msg}");
+                    last_error = msg;
+                }
+                if start.elapsed() >= timeout {
+                    return Err(etcd_phase_error(last_error));
+                }
+                std::thread::sleep(Duration::from_millis(500));
             }
-            Err(e) => bail!(
-                "error execution phase control-plane-join/etcd: error creating local etcd static pod manifest file: {e}"
-            ),
         }
     };
-    let mut initial: Vec<String> = members
-        .iter()
-        .filter(|m| m.started() && !m.peer_urls.contains(&peer))
-        .filter_map(|m| m.peer_urls.first().map(|u| format!("{}={u}", m.name)))
-        .collect();
-    initial.push(format!("{node}={peer}"));
+    println!("[etcd] Announced new etcd member joining to the existing etcd cluster");
+    crash_point("learner-added");
+
     let local = Local {
         cfg: cluster,
         version,
@@ -794,35 +890,64 @@ fn join_etcd(
         advertise: ip,
         bind_port: port,
     };
-    let pod = local.etcd(&initial.join(","), true)?;
-    println!(
-        "[etcd] Wrote Static Pod manifest for a local etcd member to {:?}",
-        paths::s("/etc/kubernetes/manifests/etcd.yaml")
-    );
+    let pod = local.etcd(&initial_cluster(&members, node, &peer), true)?;
+    println!("[etcd] Creating static Pod manifest for \"etcd\"");
     write_file(
         &p(paths::MANIFESTS_DIR).join("etcd.yaml"),
         manifests::to_yaml(&pod)?,
         0o600,
     )?;
-    println!(
-        "[etcd] Waiting for the new etcd member to join the cluster. This can take up to {}",
-        super::fmt_duration(timeout)
-    );
+    crash_point("before-promote");
+
+    // MemberPromote: find the learner by peer URL, retry until etcd accepts the promotion
+    // (the learner must be running and in sync), or until it is no longer a learner.
+    let start = Instant::now();
+    let mut last_error = String::new();
+    loop {
+        let attempt = etcd.member_list().and_then(|current| {
+            let m = current
+                .iter()
+                .find(|m| m.peer_urls.first() == Some(&peer))
+                .ok_or_else(|| anyhow!("no member ID found for peer URL {peer}"))?;
+            if !m.is_learner {
+                return Ok(());
+            }
+            etcd.member_promote(m.id)?;
+            println!("[etcd] Promoted learner {:x} to a voting member", m.id);
+            Ok(())
+        });
+        match attempt {
+            Ok(()) => break,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if msg != last_error {
+                    eprintln!("[etcd] Promoting the learner failed, will retry: {msg}");
+                    last_error = msg;
+                }
+                if start.elapsed() >= timeout {
+                    return Err(etcd_phase_error(last_error));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+
+    // WaitForClusterAvailable: 8 tries, 5 s apart, every endpoint (this one included).
+    println!("[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s");
     let me = format!("https://{}", host_port(&ip.to_string(), 2379));
-    let local_etcd = Etcd::new(vec![me.clone()], &pki, "apiserver-etcd-client")?;
-    if !wait_for(timeout, Duration::from_secs(1), || local_etcd.healthy(&me)) {
+    let mut all = endpoints;
+    if !all.contains(&me) {
+        all.push(me);
+    }
+    let everyone = Etcd::new(all.clone(), &pki, "apiserver-etcd-client")?;
+    if !wait_for(Duration::from_secs(40), Duration::from_secs(5), || {
+        all.iter().all(|ep| everyone.healthy(ep))
+    }) {
         bail!(
-            "error execution phase control-plane-join/etcd: the new etcd member at {me} did not become healthy within {}",
-            super::fmt_duration(timeout)
+            "error execution phase control-plane-join/etcd: timeout waiting for etcd cluster to be available"
         );
     }
     Ok(())
-}
-
-/// etcd's answers to a member add it refuses until an added member has started.
-fn refused_while_unstarted(e: &anyhow::Error) -> bool {
-    let m = e.to_string();
-    m.contains("not enough started members") || m.contains("unhealthy cluster")
 }
 
 #[cfg(test)]
@@ -906,16 +1031,42 @@ mod tests {
         );
     }
 
+    fn member(id: u64, name: &str, peer: &str, learner: bool) -> crate::etcd::Member {
+        crate::etcd::Member {
+            id,
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+            client_urls: vec![],
+            is_learner: learner,
+        }
+    }
+
     #[test]
-    fn etcd_refusals_for_unstarted_members_are_recognised() {
-        assert!(refused_while_unstarted(&anyhow!(
-            "etcdserver: re-configuration failed due to not enough started members"
-        )));
-        assert!(refused_while_unstarted(&anyhow!(
-            "etcdserver: unhealthy cluster"
-        )));
-        assert!(!refused_while_unstarted(&anyhow!(
-            "etcdserver: member not found"
-        )));
+    fn initial_cluster_names_the_joining_member_and_unstarted_members_by_id() {
+        let ms = [
+            member(1, "m1", "https://10.0.0.11:2380", false),
+            member(0x2a, "", "https://10.0.0.13:2380", true),
+            member(3, "", "https://10.0.0.12:2380", true),
+        ];
+        assert_eq!(
+            initial_cluster(&ms, "m2", "https://10.0.0.12:2380"),
+            "m1=https://10.0.0.11:2380,2a=https://10.0.0.13:2380,m2=https://10.0.0.12:2380"
+        );
+    }
+
+    #[test]
+    fn crash_file_wins_over_env_and_is_one_shot() {
+        assert_eq!(crash_request(None, None), None);
+        assert_eq!(
+            crash_request(
+                Some("before-promote".into()),
+                Some("learner-added\n".into())
+            ),
+            Some(("learner-added".into(), true))
+        );
+        assert_eq!(
+            crash_request(Some("before-promote".into()), None),
+            Some(("before-promote".into(), false))
+        );
     }
 }

@@ -195,11 +195,11 @@ fn config_cmd(cmd: ConfigCmd) -> Result<()> {
     match cmd {
         ConfigCmd::Validate { config, .. } => {
             let text = util::read_to_string(&config)?;
-            let docs = crate::config::parse_documents(&text)?;
+            let v = kubeadm_version()?;
+            let docs = crate::config::parse_documents_for(&text, v)?;
             for w in &docs.warnings {
                 eprintln!("{w}");
             }
-            let v = kubeadm_version()?;
             if docs.join.is_some() && docs.init.is_none() && docs.cluster.is_none() {
                 join::validate_join_config(
                     docs.join
@@ -220,31 +220,10 @@ fn config_cmd(cmd: ConfigCmd) -> Result<()> {
 /// that stands in for each in the kubelet package.
 fn images(
     cfg: &crate::config::ClusterConfiguration,
+    kubeadm: KubeVersion,
 ) -> Result<Vec<(String, Option<&'static str>)>> {
     let v = KubeVersion::parse(&cfg.kubernetes_version)?;
-    let repo = &cfg.image_repository;
-    let mut out: Vec<(String, Option<&'static str>)> = [
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ]
-    .into_iter()
-    .map(|c| (format!("{repo}/{c}:{v}"), Some(c)))
-    .collect();
-    out.push((format!("{repo}/kube-proxy:{v}"), None));
-    out.push((
-        format!("{repo}/coredns/coredns:{}", crate::manifests::COREDNS_TAG),
-        None,
-    ));
-    out.push((
-        format!("{repo}/pause:{}", crate::manifests::PAUSE_TAG),
-        None,
-    ));
-    out.push((
-        format!("{repo}/etcd:{}", crate::manifests::ETCD_TAG),
-        Some("etcd"),
-    ));
-    Ok(out)
+    Ok(crate::images::control_plane_images(cfg, v, kubeadm))
 }
 
 fn images_cmd(cmd: ImagesCmd) -> Result<()> {
@@ -255,7 +234,7 @@ fn images_cmd(cmd: ImagesCmd) -> Result<()> {
     let kv = kubeadm_version()?;
     let (mut cluster, cri) = match &a.config {
         Some(path) => {
-            let docs = crate::config::parse_documents(&util::read_to_string(path)?)?;
+            let docs = crate::config::parse_documents_for(&util::read_to_string(path)?, kv)?;
             let cri = docs
                 .init
                 .as_ref()
@@ -271,7 +250,8 @@ fn images_cmd(cmd: ImagesCmd) -> Result<()> {
         cluster.image_repository = r.clone();
     }
     cluster.default_fields(kv);
-    let list = images(&cluster)?;
+    cluster.validate(kv)?;
+    let list = images(&cluster, kv)?;
     if !pull {
         for (img, _) in list {
             println!("{img}");

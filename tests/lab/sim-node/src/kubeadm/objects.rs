@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use crate::config::ClusterConfiguration;
 use crate::kube::{Kube, collection_of};
-use crate::manifests::COREDNS_TAG;
 use crate::token::DEFAULT_GROUP;
+use crate::util::KubeVersion;
 
 /// Creates or updates each object, retrying for a minute like kubeadm's API calls do (the API
 /// server may still be creating the system namespaces right after it reports live).
@@ -186,21 +186,12 @@ fn control_plane_toleration() -> Value {
 }
 
 /// The CoreDNS addon as kubeadm deploys it.
-pub fn coredns(cfg: &ClusterConfiguration) -> Result<Vec<Value>> {
+pub fn coredns(cfg: &ClusterConfiguration, kubeadm: KubeVersion) -> Result<Vec<Value>> {
     let domain = &cfg.networking.dns_domain;
     let corefile = format!(
         ".:53 {{\n    errors\n    health {{\n       lameduck 5s\n    }}\n    ready\n    kubernetes {domain} in-addr.arpa ip6.arpa {{\n       pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }}\n    prometheus :9153\n    forward . /etc/resolv.conf {{\n       max_concurrent 1000\n    }}\n    cache 30 {{\n       disable success cluster.local\n       disable denial cluster.local\n    }}\n    loop\n    reload\n    loadbalance\n}}\n"
     );
-    let repo = if cfg.dns.image_repository.is_empty() {
-        format!("{}/coredns/coredns", cfg.image_repository)
-    } else {
-        cfg.dns.image_repository.clone()
-    };
-    let tag = if cfg.dns.image_tag.is_empty() {
-        COREDNS_TAG
-    } else {
-        &cfg.dns.image_tag
-    };
+    let image = crate::images::coredns_image(cfg, kubeadm);
     let labels = json!({"k8s-app": "kube-dns"});
     Ok(vec![
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": "kube-system"}}),
@@ -235,7 +226,7 @@ pub fn coredns(cfg: &ClusterConfiguration) -> Result<Vec<Value>> {
                         "nodeSelector": {"kubernetes.io/os": "linux"},
                         "containers": [{
                             "name": "coredns",
-                            "image": format!("{repo}:{tag}"),
+                            "image": image,
                             "args": ["-conf", "/etc/coredns/Corefile"],
                             "ports": [
                                 {"containerPort": 53, "name": "dns", "protocol": "UDP"},

@@ -61,15 +61,34 @@ pub fn run(a: ResetArgs) -> Result<()> {
     }
     let etcd_manifest = p(paths::MANIFESTS_DIR).join("etcd.yaml");
     let etcd_flags = read_etcd_flags(&etcd_manifest);
+    // A control-plane node whose join died before the etcd manifest was written still has its
+    // (learner) member in etcd: kubeadm finds it by this node's peer URL, which the API
+    // server's manifest gives.
+    let apiserver_host = read_apiserver_host(&p(paths::MANIFESTS_DIR).join("kube-apiserver.yaml"));
+    let peer = etcd_flags
+        .as_ref()
+        .and_then(|f| f.peer_url.clone())
+        .or_else(|| {
+            apiserver_host
+                .as_ref()
+                .map(|h| format!("https://{}", crate::config::host_port(h, 2380)))
+        });
+    let data_dir = etcd_flags
+        .as_ref()
+        .map(|f| f.data_dir.clone())
+        .or_else(|| apiserver_host.as_ref().map(|_| s(paths::ETCD_DATA_DIR)));
     if phases.run("remove-etcd-member")
-        && let Some((name, data_dir)) = &etcd_flags
+        && (etcd_flags.is_some() || peer.is_some())
+        && let Err(e) = remove_member(
+            &pki,
+            etcd_flags.as_ref().map(|f| f.name.as_str()),
+            peer.as_deref(),
+            etcd_flags.is_some(),
+        )
     {
-        if let Err(e) = remove_member(&pki, name) {
-            eprintln!(
-                "[reset] Failed to remove etcd member: {e:#}. Please manually remove this etcd member using etcdctl"
-            );
-        }
-        let _ = data_dir;
+        eprintln!(
+            "[reset] Failed to remove etcd member: {e:#}. Please manually remove this etcd member using etcdctl"
+        );
     }
     if phases.run("cleanup-node") {
         println!("[reset] Stopping the kubelet service");
@@ -81,7 +100,7 @@ pub fn run(a: ResetArgs) -> Result<()> {
             s(paths::KUBELET_DIR)
         );
         crate::kubelet::pods::stop_recorded();
-        if let Some((_, data_dir)) = &etcd_flags {
+        if let Some(data_dir) = &data_dir {
             println!("[reset] Deleting contents of the stacked etcd data directory: {data_dir}");
             clean_dir(Path::new(data_dir));
         }
@@ -118,31 +137,74 @@ pub fn run(a: ResetArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--name` and `--data-dir` of the local etcd static pod.
-fn read_etcd_flags(manifest: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(manifest).ok()?;
-    let pod: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
-    let cmd = pod["spec"]["containers"][0]["command"].as_array()?;
-    let flag = |n: &str| {
-        cmd.iter()
-            .filter_map(|v| v.as_str())
-            .find_map(|a| a.strip_prefix(&format!("--{n}=")).map(str::to_string))
-    };
-    Some((
-        flag("name")?,
-        flag("data-dir").unwrap_or_else(|| s(paths::ETCD_DATA_DIR)),
-    ))
+/// What reset needs from the local etcd static pod.
+struct EtcdFlags {
+    name: String,
+    data_dir: String,
+    peer_url: Option<String>,
 }
 
-fn remove_member(pki: &Path, name: &str) -> Result<()> {
-    let local = Etcd::new(
-        vec!["https://127.0.0.1:2379".into()],
-        pki,
-        "etcd/healthcheck-client",
-    )?;
-    let members = local.member_list()?;
-    let Some(me) = members.iter().find(|m| m.name == name) else {
-        println!("[reset] No etcd member named {name:?} found; nothing to remove");
+fn container_command(manifest: &Path) -> Option<(serde_json::Value, Vec<String>)> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let pod: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+    let cmd = pod["spec"]["containers"][0]["command"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    Some((pod, cmd))
+}
+
+/// `--name`, `--data-dir` and the peer URL of the local etcd static pod.
+fn read_etcd_flags(manifest: &Path) -> Option<EtcdFlags> {
+    let (_, cmd) = container_command(manifest)?;
+    let flag = |n: &str| {
+        cmd.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{n}=")).map(str::to_string))
+    };
+    Some(EtcdFlags {
+        name: flag("name")?,
+        data_dir: flag("data-dir").unwrap_or_else(|| s(paths::ETCD_DATA_DIR)),
+        peer_url: flag("initial-advertise-peer-urls")
+            .map(|u| u.split(',').next().unwrap_or_default().to_string()),
+    })
+}
+
+/// This node's advertise address, from the API server manifest's kubeadm annotation.
+fn read_apiserver_host(manifest: &Path) -> Option<String> {
+    let (pod, _) = container_command(manifest)?;
+    let ep = pod["metadata"]["annotations"]
+        ["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"]
+        .as_str()?;
+    crate::config::split_host_port(ep, 6443)
+        .ok()
+        .map(|(h, _)| h)
+}
+
+/// RemoveStackedEtcdMemberFromCluster: find this node's member by peer URL (else by name) and
+/// remove it, unless it is the only member.
+fn remove_member(pki: &Path, name: Option<&str>, peer: Option<&str>, local: bool) -> Result<()> {
+    let mut endpoints = vec![];
+    if local {
+        endpoints.push("https://127.0.0.1:2379".to_string());
+    }
+    // The other members, through the API (the etcd pods' annotations), as kubeadm does.
+    if let Ok(admin) = crate::kube::Kube::from_kubeconfig(&p(paths::ADMIN_CONF))
+        && let Ok(eps) = super::join::etcd_endpoints(&admin)
+    {
+        endpoints.extend(eps);
+    }
+    if endpoints.is_empty() {
+        bail!("no etcd endpoint known: neither a local etcd manifest nor admin.conf");
+    }
+    let etcd = Etcd::new(endpoints.clone(), pki, "etcd/healthcheck-client")?;
+    let members = etcd.member_list()?;
+    let me = members
+        .iter()
+        .find(|m| peer.is_some_and(|p| m.peer_urls.iter().any(|u| u == p)))
+        .or_else(|| name.and_then(|n| members.iter().find(|m| m.name == n)));
+    let Some(me) = me else {
+        println!("[reset] No etcd member for this node found; nothing to remove");
         return Ok(());
     };
     if members.len() == 1 {
@@ -155,12 +217,13 @@ fn remove_member(pki: &Path, name: &str) -> Result<()> {
         .filter(|m| m.id != me.id)
         .flat_map(|m| m.client_urls.clone())
         .collect();
-    others.push("https://127.0.0.1:2379".into());
+    others.extend(endpoints);
     let etcd = Etcd::new(others, pki, "etcd/healthcheck-client")?;
     etcd.member_remove(me.id)?;
     println!(
-        "[reset] Removed etcd member {name:?} ({:x}) from the cluster",
-        me.id
+        "[reset] Removed etcd member {:x}{} from the cluster",
+        me.id,
+        if me.is_learner { " (a learner)" } else { "" }
     );
     Ok(())
 }

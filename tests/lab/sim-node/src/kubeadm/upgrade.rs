@@ -122,18 +122,48 @@ pub fn run(a: UpgradeArgs) -> Result<()> {
             yes,
             force,
             certificate_renewal,
+            etcd_upgrade,
+            ignore_preflight_errors,
             ..
         } => {
             let v = version.ok_or_else(|| {
                 anyhow!("missing one or more required arguments. Required arguments: [version]")
             })?;
-            apply(kv, &v, yes, force, certificate_renewal)
+            upgrade_preflight(&ignore_preflight_errors)?;
+            apply(kv, &v, yes, force, certificate_renewal, etcd_upgrade)
         }
         UpgradeCmd::Node {
             certificate_renewal,
+            etcd_upgrade,
+            ignore_preflight_errors,
             ..
-        } => node(kv, certificate_renewal),
+        } => {
+            upgrade_preflight(&ignore_preflight_errors)?;
+            node(kv, certificate_renewal, etcd_upgrade)
+        }
     }
+}
+
+/// RunRootCheckOnly and RunUpgradeChecks (SystemVerification). The cgroups validator is given
+/// the installed kubelet's version with the minor raised by one: the kubelet is expected to be
+/// upgraded next (kubernetes/kubernetes#134744).
+fn upgrade_preflight(ignore: &[String]) -> Result<()> {
+    let ignore = crate::preflight::ignore_set(ignore)?;
+    println!("[upgrade/preflight] Running preflight checks");
+    let next = crate::preflight::installed_kubelet_version()
+        .ok()
+        .map(|k| KubeVersion {
+            minor: k.minor + 1,
+            ..k
+        });
+    crate::preflight::run(
+        vec![
+            crate::preflight::privileged_user(),
+            crate::preflight::system_verification(next),
+        ],
+        &ignore,
+    )
+    .context("error execution phase preflight")
 }
 
 fn admin() -> Result<Kube> {
@@ -198,7 +228,14 @@ fn plan(kv: KubeVersion, version: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn apply(kv: KubeVersion, version: &str, yes: bool, force: bool, renew: bool) -> Result<()> {
+fn apply(
+    kv: KubeVersion,
+    version: &str,
+    yes: bool,
+    force: bool,
+    renew: bool,
+    etcd_upgrade: bool,
+) -> Result<()> {
     let target = KubeVersion::parse(version)
         .map_err(|_| anyhow!("[upgrade/version] FATAL: invalid version {version:?}"))?;
     let kube = admin()?;
@@ -217,7 +254,7 @@ fn apply(kv: KubeVersion, version: &str, yes: bool, force: bool, renew: bool) ->
     if !yes && !force {
         super::reset::confirm("[upgrade] Are you sure you want to proceed?")?;
     }
-    upgrade_local_control_plane(&cluster, target, renew)?;
+    upgrade_local_control_plane(&cluster, target, renew, etcd_upgrade)?;
     cluster.kubernetes_version = target.to_string();
     println!(
         "[upgrade/config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace"
@@ -239,7 +276,7 @@ fn apply(kv: KubeVersion, version: &str, yes: bool, force: bool, renew: bool) ->
     Ok(())
 }
 
-fn node(kv: KubeVersion, renew: bool) -> Result<()> {
+fn node(kv: KubeVersion, renew: bool, etcd_upgrade: bool) -> Result<()> {
     let apiserver_manifest = p(paths::MANIFESTS_DIR).join("kube-apiserver.yaml");
     if apiserver_manifest.exists() {
         let kube = admin()?;
@@ -259,7 +296,7 @@ fn node(kv: KubeVersion, renew: bool) -> Result<()> {
             "[upgrade] Upgrading your Static Pod-hosted control plane instance to version {:?}...",
             target.to_string()
         );
-        upgrade_local_control_plane(&cluster, target, renew)?;
+        upgrade_local_control_plane(&cluster, target, renew, etcd_upgrade)?;
         write_local_kubelet_config(&kubelet_cfg)?;
     } else {
         let kube = Kube::from_kubeconfig(&p(paths::KUBELET_CONF))?;
@@ -291,11 +328,15 @@ fn upgrade_local_control_plane(
     cluster: &ClusterConfiguration,
     target: KubeVersion,
     renew: bool,
+    etcd_upgrade: bool,
 ) -> Result<()> {
     let dir = p(paths::MANIFESTS_DIR);
     if renew {
         println!("[upgrade/staticpods] Renewing the control-plane certificates");
         super::certs::renew(&cluster.cert_dir(), "all", crate::pki::YEAR)?;
+    }
+    if etcd_upgrade && dir.join("etcd.yaml").exists() {
+        upgrade_etcd(cluster, target, &dir.join("etcd.yaml"))?;
     }
     let mut endpoint = None;
     for c in [
@@ -345,6 +386,66 @@ fn upgrade_local_control_plane(
     }
     println!("[upgrade/staticpods] Component \"kube-apiserver\" upgraded successfully!");
     Ok(())
+}
+
+/// The etcd image tag moves to the table's tag for the target minor (never backwards), then
+/// the member must answer again.
+fn upgrade_etcd(
+    cluster: &ClusterConfiguration,
+    target: KubeVersion,
+    file: &std::path::Path,
+) -> Result<()> {
+    let text = crate::util::read_to_string(file)?;
+    let mut pod: Value =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow!("parsing {}: {e}", file.display()))?;
+    let image = pod["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let Some((repo, current)) = image.rsplit_once(':') else {
+        return Ok(());
+    };
+    let desired = crate::images::etcd_image_tag(cluster, target);
+    if desired == current || tag_older(&desired, current) {
+        println!(
+            "[upgrade/etcd] Etcd does not need an upgrade: the image tag {current} is current"
+        );
+        return Ok(());
+    }
+    println!("[upgrade/staticpods] Preparing for \"etcd\" upgrade");
+    pod["spec"]["containers"][0]["image"] = Value::String(format!("{repo}:{desired}"));
+    println!(
+        "[upgrade/staticpods] Moving new manifest to {:?}",
+        file.display().to_string()
+    );
+    write_file(file, crate::manifests::to_yaml(&pod)?, 0o600)?;
+    println!("[upgrade/etcd] Waiting for etcd to become available");
+    let etcd = crate::etcd::Etcd::new(
+        vec!["https://127.0.0.1:2379".into()],
+        &cluster.cert_dir(),
+        "etcd/healthcheck-client",
+    )?;
+    // Let the kubelet notice the change and restart the member first.
+    std::thread::sleep(Duration::from_secs(2));
+    if !super::wait_for(Duration::from_secs(120), Duration::from_secs(1), || {
+        etcd.healthy("https://127.0.0.1:2379")
+    }) {
+        bail!("[upgrade/etcd] failed to upgrade etcd: etcd did not become available within 2m0s");
+    }
+    Ok(())
+}
+
+/// Whether etcd image tag `a` is older than `b` (numeric major.minor.patch).
+fn tag_older(a: &str, b: &str) -> bool {
+    let parse = |t: &str| -> Vec<u64> {
+        t.split('-')
+            .next()
+            .unwrap_or(t)
+            .split('.')
+            .filter_map(|x| x.parse().ok())
+            .collect()
+    };
+    parse(a) < parse(b)
 }
 
 fn upgrade_kube_proxy(

@@ -23,7 +23,6 @@ const KNOWN_FLAGS: &[&str] = &[
     "hostname-override",
     "node-labels",
     "register-with-taints",
-    "pod-infra-container-image",
     "v",
     "cgroup-driver",
     "fail-swap-on",
@@ -38,17 +37,27 @@ const KNOWN_FLAGS: &[&str] = &[
     "resolv-conf",
     "cluster-dns",
     "cluster-domain",
-    "network-plugin",
-    "cni-conf-dir",
-    "cni-bin-dir",
     "pod-manifest-path",
     "feature-gates",
     "logging-format",
 ];
 const BOOL_FLAGS: &[&str] = &["fail-swap-on", "rotate-certificates"];
+/// Known to kubelets before 1.35 only: 1.35 removed `--pod-infra-container-image`
+/// (kubernetes/kubernetes#133779). (`--network-plugin`, `--cni-*` went with dockershim in 1.24.)
+const FLAGS_BEFORE_1_35: &[&str] = &["pod-infra-container-image"];
 
-/// Parses `--name=value` / `--name value` like pflag, refusing unknown flags.
+/// Parses `--name=value` / `--name value` like pflag, refusing unknown flags (as the 1.35+
+/// kubelet knows them).
 pub fn parse_flags(args: &[String]) -> Result<BTreeMap<String, String>> {
+    parse_flags_for(args, None)
+}
+
+/// [`parse_flags`] for a kubelet of this version.
+pub fn parse_flags_for(
+    args: &[String],
+    version: Option<crate::util::KubeVersion>,
+) -> Result<BTreeMap<String, String>> {
+    let old = version.is_some_and(|v| (v.major, v.minor) < (1, 35));
     let mut out = BTreeMap::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -59,7 +68,9 @@ pub fn parse_flags(args: &[String]) -> Result<BTreeMap<String, String>> {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
             None => (flag.to_string(), None),
         };
-        if !KNOWN_FLAGS.contains(&name.as_str()) {
+        let known = KNOWN_FLAGS.contains(&name.as_str())
+            || (old && FLAGS_BEFORE_1_35.contains(&name.as_str()));
+        if !known {
             bail!("failed to parse kubelet flag: unknown flag: --{name}");
         }
         let value = match value {
@@ -218,12 +229,15 @@ pub fn main() -> i32 {
 }
 
 fn run(args: &[String]) -> Result<()> {
-    let flags = parse_flags(args)?;
     let version = crate::util::package_version("kubelet")?;
+    let flags = parse_flags_for(args, Some(version))?;
     let cfg = match flags.get("config") {
         Some(c) => load_config(std::path::Path::new(c))?,
         None => Map::new(),
     };
+    if let Ok(mode) = crate::preflight::cgroup_mode() {
+        check_cgroup_mode(&cfg, version, mode)?;
+    }
     let s = settings(&flags, &cfg)?;
     if s.fail_swap_on && crate::preflight::swap_on(&p("/proc/swaps")) {
         bail!(
@@ -250,6 +264,26 @@ fn run(args: &[String]) -> Result<()> {
     let runner = pods.clone();
     std::thread::spawn(move || runner.run());
     node::Agent::new(s, version, pods).run()
+}
+
+/// failCgroupV1 defaults to true from kubelet 1.35 (KEP-5573): on a cgroup v1 (or hybrid) host
+/// the kubelet then refuses to start while validating its configuration.
+pub fn check_cgroup_mode(
+    cfg: &Map<String, Value>,
+    version: crate::util::KubeVersion,
+    mode: crate::preflight::CgroupMode,
+) -> Result<()> {
+    let default = (version.major, version.minor) >= (1, 35);
+    let fail = cfg
+        .get("failCgroupV1")
+        .and_then(Value::as_bool)
+        .unwrap_or(default);
+    if fail && mode == crate::preflight::CgroupMode::V1 {
+        bail!(
+            "failed to validate kubelet configuration, error: kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is unsupported and will be removed in a future release"
+        );
+    }
+    Ok(())
 }
 
 fn serve_healthz(listener: TcpListener) {
@@ -306,6 +340,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("failed to load kubelet config file"), "{e}");
+    }
+
+    #[test]
+    fn kubelet_1_35_refuses_cgroup_v1_unless_fail_cgroup_v1_is_false() {
+        use crate::preflight::CgroupMode;
+        let v = |minor| crate::util::KubeVersion {
+            major: 1,
+            minor,
+            patch: 0,
+        };
+        let e = check_cgroup_mode(&Map::new(), v(36), CgroupMode::V1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kubelet is configured to not run on a host using cgroup v1"),
+            "{e}"
+        );
+        let mut cfg = Map::new();
+        cfg.insert("failCgroupV1".into(), Value::Bool(false));
+        assert!(check_cgroup_mode(&cfg, v(36), CgroupMode::V1).is_ok());
+        assert!(check_cgroup_mode(&Map::new(), v(36), CgroupMode::V2).is_ok());
+        assert!(check_cgroup_mode(&Map::new(), v(34), CgroupMode::V1).is_ok());
+    }
+
+    #[test]
+    fn pod_infra_container_image_flag_is_gone_from_kubelet_1_35() {
+        let a = args(&["--pod-infra-container-image=registry.k8s.io/pause:3.10"]);
+        let e = parse_flags_for(
+            &a,
+            Some(crate::util::KubeVersion {
+                major: 1,
+                minor: 35,
+                patch: 0,
+            }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown flag: --pod-infra-container-image"),
+            "{e}"
+        );
+        assert!(
+            parse_flags_for(
+                &a,
+                Some(crate::util::KubeVersion {
+                    major: 1,
+                    minor: 34,
+                    patch: 0
+                })
+            )
+            .is_ok()
+        );
+        assert!(parse_flags(&args(&["--network-plugin=cni"])).is_err());
     }
 
     #[test]

@@ -307,6 +307,9 @@ fn start(name: &str, hash: &str, pod: &Value) -> Result<Child> {
             exe.display()
         );
     }
+    if exe_name == "etcd" {
+        argv = etcd_args_for(&exe, argv);
+    }
     let log_dir = p(paths::LOG_DIR);
     std::fs::create_dir_all(&log_dir)?;
     let log = std::fs::OpenOptions::new()
@@ -344,9 +347,73 @@ fn start(name: &str, hash: &str, pod: &Value) -> Result<Child> {
     Ok(child)
 }
 
+/// The lab's etcd "image" is Debian's etcd 3.4, while kubeadm writes the flag names of the
+/// etcd its image tag names (3.6+: `--feature-gates=InitialCorruptCheck=true`,
+/// `--watch-progress-notify-interval`). A real image would carry a matching binary; here the
+/// flags are translated to the 3.4 names when the binary is older than 3.6.
+fn etcd_args_for(exe: &Path, argv: Vec<String>) -> Vec<String> {
+    let version = Command::new(exe)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
+        });
+    let old = version
+        .as_deref()
+        .map(|v| !crate::images::etcd_tag_at_least_3_6(v))
+        .unwrap_or(false);
+    if old { etcd_34_args(argv) } else { argv }
+}
+
+/// Renames etcd 3.6 flags to their etcd 3.4 (`--experimental-*`) names.
+pub fn etcd_34_args(argv: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in argv {
+        if let Some(v) = a.strip_prefix("--watch-progress-notify-interval=") {
+            out.push(format!("--experimental-watch-progress-notify-interval={v}"));
+        } else if let Some(gates) = a.strip_prefix("--feature-gates=") {
+            let mut rest = Vec::new();
+            for g in gates.split(',').filter(|g| !g.is_empty()) {
+                match g.split_once('=') {
+                    Some(("InitialCorruptCheck", v)) => {
+                        out.push(format!("--experimental-initial-corrupt-check={v}"))
+                    }
+                    _ => rest.push(g.to_string()),
+                }
+            }
+            if !rest.is_empty() {
+                out.push(format!("--feature-gates={}", rest.join(",")));
+            }
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etcd_3_6_flags_are_renamed_for_debians_etcd_3_4() {
+        let a = etcd_34_args(vec![
+            "--name=m1".into(),
+            "--feature-gates=InitialCorruptCheck=true".into(),
+            "--watch-progress-notify-interval=5s".into(),
+        ]);
+        assert_eq!(
+            a,
+            [
+                "--name=m1",
+                "--experimental-initial-corrupt-check=true",
+                "--experimental-watch-progress-notify-interval=5s"
+            ]
+        );
+    }
 
     #[test]
     fn image_tag_gives_the_component_version() {

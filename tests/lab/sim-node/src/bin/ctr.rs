@@ -1,0 +1,5 @@
+//! `ctr` lab simulator (package containerd.io).
+
+fn main() {
+    std::process::exit(sim_node::cri::ctr::main());
+}
