@@ -226,11 +226,20 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
         "Verify the cluster",
         "Kubeconfig",
     ] {
-        assert!(planned.contains(&format!("\n{phase}\n")), "plan lacks {phase}:\n{planned}");
+        assert!(
+            planned.contains(&format!("\n{phase}\n")),
+            "plan lacks {phase}:\n{planned}"
+        );
     }
-    assert!(planned.contains("kubeadm init (the cluster's first control plane"), "{planned}");
+    assert!(
+        planned.contains("kubeadm init (the cluster's first control plane"),
+        "{planned}"
+    );
     assert!(planned.contains("join the control plane"), "{planned}");
-    assert!(planned.contains("kubeadm join (workers in parallel)"), "{planned}");
+    assert!(
+        planned.contains("kubeadm join (workers in parallel)"),
+        "{planned}"
+    );
     assert!(planned.contains("Nothing was changed."), "{planned}");
     let after: Vec<String> = five.iter().map(|h| host_state(&lab, h)).collect();
     assert_eq!(before, after, "plan changed a host");
