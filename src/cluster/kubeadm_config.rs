@@ -30,8 +30,20 @@ pub fn common_vars(ctx: &Ctx) -> Result<Value, String> {
     } else {
         json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
     };
+    // On cgroup v1 hosts kubeadm's SystemVerification fails for 1.35+; the user opted in by
+    // telling the kubelet to accept v1 (failCgroupV1: false), so kubeadm is told too.
+    let accepts_cgroup_v1 = ctx
+        .kubeadm_setting("KubeletConfiguration", "failCgroupV1")
+        .and_then(Value::as_bool)
+        == Some(false);
+    let ignore_preflight: Vec<&str> = if accepts_cgroup_v1 {
+        vec!["SystemVerification"]
+    } else {
+        vec![]
+    };
     use secrecy::ExposeSecret;
     Ok(json!({
+        "ignore_preflight": ignore_preflight,
         "endpoint": cluster.control_plane.endpoint(),
         "cri_socket": cluster.runtime.cri_socket(),
         "token": token.to_secret_string().expose_secret(),

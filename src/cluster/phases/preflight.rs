@@ -181,7 +181,11 @@ pub(crate) fn storage_problem(d: &StorageDevice) -> Option<String> {
     if !d.signature.is_empty() || d.partitions > 0 {
         return Some(format!(
             "storage device {dev} is not empty ({}); Rook needs a raw disk: wipe it yourself (wipefs -a {dev}) if its data may go, nothing is wiped for you",
-            if d.signature.is_empty() { format!("{} partition(s)", d.partitions) } else { format!("{} signature", d.signature) }
+            if d.signature.is_empty() {
+                format!("{} partition(s)", d.partitions)
+            } else {
+                format!("{} signature", d.signature)
+            }
         ));
     }
     None
@@ -194,7 +198,9 @@ async fn storage_probes(ctx: &Ctx) -> HashMap<String, Vec<String>> {
         return problems;
     }
     let hosts: Vec<&Host> = ctx.usable(|h| !h.storage.is_empty()).collect();
-    for (host, answer) in probe_many::<Vec<StorageDevice>>(ctx, "storage-devices", &hosts, &json!({})).await {
+    for (host, answer) in
+        probe_many::<Vec<StorageDevice>>(ctx, "storage-devices", &hosts, &json!({})).await
+    {
         let list = problems.entry(host).or_default();
         match answer {
             Ok(devices) => list.extend(devices.iter().filter_map(storage_problem)),
@@ -657,11 +663,26 @@ mod tests {
             signature: signature.into(),
             partitions,
         };
-        assert!(storage_problem(&dev(false, false, "", 0)).unwrap().contains("does not exist"));
-        assert!(storage_problem(&dev(true, false, "", 0)).unwrap().contains("not a block device"));
+        assert!(
+            storage_problem(&dev(false, false, "", 0))
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert!(
+            storage_problem(&dev(true, false, "", 0))
+                .unwrap()
+                .contains("not a block device")
+        );
         let fs = storage_problem(&dev(true, true, "ext4", 0)).unwrap();
-        assert!(fs.contains("ext4 signature") && fs.contains("wipefs -a /dev/sdb"), "{fs}");
-        assert!(storage_problem(&dev(true, true, "", 2)).unwrap().contains("2 partition(s)"));
+        assert!(
+            fs.contains("ext4 signature") && fs.contains("wipefs -a /dev/sdb"),
+            "{fs}"
+        );
+        assert!(
+            storage_problem(&dev(true, true, "", 2))
+                .unwrap()
+                .contains("2 partition(s)")
+        );
         assert_eq!(storage_problem(&dev(true, true, "", 0)), None);
     }
 

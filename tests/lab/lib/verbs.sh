@@ -238,16 +238,35 @@ cluster:
   runtime: docker
   network: {pods: 10.244.0.0/16, services: 10.96.0.0/12}
   controlPlane: {vip: $LAB_VIP, port: 8443}
+EOF
+	# This machine's kernel runs cgroup v1 (hybrid), and so do the lab's hosts: kubelet 1.35+
+	# starts there only when told to, as on any real cgroup v1 server.
+	if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ]; then
+		cat <<EOF
+  kubeadm:
+    KubeletConfiguration: {failCgroupV1: false}
+EOF
+	fi
+	cat <<EOF
 ssh:
   user: $LAB_USER
   identityFile: $dir/id_ed25519
   knownHosts: $dir/known_hosts
   hostKeyPolicy: strict
 packages:
-  kubernetesRepo: $(mirror_url)/kubernetes/core:/stable:/v{minor}/deb/
-  dockerRepo: $(mirror_url)/docker/linux/debian
+  kubernetesRepo: $(mirror_url)/kubernetes/core:/stable:/v{minor}/{format}/
+  dockerRepo: $(mirror_url)/docker/linux/{distro}
   criDockerdRepo: $(mirror_url)/github/Mirantis/cri-dockerd/releases/download
   manifestsMirror: $(mirror_url)/addons/
+EOF
+	# The lab's cri-dockerd packages are pinned the way a user pins upstream's.
+	local sums
+	sums=$(find "$LAB_WWW_KUBE/github" -name SHA256SUMS 2>/dev/null | sort | xargs -r cat |
+		awk '$2 ~ /[.]deb$/ { printf "    %s: %s\n", $2, $1 }')
+	if [ -n "$sums" ]; then
+		printf '  criDockerdSha256:\n%s\n' "$sums"
+	fi
+	cat <<EOF
 hosts:
 EOF
 	while read -r h; do

@@ -255,4 +255,27 @@ mod tests {
         assert!(etcd_tag_at_least_3_6("3.7.0-0"));
         assert!(!etcd_tag_at_least_3_6("3.5.24-0"));
     }
+
+    /// The installer's per-minor defaults (playbooks/defaults/v1.X.yaml) must name the images
+    /// this kubeadm expects: a mismatch is a pause-image warning or a wrong etcd on real hosts.
+    #[test]
+    fn installer_defaults_tables_match_kubeadms_images() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../playbooks/defaults");
+        for row in TABLE {
+            let path = root.join(format!("v1.{}.yaml", row.minor));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+            let images = &doc["images"];
+            assert_eq!(images["pause"], row.pause, "{}: pause", path.display());
+            assert_eq!(images["etcd"], row.etcd, "{}: etcd", path.display());
+            assert_eq!(
+                images["coredns"],
+                row.coredns,
+                "{}: coredns",
+                path.display()
+            );
+        }
+    }
 }
