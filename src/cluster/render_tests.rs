@@ -55,8 +55,12 @@ fn facts(host: &Host, os_id: &str, codename: &str) -> Facts {
 
 /// A context for the 3+1 cluster above, every host with facts of `os_id`.
 fn cluster(dir: &Path, os_id: &str, codename: &str) -> Ctx {
+    cluster_of(dir, INVENTORY, os_id, codename)
+}
+
+fn cluster_of(dir: &Path, text: &str, os_id: &str, codename: &str) -> Ctx {
     let path = dir.join("hosts.yaml");
-    let inventory = crate::inventory::parse(&path, INVENTORY)
+    let inventory = crate::inventory::parse(&path, text)
         .expect("inventory parses")
         .inventory;
     let reporter = Reporter::new(OutputMode::Json, Redactor::new(), false);
@@ -243,4 +247,19 @@ fn golden_containerd_config() {
             "containerd configuration",
         ),
     );
+}
+
+#[test]
+fn single_master_keepalived_has_no_empty_peer_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one: String = INVENTORY
+        .lines()
+        .filter(|l| !l.contains("master-2") && !l.contains("master-3"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let ctx = cluster_of(tmp.path(), &one, "debian", "bookworm");
+    let conf = rendered_file(&ctx, "master-1", "load-balancer", "keepalived configuration");
+    // keepalived refuses `unicast_peer { }` with nothing in it.
+    assert!(!conf.contains("unicast_peer"), "{conf}");
+    assert!(conf.contains("virtual_ipaddress"), "{conf}");
 }
