@@ -258,7 +258,12 @@ fn single_master_keepalived_has_no_empty_peer_block() {
         .map(|l| format!("{l}\n"))
         .collect();
     let ctx = cluster_of(tmp.path(), &one, "debian", "bookworm");
-    let conf = rendered_file(&ctx, "master-1", "load-balancer", "keepalived configuration");
+    let conf = rendered_file(
+        &ctx,
+        "master-1",
+        "load-balancer",
+        "keepalived configuration",
+    );
     // keepalived refuses `unicast_peer { }` with nothing in it.
     assert!(!conf.contains("unicast_peer"), "{conf}");
     assert!(conf.contains("virtual_ipaddress"), "{conf}");

@@ -28,6 +28,8 @@ pub struct NodeRow {
 pub struct EtcdRow {
     pub master: String,
     pub member: bool,
+    /// A learner: added by a join that has not been promoted (`up` promotes or rejoins it).
+    pub learner: bool,
     pub healthy: bool,
 }
 
@@ -96,6 +98,7 @@ async fn read_status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
         etcd.push(EtcdRow {
             master: m.name.clone(),
             member: members.iter().any(|x| x.name == m.name),
+            learner: members.iter().any(|x| x.name == m.name && x.is_learner),
             healthy,
         });
         let server = format!("https://{}:{}", m.address, ctx.defaults.ports.apiserver);
@@ -157,7 +160,14 @@ pub fn render(s: &Status) -> String {
     let etcd: Vec<[String; 3]> = s
         .etcd
         .iter()
-        .map(|e| [e.master.clone(), yes(e.member), yes(e.healthy)])
+        .map(|e| {
+            let member = if e.learner {
+                "learner".to_string()
+            } else {
+                yes(e.member)
+            };
+            [e.master.clone(), member, yes(e.healthy)]
+        })
         .collect();
     let api: Vec<[String; 2]> = s
         .api

@@ -100,6 +100,11 @@ fn changes(host: &Host, node: &Node, schedulable_masters: bool) -> Vec<Vec<Strin
     if host.is_worker() {
         labels.insert(WORKER_ROLE_LABEL.into(), String::new());
     }
+    // kubeadm's mark-control-plane step; a join that died after its etcd learner was
+    // promoted never got that far.
+    if host.is_master() {
+        labels.insert(CONTROL_PLANE_TAINT.into(), String::new());
+    }
     for (k, v) in &labels {
         if node.metadata.labels.get(k) != Some(v) {
             out.push(vec![
@@ -228,17 +233,29 @@ mod tests {
     #[test]
     fn schedulable_masters_lose_the_control_plane_taint() {
         let h = host("master", &[], &[]);
-        let tainted = node(&[], &[(CONTROL_PLANE_TAINT, "NoSchedule")]);
+        // A master as kubeadm leaves it: the control-plane label and taint.
+        let label = [(CONTROL_PLANE_TAINT, "")];
+        let tainted = node(&label, &[(CONTROL_PLANE_TAINT, "NoSchedule")]);
         assert!(changes(&h, &tainted, false).is_empty());
         let todo = changes(&h, &tainted, true);
         assert_eq!(
             todo[0].join(" "),
             "taint node n node-role.kubernetes.io/control-plane:NoSchedule- --overwrite"
         );
-        let bare = node(&[], &[]);
+        let bare = node(&label, &[]);
         assert_eq!(
             changes(&h, &bare, false)[0].join(" "),
             "taint node n node-role.kubernetes.io/control-plane:NoSchedule --overwrite"
+        );
+    }
+
+    #[test]
+    fn master_whose_join_died_before_mark_control_plane_gets_its_label() {
+        let h = host("master", &[], &[]);
+        let unmarked = node(&[], &[(CONTROL_PLANE_TAINT, "NoSchedule")]);
+        assert_eq!(
+            changes(&h, &unmarked, false)[0].join(" "),
+            "label node n node-role.kubernetes.io/control-plane= --overwrite"
         );
     }
 }
