@@ -546,6 +546,31 @@ async fn auth_failure_is_not_retried_and_names_what_was_tried() {
 }
 
 #[tokio::test]
+async fn private_key_readable_by_others_is_not_used() {
+    let Some(sshd) = Sshd::start("private_key_readable_by_others_is_not_used") else {
+        return;
+    };
+    let key = sshd::generate_key(sshd.dir(), "exposed", "");
+    sshd.authorize_key(&sshd.public_key_of(&key));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut spec = sshd.spec("node-1");
+    spec.identity_file = Some(key.clone());
+    spec.use_agent = false;
+    let err = Connection::connect(spec.clone())
+        .await
+        .expect_err("an unprotected key is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("readable by others") && text.contains("chmod 600"),
+        "{text}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conn = connect(spec).await;
+    assert!(run(&conn, ExecRequest::new("true")).await.success());
+}
+
+#[tokio::test]
 async fn passphrase_protected_identity_file_authenticates() {
     let Some(sshd) = Sshd::start("passphrase_protected_identity_file_authenticates") else {
         return;

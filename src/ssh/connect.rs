@@ -333,6 +333,17 @@ async fn auth_with_identity(
     tried: &mut Vec<String>,
 ) -> Result<bool, SshError> {
     let shown = display_path(path);
+    // Like OpenSSH: a private key others can read is not used.
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tried.push(format!(
+                "key {shown} (readable by others, mode {mode:04o}: run chmod 600 {shown}; an unprotected private key is not used)"
+            ));
+            return Ok(false);
+        }
+    }
     let passphrase = spec.identity_passphrase.as_ref().map(|p| p.expose_secret());
     let key = match russh::keys::load_secret_key(path, passphrase) {
         Ok(key) => key,
