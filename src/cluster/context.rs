@@ -17,6 +17,23 @@ pub struct Options {
     pub playbooks: Option<PathBuf>,
 }
 
+/// The state directory holds CA keys and the admin kubeconfig: if others can read it, stop.
+fn refuse_open_state_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(()); // made 0700 below
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the state directory {} is open to others (mode {mode:04o}) and holds the cluster's CA keys: run chmod 700 {} (and check who could read it)",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 pub struct Ctx {
     pub inventory: Inventory,
     pub reporter: Reporter,
@@ -51,6 +68,7 @@ impl Ctx {
         let defaults =
             super::Defaults::load(&playbooks, &inventory.cluster.kubernetes.minor_string())?;
         let os_families = super::OsFamilies::load(&playbooks)?;
+        refuse_open_state_dir(&inventory.state_dir())?;
         let logs = HostLogs::open(
             &inventory.state_dir().join("logs"),
             reporter.redactor().clone(),

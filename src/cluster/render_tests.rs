@@ -268,3 +268,24 @@ fn single_master_keepalived_has_no_empty_peer_block() {
     assert!(!conf.contains("unicast_peer"), "{conf}");
     assert!(conf.contains("virtual_ipaddress"), "{conf}");
 }
+
+#[test]
+fn state_directory_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join(".installer/golden");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let inventory = crate::inventory::parse(&tmp.path().join("hosts.yaml"), INVENTORY)
+        .unwrap()
+        .inventory;
+    let reporter = Reporter::new(OutputMode::Json, Redactor::new(), false);
+    let options = Options {
+        forks: 1,
+        playbooks: None,
+    };
+    let err = Ctx::new(inventory, reporter, &options)
+        .err()
+        .expect("refused");
+    assert!(err.contains("chmod 700") && err.contains("0755"), "{err}");
+}
