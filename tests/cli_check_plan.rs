@@ -368,3 +368,46 @@ fn master_row(all: &str) -> &str {
         .find(|l| l.starts_with("master-1"))
         .unwrap_or_else(|| panic!("no row for master-1:\n{all}"))
 }
+
+#[test]
+fn second_up_on_the_same_cluster_is_refused_while_the_first_holds_the_lock() {
+    let Some(sshd) =
+        Sshd::start("second_up_on_the_same_cluster_is_refused_while_the_first_holds_the_lock")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(&sshd, tmp.path(), TEST_USER, "");
+    // Stand in for a first `up` that is running: hold the cluster's lock as it does.
+    let state = tmp.path().join(".installer/sshd-test");
+    std::fs::create_dir_all(&state).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        tmp.path().join(".installer"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.join("lock"))
+        .unwrap();
+    lock.try_lock().expect("the test holds the lock");
+    let before = sshd.log().matches("Accepted publickey").count();
+    for verb in [&["up"][..], &["reset", "--yes"][..]] {
+        let mut args = verb.to_vec();
+        args.extend(["-i", inv.to_str().unwrap()]);
+        let out = installer(&args, &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("another installer run holds"), "{all}");
+    }
+    assert_eq!(
+        sshd.log().matches("Accepted publickey").count(),
+        before,
+        "a refused run must not touch any host"
+    );
+    drop(lock);
+}
