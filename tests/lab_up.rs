@@ -298,7 +298,7 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
     checks_through_vip(&kubeconfig, &masters, &["worker-1", "worker-2", "worker-3"]);
 }
 
-/// etcd members on `master` through the gateway, as (name, isLearner).
+/// etcd members on `master` through the gateway, as (first peer URL, isLearner).
 fn etcd_members(lab: &Lab, master: &str) -> Vec<(String, bool)> {
     let out = lab.exec_ok(
         master,
@@ -312,7 +312,7 @@ fn etcd_members(lab: &Lab, master: &str) -> Vec<(String, bool)> {
         .flatten()
         .map(|m| {
             (
-                m["name"].as_str().unwrap_or("").to_string(),
+                m["peerURLs"][0].as_str().unwrap_or("").to_string(),
                 m["isLearner"].as_bool().unwrap_or(false),
             )
         })
