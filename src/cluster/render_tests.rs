@@ -108,6 +108,8 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["vip"] = json!("10.0.0.100");
     vars["vip_port"] = json!(8443);
     vars["vip_prober"] = json!(host.name);
+    vars["masters"] = json!(["master-1", "master-2", "master-3"]);
+    vars["master_ports"] = json!([6443, 2379, 2380, 10250, 8443]);
     vars["purge"] = json!(true);
     vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
     vars["content"] = json!("{\"kind\": \"List\"}");

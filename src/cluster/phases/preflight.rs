@@ -135,12 +135,21 @@ async fn network_probes(ctx: &Ctx) -> NetworkProbes {
         .collect();
     // Only one host probes the VIP: every probe sends traffic to it.
     let vip_prober = if vip_held { None } else { first_master };
-    let vars = match &ctx.inventory.cluster.control_plane {
-        ControlPlane::Vip { vip, port, .. } => {
-            json!({"vip_prober": vip_prober, "vip": vip, "vip_port": port})
-        }
-        ControlPlane::LoadBalancer { .. } => json!({"vip_prober": null}),
-    };
+    let masters: Vec<&str> = ctx.inventory.masters().map(|m| m.name.as_str()).collect();
+    let mut master_ports = vec![
+        ctx.defaults.ports.apiserver,
+        ctx.defaults.ports.etcd_client,
+        ctx.defaults.ports.etcd_peer,
+        ctx.defaults.ports.kubelet,
+    ];
+    let mut vars = json!({"vip_prober": null, "masters": masters});
+    if let ControlPlane::Vip { vip, port, .. } = &ctx.inventory.cluster.control_plane {
+        master_ports.push(*port);
+        vars["vip_prober"] = json!(vip_prober);
+        vars["vip"] = json!(vip);
+        vars["vip_port"] = json!(port);
+    }
+    vars["master_ports"] = json!(master_ports);
     let mut probes = NetworkProbes::default();
     for (host, answer) in probe_many::<NetworkView>(ctx, "preflight", &hosts, &vars).await {
         match answer {
@@ -251,7 +260,7 @@ fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
             && !list.is_empty()
         {
             v.fail(format!(
-                "cannot reach master(s) {}; open the network between nodes",
+                "cannot reach {}; open these ports between the nodes (SSH to every master; 6443, 2379-2380, 10250 and the VIP port between masters)",
                 list.join(", ")
             ));
         }
