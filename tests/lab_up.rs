@@ -374,15 +374,17 @@ fn killed_during_control_plane_joins_then_rerun_converges_on_containerd_on_debia
         text.contains("master-3"),
         "the failure names master-3:\n{text}"
     );
+    // A learner that may not have started yet is known by its peer URL, not its name.
     let learners: Vec<String> = etcd_members(&lab, "master-1")
         .into_iter()
         .filter(|(_, learner)| *learner)
-        .map(|(name, _)| name)
+        .map(|(peer, _)| peer)
         .collect();
+    let master_3 = lab.host("master-3").address.clone();
     assert_eq!(
         learners,
-        vec!["master-3".to_string()],
-        "a learner is left behind"
+        vec![format!("https://{master_3}:2380")],
+        "master-3's learner is left behind"
     );
     let status = installer(&["status", "-i", inv.to_str().unwrap()]);
     assert!(status.status.success(), "{}", all_output(&status));
