@@ -11,19 +11,14 @@ if [ -r /etc/os-release ]; then
   kv os_like "${ID_LIKE:-}"
 fi
 kv arch "$(uname -m)"
-kv kernel "$(uname -r)"
 kv hostname "$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)"
 kv cpus "$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
 kv mem_kb "$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
-kv swap_kb "$(awk '/^SwapTotal:/ {print $2}' /proc/meminfo)"
 kv swap_active "$(awk 'NR > 1' /proc/swaps | wc -l)"
 kv machine_id "$(cat /etc/machine-id 2>/dev/null)"
 kv user "$(id -un)"
 kv uid "$(id -u)"
 if [ -d /run/systemd/system ]; then kv init systemd; else kv init other; fi
-for pm in apt-get dnf yum zypper; do
-  if command -v "$pm" >/dev/null 2>&1; then kv package_manager "$pm"; break; fi
-done
 for bin in sh systemctl apt-get apt-mark dpkg dpkg-query dnf rpm ip modprobe sysctl sudo curl; do
   if command -v "$bin" >/dev/null 2>&1; then kv binary "$bin"; fi
 done
@@ -31,13 +26,10 @@ ip -o link show 2>/dev/null | awk '{name=$2; sub(":$", "", name); sub("@.*", "",
 ip -o addr show 2>/dev/null | awk '$3 == "inet" || $3 == "inet6" {print "addr=" $2 " " $4}'
 ss -ltnH 2>/dev/null | awk '{n = split($4, a, ":"); print "listen=" a[n]}' | sort -u
 kv cgroup_fs "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
-kv ip_forward "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)"
-kv bridge_nf "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)"
 if command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='pkg=${Package} ${Version} ${Status}\n' \
     kubelet kubeadm kubectl cri-tools kubernetes-cni containerd containerd.io docker.io docker-ce cri-dockerd \
     keepalived haproxy 2>/dev/null | awk '$5 == "installed" {print $1 " " $2}'
-  apt-mark showhold 2>/dev/null | sed 's/^/held=/'
 fi
 for unit in kubelet containerd docker cri-docker.socket keepalived haproxy; do
   kv "active_$unit" "$(systemctl is-active "$unit" 2>/dev/null)"

@@ -34,6 +34,13 @@ fn refuse_open_state_dir(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a host's failure stops the whole run. Masters carry the control plane and etcd's
+/// quorum, so a run never goes on without one of them. A worker depends on no other host: when
+/// it fails it is left behind (named at the end, `up` exits 1) and the others go on.
+pub fn failure_stops_the_run(host: &Host) -> bool {
+    host.is_master()
+}
+
 pub struct Ctx {
     pub inventory: Inventory,
     pub reporter: Reporter,
@@ -226,6 +233,42 @@ impl Ctx {
         }
     }
 
+    /// Records the failures of a playbook run in PHASE against their hosts, like `absorb`,
+    /// and returns only those that stop the run ([`failure_stops_the_run`]). A failed worker
+    /// is left behind: `usable` skips it from now on and `up` ends by naming it.
+    pub fn absorb_leaving_workers(&mut self, phase: &str, reports: &[HostReport]) -> Vec<String> {
+        let mut fatal = Vec::new();
+        for r in reports {
+            let Some(why) = &r.failure else { continue };
+            self.mark_failed(&r.host, format!("{phase}: {why}"));
+            let stops = self
+                .inventory
+                .host(&r.host)
+                .is_none_or(failure_stops_the_run);
+            if stops {
+                fatal.push(format!("{}: {why}", r.host));
+            } else {
+                self.reporter.host_info(
+                    &r.host,
+                    format!("left behind ({phase}: {why}); the other hosts go on"),
+                );
+            }
+        }
+        fatal
+    }
+
+    /// Hosts marked failed during the run, in inventory order, with why.
+    pub fn failed_hosts(&self) -> Vec<(String, String)> {
+        self.inventory
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let why = self.hosts.get(&h.name)?.error.clone()?;
+                Some((h.name.clone(), why))
+            })
+            .collect()
+    }
+
     /// Records failures from a playbook run against their hosts; returns the failed ones.
     pub fn absorb(&mut self, reports: &[HostReport]) -> Vec<String> {
         let mut failed = Vec::new();
@@ -236,5 +279,77 @@ impl Ctx {
             }
         }
         failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_stops_the_run;
+
+    fn hosts() -> Vec<crate::inventory::Host> {
+        let text = "apiVersion: installer/v1\nkind: Inventory\ncluster: {name: c, kubernetes: 1.36.2, controlPlane: {vip: 10.0.0.100}}\nssh: {knownHosts: /tmp/kh}\nhosts:\n  - {name: m1, address: 10.0.0.11, roles: [master]}\n  - {name: mw, address: 10.0.0.12, roles: [master, worker]}\n  - {name: w1, address: 10.0.0.21, roles: [worker]}\n";
+        crate::inventory::parse(std::path::Path::new("/x/h.yaml"), text)
+            .unwrap()
+            .inventory
+            .hosts
+    }
+
+    #[test]
+    fn a_failed_master_stops_the_run_a_failed_worker_is_left_behind() {
+        let hosts = hosts();
+        let stops: Vec<(&str, bool)> = hosts
+            .iter()
+            .map(|h| (h.name.as_str(), failure_stops_the_run(h)))
+            .collect();
+        assert_eq!(stops, [("m1", true), ("mw", true), ("w1", false)]);
+    }
+
+    fn failed(host: &str) -> crate::playbook::HostReport {
+        crate::playbook::HostReport {
+            host: host.into(),
+            tasks: Vec::new(),
+            failure: Some(crate::playbook::HostFailure {
+                task: "Install kubelet".into(),
+                message: "exit 100".into(),
+                transient: false,
+            }),
+            registered: Default::default(),
+            changed: Default::default(),
+        }
+    }
+
+    #[test]
+    fn failures_are_recorded_against_their_hosts_and_only_masters_are_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = crate::inventory::parse(
+            &dir.path().join("h.yaml"),
+            "apiVersion: installer/v1\nkind: Inventory\ncluster: {name: c, kubernetes: 1.36.2, controlPlane: {vip: 10.0.0.100}}\nssh: {knownHosts: /tmp/kh}\nhosts:\n  - {name: m1, address: 10.0.0.11, roles: [master]}\n  - {name: w1, address: 10.0.0.21, roles: [worker]}\n  - {name: w2, address: 10.0.0.22, roles: [worker]}\n",
+        )
+        .unwrap()
+        .inventory;
+        let reporter = crate::ui::Reporter::new(
+            crate::ui::OutputMode::Json,
+            crate::ui::Redactor::new(),
+            false,
+        );
+        let options = super::Options {
+            forks: 1,
+            playbooks: None,
+        };
+        let mut ctx = super::Ctx::new(inventory, reporter, &options).unwrap();
+
+        let fatal = ctx.absorb_leaving_workers("Prepare hosts", &[failed("w1")]);
+        assert!(fatal.is_empty(), "a worker's failure must not stop the run");
+        assert_eq!(
+            ctx.failed_hosts(),
+            [(
+                "w1".to_string(),
+                "Prepare hosts: task 'Install kubelet' failed: exit 100".to_string()
+            )]
+        );
+
+        let fatal = ctx.absorb_leaving_workers("Prepare hosts", &[failed("m1")]);
+        assert_eq!(fatal, ["m1: task 'Install kubelet' failed: exit 100"]);
+        assert_eq!(ctx.failed_hosts().len(), 2);
     }
 }

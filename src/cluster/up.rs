@@ -30,6 +30,17 @@ pub async fn up(ctx: &mut Ctx) -> Result<(), PhaseError> {
     let _lock = super::lock::lock_cluster(ctx).map_err(|m| PhaseError::new("Lock", m))?;
     let preflight = Preflight::new(true);
     run_phases(ctx, &phases(&preflight)).await?;
+    let left_behind = ctx.failed_hosts();
+    if !left_behind.is_empty() {
+        ctx.reporter.print_json(&serde_json::json!({
+            "up": "failed",
+            "failed": left_behind
+                .iter()
+                .map(|(host, why)| serde_json::json!({"host": host, "error": why}))
+                .collect::<Vec<_>>(),
+        }));
+        return Err(PhaseError::new("Up", left_behind_summary(&left_behind)));
+    }
     let changed = ctx.reporter.changed_count();
     if changed == 0 {
         ctx.reporter.print("cluster is up to date: nothing changed");
@@ -42,4 +53,33 @@ pub async fn up(ctx: &mut Ctx) -> Result<(), PhaseError> {
     ctx.reporter
         .print_json(&serde_json::json!({"up": "ok", "changed": changed}));
     Ok(())
+}
+
+/// The end of a run that left hosts behind: one line per host, naming the phase and the task.
+fn left_behind_summary(failed: &[(String, String)]) -> String {
+    let mut text = format!(
+        "{} host(s) failed and were left behind; the other hosts are set up. Fix these and run `installer up` again:",
+        failed.len()
+    );
+    for (host, why) in failed {
+        // One line per host: the reason's first line (the whole output is in the host's log).
+        let first = why.lines().next().unwrap_or_default();
+        text.push_str(&format!("\n  {host}: {first}"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_summary_names_each_failed_host_on_one_line() {
+        let text = super::left_behind_summary(&[(
+            "worker-3".into(),
+            "Prepare hosts: task 'Install kubelet' failed: exit 100\nE: no candidate".into(),
+        )]);
+        assert_eq!(
+            text,
+            "1 host(s) failed and were left behind; the other hosts are set up. Fix these and run `installer up` again:\n  worker-3: Prepare hosts: task 'Install kubelet' failed: exit 100"
+        );
+    }
 }

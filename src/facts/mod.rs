@@ -15,11 +15,9 @@ pub struct Facts {
     /// `ID_LIKE`: the distributions this one derives from (finds its OS family).
     pub os_like: String,
     pub arch: String,
-    pub kernel: String,
     pub hostname: String,
     pub cpus: u32,
     pub mem_mb: u64,
-    pub swap_mb: u64,
     pub swap_active: bool,
     pub machine_id: String,
     /// `None` when it could not be read (no root, or no DMI in a container).
@@ -31,17 +29,13 @@ pub struct Facts {
     /// Why root access failed, when it did.
     pub root_error: Option<String>,
     pub init: String,
-    pub package_manager: Option<String>,
     pub binaries: BTreeSet<String>,
     /// Interface name → MAC address.
     pub macs: BTreeMap<String, String>,
     pub addresses: Vec<InterfaceAddress>,
     pub listening_ports: BTreeSet<u16>,
-    pub ip_forward: bool,
-    pub bridge_nf_call_iptables: bool,
     /// Installed package → version.
     pub packages: BTreeMap<String, String>,
-    pub held: BTreeSet<String>,
     /// systemd unit → `is-active` answer.
     pub units: BTreeMap<String, String>,
     /// Filesystem type of /sys/fs/cgroup (`cgroup2fs` on a cgroup v2 host).
@@ -74,11 +68,9 @@ impl Facts {
                 "os_codename" => f.os_codename = value.into(),
                 "os_like" => f.os_like = value.into(),
                 "arch" => f.arch = value.into(),
-                "kernel" => f.kernel = value.into(),
                 "hostname" => f.hostname = value.into(),
                 "cpus" => f.cpus = value.parse().unwrap_or(0),
                 "mem_kb" => f.mem_mb = value.parse::<u64>().unwrap_or(0) / 1024,
-                "swap_kb" => f.swap_mb = value.parse::<u64>().unwrap_or(0) / 1024,
                 "swap_active" => f.swap_active = value.parse::<u32>().unwrap_or(0) > 0,
                 "machine_id" => f.machine_id = value.into(),
                 "product_uuid" if !value.is_empty() => f.product_uuid = Some(value.to_lowercase()),
@@ -86,7 +78,6 @@ impl Facts {
                 "uid" => f.uid = value.parse().unwrap_or(u32::MAX),
                 "root_uid" => f.root_ok = value == "0",
                 "init" => f.init = value.into(),
-                "package_manager" => f.package_manager = Some(value.into()),
                 "binary" => {
                     f.binaries.insert(value.into());
                 }
@@ -105,15 +96,10 @@ impl Facts {
                         f.listening_ports.insert(p);
                     }
                 }
-                "ip_forward" => f.ip_forward = value == "1",
-                "bridge_nf" => f.bridge_nf_call_iptables = value == "1",
                 "pkg" => {
                     if let Some((name, version)) = value.split_once(' ') {
                         f.packages.insert(name.into(), version.into());
                     }
-                }
-                "held" => {
-                    f.held.insert(value.into());
                 }
                 "control_plane_manifests" => f.has_control_plane_manifests = value == "yes",
                 "kubelet_conf" => f.has_kubelet_conf = value == "yes",
@@ -133,14 +119,6 @@ impl Facts {
 
     pub fn has_address(&self, ip: IpAddr) -> bool {
         self.addresses.iter().any(|a| a.address == ip)
-    }
-
-    /// The interface carrying `ip`, e.g. to find where keepalived should put the VIP.
-    pub fn interface_of(&self, ip: IpAddr) -> Option<&str> {
-        self.addresses
-            .iter()
-            .find(|a| a.address == ip)
-            .map(|a| a.interface.as_str())
     }
 
     pub fn unit_active(&self, unit: &str) -> bool {
@@ -180,17 +158,17 @@ pkg=kubelet 1.36.2-1.1\nheld=kubelet\nactive_kubelet=active\nactive_haproxy=inac
         assert_eq!((f.os_id.as_str(), f.os_version.as_str()), ("debian", "12"));
         assert_eq!(f.cpus, 2);
         assert_eq!(f.mem_mb, 2000);
-        assert!(f.swap_active && f.swap_mb == 1023);
+        assert!(f.swap_active);
         assert!(f.root_ok);
         assert_eq!(f.product_uuid.as_deref(), Some("4c4c4544-0042"));
-        assert_eq!(f.interface_of("10.213.4.11".parse().unwrap()), Some("eth0"));
+        assert!(f.has_address("10.213.4.11".parse().unwrap()));
+        assert_eq!(f.addresses[1].interface, "eth0");
         assert_eq!(f.real_macs().count(), 1);
         assert!(f.listening_ports.contains(&6443));
         assert_eq!(
             f.packages.get("kubelet").map(String::as_str),
             Some("1.36.2-1.1")
         );
-        assert!(f.held.contains("kubelet"));
         assert!(f.unit_active("kubelet") && !f.unit_active("haproxy"));
         assert!(f.has_control_plane_manifests && !f.has_kubelet_conf);
     }

@@ -9,7 +9,7 @@ use crate::cluster::kubeadm_config;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::cluster::phases::join_masters::run_playbook;
 use crate::inventory::Host;
-use crate::playbook::{HostTarget, SshRemote};
+use crate::playbook::{HostTarget, Mode, SshRemote};
 
 pub struct JoinWorkers;
 
@@ -54,10 +54,20 @@ impl Phase for JoinWorkers {
                     .into();
                 targets.extend(ctx.targets(&[w], &v));
             }
-            ctx.apply("kubeadm-join", targets)
-                .await
-                .map(|_| ())
-                .map_err(err)
+            // Workers are joined independently: one that fails is left behind (named at the
+            // end of `up`) and the others go on.
+            let playbook = ctx
+                .playbooks
+                .load("kubeadm-join")
+                .map_err(|e| err(e.to_string()))?;
+            let reports =
+                crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;
+            let fatal = ctx.absorb_leaving_workers(self.title(), &reports);
+            if fatal.is_empty() {
+                Ok(())
+            } else {
+                Err(err(fatal.join("; ")))
+            }
         })
     }
 

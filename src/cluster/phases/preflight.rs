@@ -336,8 +336,8 @@ fn judge_host(rules: &Rules, host: &Host, f: &Facts, v: &mut HostVerdict) {
     }
     if !SUPPORTED_OS.contains(&(f.os_id.as_str(), f.os_version.as_str())) {
         v.fail(format!(
-            "unsupported OS {} {}; supported: Debian 12/13, Ubuntu 22.04/24.04",
-            f.os_id, f.os_version
+            "unsupported OS {} {} ({}); supported: Debian 12/13, Ubuntu 22.04/24.04",
+            f.os_id, f.os_version, f.os_pretty
         ));
     }
     if f.init != "systemd" {

@@ -82,19 +82,26 @@ impl PrepareHosts {
         let mut all = Vec::new();
         for name in Self::playbooks(ctx) {
             let playbook = ctx.playbooks.load(name).map_err(|e| err(e.to_string()))?;
+            // A host that failed an earlier playbook is left out of the later ones.
             let targets = hosts
                 .iter()
                 .zip(&vars)
+                .filter(|(h, _)| ctx.hosts.get(&h.name).is_some_and(|s| s.error.is_none()))
                 .flat_map(|(h, v)| ctx.targets(&[h], v))
                 .collect();
             let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(mode)).await;
-            let failed = ctx.absorb(&reports);
-            if !failed.is_empty() && mode == Mode::Apply {
-                return Err(err(format!(
-                    "{} failed on: {}",
-                    playbook.name,
-                    failed.join("; ")
-                )));
+            if mode != Mode::Apply {
+                ctx.absorb(&reports);
+            } else {
+                // A failed worker is left behind; a failed master stops the run.
+                let fatal = ctx.absorb_leaving_workers(self.title(), &reports);
+                if !fatal.is_empty() {
+                    return Err(err(format!(
+                        "{} failed on: {}",
+                        playbook.name,
+                        fatal.join("; ")
+                    )));
+                }
             }
             all.extend(reports);
         }
