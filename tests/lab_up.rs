@@ -404,7 +404,7 @@ fn killed_during_control_plane_joins_then_rerun_converges_on_containerd_on_debia
         );
         let version = lab.exec_ok(h, "containerd --version");
         assert!(
-            version.contains(" 2."),
+            version.contains(" v2."),
             "{h}: containerd 2.x expected: {version}"
         );
     }
