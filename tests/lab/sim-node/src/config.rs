@@ -111,9 +111,17 @@ pub struct Timeouts {
     pub control_plane_component_health_check: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet_health_check: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "kubernetesAPICall",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kubernetes_api_call: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "etcdAPICall",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub etcd_api_call: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_bootstrap: Option<String>,
@@ -1547,6 +1555,22 @@ mod tests {
         assert!(
             e.starts_with("networking.dnsDomain: Invalid value: \"cluster_local\": a lowercase RFC 1123 subdomain"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn timeouts_use_v1beta4s_api_call_spelling() {
+        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ntimeouts:\n  etcdAPICall: 10s\n  kubernetesAPICall: 1m\n";
+        let j = parse_documents(y).unwrap().join.unwrap();
+        let t = j.timeouts.unwrap();
+        assert_eq!(t.etcd_api_call.as_deref(), Some("10s"));
+        assert_eq!(t.kubernetes_api_call.as_deref(), Some("1m"));
+        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ntimeouts:\n  etcdApiCall: 10s\n";
+        assert!(
+            parse_documents(y)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field \"etcdApiCall\"")
         );
     }
 
