@@ -14,6 +14,15 @@ pub struct Status {
     pub etcd: Vec<EtcdRow>,
     pub vip_holder: Option<String>,
     pub api: Vec<ApiRow>,
+    /// Hosts of the inventory that could not be reached (or read): the rest was read without them.
+    pub unreachable: Vec<UnreachableRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnreachableRow {
+    pub host: String,
+    pub roles: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,12 +75,50 @@ pub async fn status(ctx: &mut Ctx) -> Result<(), PhaseError> {
     ctx.reporter.print(&render(&status));
     ctx.reporter
         .print_json(&serde_json::json!({ "status": status }));
-    Ok(())
+    match unreachable_summary(&status) {
+        None => Ok(()),
+        Some(message) => Err(PhaseError::new("Status", message)),
+    }
+}
+
+/// Why `status` exits 1: the hosts it could not reach, by name and role.
+fn unreachable_summary(status: &Status) -> Option<String> {
+    if status.unreachable.is_empty() {
+        return None;
+    }
+    let hosts: Vec<String> = status
+        .unreachable
+        .iter()
+        .map(|u| format!("{} ({})", u.host, u.roles))
+        .collect();
+    Some(format!(
+        "unreachable: {}; the rest of the cluster was read without them",
+        hosts.join(", ")
+    ))
 }
 
 async fn read_status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
     let err = |m: String| PhaseError::new("Status", m);
     let leader = connect_to_leader(ctx).await?;
+    let unreachable = ctx
+        .failed_hosts()
+        .into_iter()
+        .map(|(host, reason)| UnreachableRow {
+            roles: ctx
+                .inventory
+                .host(&host)
+                .map(|h| {
+                    h.roles
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            host,
+            reason,
+        })
+        .collect();
     let nodes = kube::nodes(ctx, &leader).await.map_err(err)?;
     let node_rows = nodes
         .iter()
@@ -140,6 +187,7 @@ async fn read_status(ctx: &mut Ctx) -> Result<Status, PhaseError> {
         etcd,
         vip_holder,
         api,
+        unreachable,
     })
 }
 
@@ -157,6 +205,7 @@ pub fn render(s: &Status) -> String {
             ]
         })
         .collect();
+    let unreachable = |host: &str| s.unreachable.iter().any(|u| u.host == host);
     let etcd: Vec<[String; 3]> = s
         .etcd
         .iter()
@@ -166,7 +215,12 @@ pub fn render(s: &Status) -> String {
             } else {
                 yes(e.member)
             };
-            [e.master.clone(), member, yes(e.healthy)]
+            let healthy = if unreachable(&e.master) {
+                "UNREACHABLE".to_string()
+            } else {
+                yes(e.healthy)
+            };
+            [e.master.clone(), member, healthy]
         })
         .collect();
     let api: Vec<[String; 2]> = s
@@ -179,11 +233,79 @@ pub fn render(s: &Status) -> String {
             ]
         })
         .collect();
-    format!(
+    let mut text = format!(
         "{}\n\n{}\n\nVIP holder: {}\n\n{}",
         super::table::render(&["NODE", "ROLE", "VERSION", "READY"], &nodes),
         super::table::render(&["ETCD ON", "MEMBER", "HEALTHY"], &etcd),
         s.vip_holder.as_deref().unwrap_or("-"),
         super::table::render(&["API", "READYZ"], &api),
-    )
+    );
+    if !s.unreachable.is_empty() {
+        let rows: Vec<[String; 3]> = s
+            .unreachable
+            .iter()
+            .map(|u| [u.host.clone(), u.roles.clone(), u.reason.clone()])
+            .collect();
+        text.push_str("\n\n");
+        text.push_str(&super::table::render(
+            &["UNREACHABLE", "ROLES", "WHY"],
+            &rows,
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(unreachable: Vec<UnreachableRow>) -> Status {
+        Status {
+            nodes: Vec::new(),
+            etcd: ["master-1", "master-2"]
+                .iter()
+                .map(|m| EtcdRow {
+                    master: m.to_string(),
+                    member: true,
+                    learner: false,
+                    healthy: *m != "master-1",
+                })
+                .collect(),
+            vip_holder: Some("master-2".into()),
+            api: Vec::new(),
+            unreachable,
+        }
+    }
+
+    #[test]
+    fn an_unreachable_master_is_named_and_fails_the_status() {
+        let s = status(vec![UnreachableRow {
+            host: "master-1".into(),
+            roles: "master".into(),
+            reason: "cannot connect to master-1 (10.0.0.11:22): No route to host".into(),
+        }]);
+        let text = render(&s);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("master-1") && l.contains("UNREACHABLE")),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with("master-1")
+                && l.contains("master")
+                && l.contains("No route to host")),
+            "{text}"
+        );
+        assert_eq!(
+            unreachable_summary(&s).as_deref(),
+            Some("unreachable: master-1 (master); the rest of the cluster was read without them")
+        );
+    }
+
+    #[test]
+    fn a_status_with_every_host_reached_succeeds() {
+        let s = status(Vec::new());
+        assert!(unreachable_summary(&s).is_none());
+        assert!(!render(&s).contains("UNREACHABLE"));
+    }
 }

@@ -559,10 +559,11 @@ fn failure_message(out: &super::RemoteOutput, attempts: u32) -> String {
         .status
         .map(|s| format!("exit {s}"))
         .unwrap_or_else(|| "killed by a signal".into());
+    // stderr last: that is where a command says why it failed, and the tail is what is kept.
     let tail: Vec<&str> = out
-        .stderr
+        .stdout
         .lines()
-        .chain(out.stdout.lines())
+        .chain(out.stderr.lines())
         .filter(|l| !l.trim().is_empty())
         .collect();
     let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
@@ -639,4 +640,33 @@ pub fn render_all(
         out.push((task.name.clone(), body.map_err(at)?));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_message;
+    use crate::playbook::RemoteOutput;
+
+    #[test]
+    fn a_failure_ends_with_the_error_lines_the_command_printed_on_stderr() {
+        // apt: progress on stdout, the reason on stderr (printed last).
+        let out = RemoteOutput {
+            status: Some(100),
+            stdout: "Reading package lists...\nBuilding dependency tree...\nReading state information...\n\
+                     Package kubernetes-cni is not available, but is referred to by another package.\n\
+                     This may mean that the package is missing, has been obsoleted, or\n\
+                     is only available from another source\n"
+                .into(),
+            stderr: "E: Package 'kubernetes-cni' has no installation candidate\n".into(),
+        };
+        let message = failure_message(&out, 3);
+        assert!(
+            message.starts_with("exit 100 after 3 attempts: "),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("| E: Package 'kubernetes-cni' has no installation candidate"),
+            "{message}"
+        );
+    }
 }

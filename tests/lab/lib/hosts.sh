@@ -181,6 +181,17 @@ host_kill() { # LAB HOST
 	[ -z "$init" ] || kill -KILL "$init" 2>/dev/null || true
 	host_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
 	host_wait_gone "$pid" 5 || true
+	host_net_silence "$1" "$2"
+}
+
+# A machine that is off answers nothing, not even ARP or a TCP reset: its namespace's kernel
+# would otherwise keep answering for its addresses (and for a VIP keepalived had put there).
+# It boots again with a fresh kernel: host_net_up gives it back its own address and link only.
+host_net_silence() { # LAB HOST
+	local ns
+	ns=$(host_netns "$1" "$2")
+	ip -n "$ns" link set eth0 down 2>/dev/null || true
+	ip -n "$ns" addr flush dev eth0 2>/dev/null || true
 }
 
 # Clean shutdown: SIGTERM to nspawn makes systemd inside power off.
@@ -188,7 +199,10 @@ host_stop() { # LAB HOST
 	local pid
 	pid=$(host_pid "$1" "$2") || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	host_wait_gone "$pid" "${LAB_STOP_TIMEOUT:-30}" && return 0
+	if host_wait_gone "$pid" "${LAB_STOP_TIMEOUT:-30}"; then
+		host_net_silence "$1" "$2"
+		return 0
+	fi
 	warn "$2 did not shut down cleanly; killing it"
 	host_kill "$1" "$2"
 }
