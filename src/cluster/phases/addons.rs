@@ -51,26 +51,94 @@ impl Phase for Addons {
         Box::pin(async move {
             let phase = self.title();
             let catalog = Catalog::load(&ctx.playbooks).map_err(|m| PhaseError::new(phase, m))?;
+            let leader = ctx.leader().ok();
             let mut steps = Vec::new();
             for addon in wanted(ctx) {
                 let (name, version) = addon.release_key(ctx);
                 let release = catalog
                     .release(name, version.as_deref())
-                    .map_err(|m| PhaseError::new(phase, m))?;
+                    .map_err(|m| PhaseError::new(phase, m))?
+                    .clone();
                 let files: Vec<&str> = release.files.iter().map(|f| f.name.as_str()).collect();
-                steps.push(PlannedStep::change(
+                let whole = PlannedStep::change(
                     phase,
                     "-",
                     format!(
-                        "{}: apply {} (server-side, unchanged objects stay as they are) and wait until ready",
+                        "{}: fetch and verify {}, apply them (server-side) and wait until ready",
                         addon.name(),
                         files.join(", ")
                     ),
-                ));
+                );
+                // What is already there decides, as for every other phase: the cached files,
+                // the rendered manifests and the objects in the cluster (read-only probes).
+                let planned = match &leader {
+                    Some(leader) => plan_addon(ctx, leader, addon, &release).await,
+                    None => None,
+                };
+                steps.extend(planned.unwrap_or_else(|| vec![whole]));
             }
             Ok(steps)
         })
     }
+}
+
+/// The dry run of one addon on the leader: `None` when its manifests are not all fetched and
+/// verified yet (everything would run); else, per manifest, whether it would be written or
+/// applied (the `addons-apply` playbook's own guards, run read-only).
+async fn plan_addon(
+    ctx: &Ctx,
+    leader: &Host,
+    addon: Addon,
+    release: &Release,
+) -> Option<Vec<PlannedStep>> {
+    let phase = "Addons";
+    let (files, cached) = fetch_list(ctx, release);
+    let fetched = dry_run(ctx, "addons-fetch", leader, &json!({ "files": files })).await?;
+    if fetched {
+        return None;
+    }
+    let manifests = manifests(ctx, leader, addon, release, &cached).await.ok()?;
+    let mut steps = Vec::new();
+    for m in manifests {
+        let vars = json!({ "path": m.path, "content": m.content });
+        let step = format!("{}: {}", addon.name(), m.path);
+        if dry_run(ctx, "addons-apply", leader, &vars).await? {
+            steps.push(PlannedStep::change(
+                phase,
+                &leader.name,
+                format!("{step}: apply (server-side) and wait until ready"),
+            ));
+        } else {
+            steps.push(PlannedStep::skip(
+                phase,
+                &leader.name,
+                step,
+                "applied, unchanged",
+            ));
+        }
+    }
+    Some(steps)
+}
+
+/// Runs playbook NAME on HOST in plan mode: whether it would change anything (`None`: the
+/// host could not be asked).
+async fn dry_run(ctx: &Ctx, name: &str, host: &Host, vars: &Value) -> Option<bool> {
+    let playbook = ctx.playbooks.load(name).ok()?;
+    let targets = ctx.targets(&[host], vars);
+    if targets.is_empty() {
+        return None;
+    }
+    let reports = crate::playbook::run(
+        &playbook,
+        targets,
+        &ctx.run_options(crate::playbook::Mode::Plan),
+    )
+    .await;
+    let report = reports.first()?;
+    if report.failure.is_some() {
+        return None;
+    }
+    Some(report.changed())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +192,8 @@ struct Fetch {
     dest: String,
 }
 
-async fn fetch(ctx: &mut Ctx, leader: &Host, release: &Release) -> Result<Vec<String>, String> {
+/// The files of a release to fetch, and where each lands in the leader's cache.
+fn fetch_list(ctx: &Ctx, release: &Release) -> (Vec<Fetch>, Vec<String>) {
     let mirror = ctx.inventory.packages.manifests_mirror.clone();
     let files: Vec<Fetch> = release
         .files
@@ -136,8 +205,104 @@ async fn fetch(ctx: &mut Ctx, leader: &Host, release: &Release) -> Result<Vec<St
         })
         .collect();
     let paths = files.iter().map(|f| f.dest.clone()).collect();
+    (files, paths)
+}
+
+async fn fetch(ctx: &mut Ctx, leader: &Host, release: &Release) -> Result<Vec<String>, String> {
+    let (files, paths) = fetch_list(ctx, release);
     run_playbook(ctx, "addons-fetch", leader, &json!({ "files": files })).await?;
     Ok(paths)
+}
+
+/// One manifest the addon applies: a cached upstream file as it is (`content: None`), or what
+/// the installer renders, written to `path` first. `after_ready`: applied once the addon's
+/// own objects are ready (a CephCluster needs the operator).
+#[derive(Debug)]
+struct Manifest {
+    path: String,
+    content: Option<String>,
+    after_ready: bool,
+}
+
+impl Manifest {
+    fn rendered(name: &str, content: String) -> Manifest {
+        Manifest {
+            path: format!("{RENDERED}/{name}"),
+            content: Some(content),
+            after_ready: false,
+        }
+    }
+}
+
+/// Every manifest of the addon, in the order they are applied, from its cached (verified)
+/// files: the same for `up` and for `plan`.
+async fn manifests(
+    ctx: &Ctx,
+    leader: &Host,
+    addon: Addon,
+    release: &Release,
+    cached: &[String],
+) -> Result<Vec<Manifest>, String> {
+    let mut out = Vec::new();
+    match addon {
+        Addon::Weave => {
+            let secret = match weave_password_secret(ctx)? {
+                Some(secret) => {
+                    out.push(Manifest::rendered("weave-secret.json", secret));
+                    Some(WEAVE_SECRET)
+                }
+                None => None,
+            };
+            let text = read(ctx, leader, &cached[0]).await?;
+            let pods = ctx.inventory.cluster.network.pods.to_string();
+            out.push(Manifest::rendered(
+                "weave.json",
+                addons::weave(&text, &pods, secret)?,
+            ));
+        }
+        Addon::Rook => {
+            out.extend(cached.iter().map(|path| Manifest {
+                path: path.clone(),
+                content: None,
+                after_ready: false,
+            }));
+            let nodes = rook_nodes(ctx);
+            if !nodes.is_empty() {
+                let image = release
+                    .ceph_image
+                    .clone()
+                    .ok_or("no cephImage pinned for this release")?;
+                let mut cluster =
+                    Manifest::rendered("rook-cluster.json", addons::rook_cluster(&nodes, &image));
+                cluster.after_ready = true;
+                out.push(cluster);
+            }
+        }
+        Addon::Dashboard => {
+            let text = read(ctx, leader, &cached[0]).await?;
+            let manifest = match &release.image {
+                Some(image) => addons::headlamp(&text, image)?,
+                None => text,
+            };
+            out.push(Manifest::rendered("dashboard.yaml", manifest));
+            if ctx.inventory.addons.dashboard.admin {
+                out.push(Manifest::rendered(
+                    "dashboard-admin.json",
+                    addons::dashboard_admin(dashboard_namespace(release)),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Headlamp (pinned image) lives in kube-system, the Kubernetes Dashboard in its own namespace.
+fn dashboard_namespace(release: &Release) -> &'static str {
+    if release.image.is_some() {
+        "kube-system"
+    } else {
+        "kubernetes-dashboard"
+    }
 }
 
 async fn read(ctx: &Ctx, leader: &Host, path: &str) -> Result<String, String> {
@@ -171,19 +336,13 @@ async fn install(
     let (name, version) = addon.release_key(ctx);
     let release = catalog.release(name, version.as_deref())?.clone();
     let cached = fetch(ctx, leader, &release).await?;
+    let all = manifests(ctx, leader, addon, &release, &cached).await?;
+    let (later, now): (Vec<Manifest>, Vec<Manifest>) = all.into_iter().partition(|m| m.after_ready);
+    for m in now {
+        apply(ctx, leader, &m.path, m.content).await?;
+    }
     match addon {
         Addon::Weave => {
-            let secret = weave_password_secret(ctx, leader).await?;
-            let text = read(ctx, leader, &cached[0]).await?;
-            let pods = ctx.inventory.cluster.network.pods.to_string();
-            let patched = addons::weave(&text, &pods, secret)?;
-            apply(
-                ctx,
-                leader,
-                &format!("{RENDERED}/weave.json"),
-                Some(patched),
-            )
-            .await?;
             wait(
                 ctx,
                 leader,
@@ -195,9 +354,6 @@ async fn install(
             wait_nodes_ready(ctx, leader).await
         }
         Addon::Rook => {
-            for path in &cached {
-                apply(ctx, leader, path, None).await?;
-            }
             wait(ctx, leader, "Rook's CRDs", &["get", "crd"], |list| {
                 addons::crds_established(list, ".ceph.rook.io", 1)
             })
@@ -221,42 +377,19 @@ async fn install(
                     nodes.len()
                 ));
             }
-            let image = release
-                .ceph_image
-                .clone()
-                .ok_or("no cephImage pinned for this release")?;
-            apply(
-                ctx,
-                leader,
-                &format!("{RENDERED}/rook-cluster.json"),
-                Some(addons::rook_cluster(&nodes, &image)),
-            )
-            .await?;
+            for m in later {
+                apply(ctx, leader, &m.path, m.content).await?;
+            }
             report_ceph_health(ctx, leader).await;
             Ok(())
         }
         Addon::Dashboard => {
-            let text = read(ctx, leader, &cached[0]).await?;
-            let (manifest, namespace, deployment) = match &release.image {
-                Some(image) => (addons::headlamp(&text, image)?, "kube-system", "headlamp"),
-                None => (text, "kubernetes-dashboard", "kubernetes-dashboard"),
+            let namespace = dashboard_namespace(&release);
+            let deployment = if release.image.is_some() {
+                "headlamp"
+            } else {
+                "kubernetes-dashboard"
             };
-            apply(
-                ctx,
-                leader,
-                &format!("{RENDERED}/dashboard.yaml"),
-                Some(manifest),
-            )
-            .await?;
-            if ctx.inventory.addons.dashboard.admin {
-                apply(
-                    ctx,
-                    leader,
-                    &format!("{RENDERED}/dashboard-admin.json"),
-                    Some(addons::dashboard_admin(namespace)),
-                )
-                .await?;
-            }
             wait(
                 ctx,
                 leader,
@@ -270,10 +403,7 @@ async fn install(
 }
 
 /// The Secret holding Weave's encryption password, when the inventory names one.
-async fn weave_password_secret(
-    ctx: &mut Ctx,
-    leader: &Host,
-) -> Result<Option<&'static str>, String> {
+fn weave_password_secret(ctx: &Ctx) -> Result<Option<String>, String> {
     let Some(env) = ctx.inventory.addons.weave.password_env.clone() else {
         return Ok(None);
     };
@@ -285,14 +415,7 @@ async fn weave_password_secret(
         "metadata": {"name": WEAVE_SECRET, "namespace": "kube-system"},
         "data": {"weave-passwd": data}});
     ctx.reporter.redactor().add_secret(&data);
-    apply(
-        ctx,
-        leader,
-        &format!("{RENDERED}/weave-secret.json"),
-        Some(secret.to_string()),
-    )
-    .await?;
-    Ok(Some(WEAVE_SECRET))
+    Ok(Some(secret.to_string()))
 }
 
 fn rook_nodes(ctx: &Ctx) -> Vec<RookNode> {
