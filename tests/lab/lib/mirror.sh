@@ -9,6 +9,8 @@
 #   $LAB_CACHE/debian-<suite>-<hash>/  signed Debian archive of one suite for the hosts
 #   $LAB_CACHE/docker-<suite>-<hash>/  one suite of the download.docker.com-like repo
 #   $LAB_CACHE/kube-<hash>/            kubernetes/ (pkgs.k8s.io-like) and github/ (release assets)
+#   $LAB_CACHE/addons-<hash>/          addon manifests: links to ../shared/upstream, Weave Net's
+#                                      release asset derived from its template
 #   $LAB_RUN/<lab>/www/                what the lab's server serves: links to the above + addons/
 
 LAB_KEYDIR=$LAB_CACHE/mirror-key
@@ -267,12 +269,60 @@ mirror_www() { # LAB
 	ln -sfn "$LAB_WWW_KUBE/github" "$www/github"
 	ln -sfn "$LAB_KEYDIR/archive-key.asc" "$www/lab-archive-key.asc"
 	# The addon manifests, as a user's internal mirror would serve them.
-	if [ -d "$LAB_REPO/../shared/upstream" ]; then
-		ln -sfn "$(cd "$LAB_REPO/../shared/upstream" && pwd)" "$www/addons"
+	local addons
+	if addons=$(ensure_addons_mirror); then
+		ln -sfn "$addons" "$www/addons"
 	else
-		warn "no addon manifests at $LAB_REPO/../shared/upstream: addons/ is not served"
 		rm -f "$www/addons"
 	fi
+}
+
+# Prints the addons mirror's directory, building it when the upstream files change:
+# $LAB_CACHE/addons-<hash>/ holds a link to every file of ../shared/upstream (pinned upstream
+# files, never copied into the repository), except Weave Net's. Upstream's repository holds
+# only the *template* weave-daemonset-k8s-*.yaml; the release asset users download is made
+# from it by rajch/weave's bin/release (see ../shared/upstream/SOURCES.md), and that is what
+# is served under the same name. Small (links and one derived file), so never pruned.
+ensure_addons_mirror() {
+	local src key dir
+	if [ ! -d "$LAB_REPO/../shared/upstream" ]; then
+		warn "no addon manifests at $LAB_REPO/../shared/upstream: addons/ is not served"
+		return 1
+	fi
+	src=$(cd "$LAB_REPO/../shared/upstream" && pwd)
+	key=$({
+		declare -f build_addons_mirror
+		printf '%s\n' "$src"
+		(cd "$src" && find . -type f -printf '%P %s %T@\n' | LC_ALL=C sort)
+	} | sha256sum | cut -c1-16)
+	dir=$LAB_CACHE/addons-$key
+	if [ ! -d "$dir" ]; then
+		build_atomically "$dir" "$LAB_CACHE/addons.log" build_addons_mirror "$src" ||
+			die "building the addons mirror failed (log above, full log: $LAB_CACHE/addons.log)"
+		log "addons mirror built: $dir"
+	fi
+	touch "$dir"
+	printf '%s\n' "$dir"
+}
+
+build_addons_mirror() { # OUT SRC
+	local out=$1 src=$2 f version
+	mkdir -p "$out"
+	while IFS= read -r -d '' f; do
+		f=${f#./}
+		mkdir -p "$out/$(dirname "$f")"
+		case $f in
+		weave-net/v*/weave-daemonset-k8s*.yaml)
+			# rajch/weave bin/release: image tags pinned to the version (the tag without
+			# its "v"), `imagePullPolicy: Always` dropped.
+			version=${f#weave-net/v}
+			version=${version%%/*}
+			sed -e "s/:latest/:$version/" -e "/imagePullPolicy: Always/d" "$src/$f" >"$out/$f"
+			printf 'derived %s sha256 %s\n' "$f" "$(sha256sum <"$out/$f" | cut -d' ' -f1)"
+			;;
+		*) ln -s "$src/$f" "$out/$f" ;;
+		esac
+	done < <(cd "$src" && find . -type f -print0 | LC_ALL=C sort -z)
 }
 
 mirror_pid() { # LAB -> pid of the lab's running server, if any

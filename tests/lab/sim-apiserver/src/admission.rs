@@ -220,6 +220,7 @@ pub async fn default_on_create(
             o["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         ("apps", r) => default_workload(o, r),
+        ("", "nodes") => add_not_ready_taint(o),
         ("", "secrets") => {
             set_default(o, "type", json!("Opaque"));
             fold_string_data(o);
@@ -397,6 +398,26 @@ pub async fn admit_create(
     Ok(())
 }
 
+/// TaintNodesByCondition (a default admission plugin, plugin/pkg/admission/nodetaint): a new
+/// Node gets `node.kubernetes.io/not-ready:NoSchedule`, so nothing is scheduled there before
+/// the node lifecycle controller has seen it Ready (and removed the taint).
+pub fn add_not_ready_taint(node: &mut Value) {
+    set_default(node, "spec", json!({}));
+    let taints = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if taints
+        .iter()
+        .any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["effect"] == "NoSchedule")
+    {
+        return;
+    }
+    let mut taints = taints;
+    taints.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
+    node["spec"]["taints"] = json!(taints);
+}
+
 /// Defaulting applied to updates too.
 pub fn default_on_update(rt: &ResourceType, old: &Value, new: &mut Value) {
     match (rt.group.as_str(), rt.resource.as_str()) {
@@ -418,6 +439,21 @@ pub fn default_on_update(rt: &ResourceType, old: &Value, new: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_nodes_are_tainted_not_ready() {
+        let mut n = json!({"metadata": {"name": "w"}});
+        add_not_ready_taint(&mut n);
+        assert_eq!(
+            n["spec"]["taints"],
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
+        );
+        let mut m = json!({"metadata": {"name": "m"}, "spec": {"taints": [
+            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}});
+        add_not_ready_taint(&mut m);
+        add_not_ready_taint(&mut m);
+        assert_eq!(m["spec"]["taints"].as_array().unwrap().len(), 2);
+    }
 
     #[test]
     fn kubernetes_service_ip_is_the_first_of_the_range() {

@@ -14,8 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::Catalog;
 use crate::client::{CallError, Client, path};
 use crate::obj::{self, LabelSelector};
-use crate::sched;
-use crate::special::pod_ready;
+use crate::special::{pod_available, pod_ready};
 
 pub struct Settings {
     pub enabled: Vec<String>,
@@ -512,6 +511,7 @@ impl Controllers {
         for d in deps.iter().filter(|d| alive(d)) {
             let ns = obj::namespace(d);
             let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let min_ready = d["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
             let mut template = d["spec"]["template"].clone();
             let hash = template_hash(&template);
             let rs_name = format!("{}-{hash}", obj::name(d));
@@ -530,7 +530,7 @@ impl Controllers {
                     let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": rs_name, "namespace": ns,
                         "labels": template["metadata"]["labels"], "ownerReferences": owner_ref(d, "apps/v1", "Deployment"),
                         "annotations": {"deployment.kubernetes.io/revision": revision.to_string(), "deployment.kubernetes.io/desired-replicas": replicas.to_string()}},
-                        "spec": {"replicas": replicas, "selector": sel, "template": template}});
+                        "spec": {"replicas": replicas, "minReadySeconds": min_ready, "selector": sel, "template": template}});
                     match self.c.create(&rs_path, &rs).await {
                         Ok(_) => {
                             let msg =
@@ -570,6 +570,14 @@ impl Controllers {
                         )
                         .await;
                 }
+                Some(rs) if rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0) != min_ready => {
+                    self.c
+                        .merge_patch(
+                            &format!("{rs_path}/{rs_name}"),
+                            &json!({"spec": {"minReadySeconds": min_ready}}),
+                        )
+                        .await?;
+                }
                 Some(_) => {}
             }
             for old in owned
@@ -608,8 +616,8 @@ impl Controllers {
                 .unwrap_or(0);
             let ready = sum("readyReplicas");
             let total = sum("replicas");
-            let available = ready;
-            let avail_ok = available >= replicas;
+            let available = sum("availableReplicas");
+            let avail_ok = available >= replicas - crate::workloads::max_unavailable(d);
             let complete = updated == replicas && total == replicas && available == replicas;
             let status = json!({
                 "observedGeneration": d["metadata"]["generation"], "replicas": total, "updatedReplicas": updated,
@@ -743,8 +751,14 @@ impl Controllers {
                 }
             }
             let ready = mine.iter().filter(|p| pod_ready(p)).count() as i64;
+            let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
+            let now = time::OffsetDateTime::now_utc();
+            let available = mine
+                .iter()
+                .filter(|p| pod_available(p, min_ready, now))
+                .count() as i64;
             let status = json!({"replicas": have.min(want.max(have)), "fullyLabeledReplicas": have, "readyReplicas": ready,
-                "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
+                "availableReplicas": available, "observedGeneration": rs["metadata"]["generation"]});
             self.put_status("apps", "replicasets", rs, status).await?;
         }
         Ok(())
@@ -760,67 +774,59 @@ impl Controllers {
         }
         let nodes = self.c.list(&path("", "v1", "nodes", None, None)).await?;
         let pods = self.c.list(&path("", "v1", "pods", None, None)).await?;
+        let now = time::OffsetDateTime::now_utc();
         for ds in dss.iter().filter(|d| alive(d)) {
             let ns = obj::namespace(ds);
-            let mut tspec = ds["spec"]["template"]["spec"].clone();
-            tspec["tolerations"] = json!(sched::daemonset_tolerations(&tspec));
+            let hash = template_hash(&ds["spec"]["template"]);
             let mine: Vec<&Value> = pods
                 .iter()
                 .filter(|p| owner_uid(p) == Some(obj::uid(ds)) && alive(p))
                 .collect();
-            let target = |p: &Value| -> String {
-                p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_owned).unwrap_or_else(|| {
-                    p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
-                        .as_str().unwrap_or("").to_owned()
-                })
-            };
+            let plan = crate::daemonset::plan(ds, &hash, &nodes, &mine, now);
             let pods_path = path("", "v1", "pods", Some(ns), None);
-            let mut desired = 0;
-            for node in &nodes {
-                let n = obj::name(node);
-                let eligible = sched::fits(&tspec, node).is_ok();
-                let existing: Vec<&&Value> = mine.iter().filter(|p| target(p) == n).collect();
-                if eligible {
-                    desired += 1;
-                    if existing.is_empty() {
-                        let mut template = ds["spec"]["template"].clone();
-                        template["spec"] = tspec.clone();
-                        template["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]}]});
-                        template["metadata"]["labels"]["controller-revision-hash"] =
-                            json!(template_hash(&ds["spec"]["template"]));
-                        let pod = pod_from_template(
-                            &template,
-                            ns,
-                            None,
-                            Some(&format!("{}-", obj::name(ds))),
-                            owner_ref(ds, "apps/v1", "DaemonSet"),
-                        );
-                        let created = self.c.create(&pods_path, &pod).await?;
-                        let msg = format!("Created pod: {}", obj::name(&created));
-                        self.c
-                            .event(
-                                ds,
-                                "Normal",
-                                "SuccessfulCreate",
-                                &msg,
-                                "daemonset-controller",
-                            )
-                            .await;
-                    }
-                } else {
-                    for p in existing {
-                        self.c
-                            .delete(&format!("{pods_path}/{}", obj::name(p)))
-                            .await?;
-                    }
-                }
+            for node in &plan.create_on {
+                let template = crate::daemonset::pod_template(ds, &hash, node);
+                let pod = pod_from_template(
+                    &template,
+                    ns,
+                    None,
+                    Some(&format!("{}-", obj::name(ds))),
+                    owner_ref(ds, "apps/v1", "DaemonSet"),
+                );
+                let created = self.c.create(&pods_path, &pod).await?;
+                let msg = format!("Created pod: {}", obj::name(&created));
+                self.c
+                    .event(
+                        ds,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &msg,
+                        "daemonset-controller",
+                    )
+                    .await;
             }
-            let current = mine.iter().filter(|p| !target(p).is_empty()).count();
-            let ready = mine.iter().filter(|p| pod_ready(p)).count();
-            let status = json!({"desiredNumberScheduled": desired, "currentNumberScheduled": current, "numberMisscheduled": 0,
-                "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": current,
-                "numberUnavailable": (desired - ready as i64).max(0), "observedGeneration": ds["metadata"]["generation"]});
-            self.put_status("apps", "daemonsets", ds, status).await?;
+            for (pod, why) in &plan.delete {
+                eprintln!(
+                    "daemonset {ns}/{}: deleting pod {pod}: {why}",
+                    obj::name(ds)
+                );
+                match self.c.delete(&format!("{pods_path}/{pod}")).await {
+                    Ok(_) | Err(CallError { code: 404, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                let msg = format!("Deleted pod: {pod}");
+                self.c
+                    .event(
+                        ds,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &msg,
+                        "daemonset-controller",
+                    )
+                    .await;
+            }
+            self.put_status("apps", "daemonsets", ds, plan.status)
+                .await?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod client;
 pub mod controllers;
 pub mod csr;
+pub mod daemonset;
 pub mod errors;
 pub mod etcd;
 pub mod flags;
@@ -25,6 +26,7 @@ pub mod special;
 pub mod table;
 pub mod tlsutil;
 pub mod validate;
+pub mod workloads;
 
 /// The component version: env `SIM_KUBE_VERSION` (set by the kubelet from the image tag),
 /// else the kubelet package's version file. Always `v`-prefixed.

@@ -116,6 +116,37 @@ pub fn fits(spec: &Value, node: &Value) -> Result<(), Misfit> {
     Ok(())
 }
 
+/// The DaemonSet controller's view of one node (pkg/controller/daemon `NodeShouldRunDaemonPod`):
+/// `(should_run, should_continue_running)` for a pod of this template spec, which must already
+/// carry the DaemonSet tolerations ([`daemonset_tolerations`]). A node name in the template
+/// and the required node affinity / nodeSelector decide both; an untolerated NoSchedule or
+/// NoExecute taint stops new pods, and only an untolerated NoExecute taint evicts running
+/// ones. Cordoning (`spec.unschedulable`) is not looked at: daemon pods tolerate it.
+pub fn daemon_should_run(spec: &Value, node: &Value) -> (bool, bool) {
+    if let Some(n) = spec["nodeName"].as_str().filter(|n| !n.is_empty())
+        && n != obj::name(node)
+    {
+        return (false, false);
+    }
+    if !affinity_matches(spec, node) {
+        return (false, false);
+    }
+    let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    let untolerated = |effects: &[&str]| {
+        node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                effects.contains(&t["effect"].as_str().unwrap_or("")) && !tolerates(&tolerations, t)
+            })
+    };
+    if untolerated(&["NoSchedule", "NoExecute"]) {
+        return (false, !untolerated(&["NoExecute"]));
+    }
+    (true, true)
+}
+
 /// The tolerations the DaemonSet controller adds to its pods.
 pub fn daemonset_tolerations(spec: &Value) -> Vec<Value> {
     let mut tols = spec["tolerations"].as_array().cloned().unwrap_or_default();
@@ -190,6 +221,56 @@ mod tests {
         let by_name = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
             {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]}}}});
         assert!(fits(&by_name, &n).is_err());
+    }
+
+    #[test]
+    fn daemon_pods_follow_taints_selectors_and_node_names() {
+        let master = node(
+            json!({"kubernetes.io/os": "linux"}),
+            json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+            false,
+        );
+        let plain = json!({"containers": []});
+        let spec = |s: &Value| {
+            let mut s = s.clone();
+            s["tolerations"] = json!(daemonset_tolerations(&s));
+            s
+        };
+        // Not tolerated: no new pod, but a running one may stay (NoSchedule only).
+        assert_eq!(daemon_should_run(&spec(&plain), &master), (false, true));
+        // Weave's tolerations (`operator: Exists` per effect) cover the master.
+        let weave = json!({"hostNetwork": true, "tolerations": [
+            {"effect": "NoSchedule", "operator": "Exists"}, {"effect": "NoExecute", "operator": "Exists"}]});
+        assert_eq!(daemon_should_run(&spec(&weave), &master), (true, true));
+        // An untolerated NoExecute taint evicts.
+        let gone = node(
+            json!({}),
+            json!([{"key": "maintenance", "effect": "NoExecute"}]),
+            false,
+        );
+        assert_eq!(daemon_should_run(&spec(&plain), &gone), (false, false));
+        // Cordoned nodes still run daemon pods; a node that does not match the selector does not.
+        let cordoned = node(json!({"kubernetes.io/os": "linux"}), json!([]), true);
+        let linux = json!({"nodeSelector": {"kubernetes.io/os": "linux"}});
+        assert_eq!(daemon_should_run(&spec(&linux), &cordoned), (true, true));
+        let windows = json!({"nodeSelector": {"kubernetes.io/os": "windows"}});
+        assert_eq!(
+            daemon_should_run(&spec(&windows), &cordoned),
+            (false, false)
+        );
+        assert_eq!(
+            daemon_should_run(&spec(&json!({"nodeName": "other"})), &cordoned),
+            (false, false)
+        );
+        // The NotReady taint's NoSchedule half is not among the added tolerations.
+        let not_ready = node(
+            json!({}),
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+                   {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+            false,
+        );
+        assert_eq!(daemon_should_run(&spec(&plain), &not_ready), (false, true));
+        assert_eq!(daemon_should_run(&spec(&weave), &not_ready), (true, true));
     }
 
     #[test]

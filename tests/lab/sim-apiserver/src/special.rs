@@ -21,6 +21,31 @@ pub fn pod_ready(p: &Value) -> bool {
         })
 }
 
+/// Available as the workload controllers count it (k8s.io/kubectl podutils `IsPodAvailable`):
+/// ready, and ready for at least `min_ready_seconds` (from the Ready condition's
+/// lastTransitionTime).
+pub fn pod_available(p: &Value, min_ready_seconds: i64, now: time::OffsetDateTime) -> bool {
+    if !pod_ready(p) {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    let since = p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(obj::parse_time);
+    since.is_some_and(|t| t + time::Duration::seconds(min_ready_seconds) <= now)
+}
+
+/// Resolve an IntOrString field (`2` or `"50%"`) against `total`, rounding up or down.
+pub fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
+    resolve(v, total, round_up)
+}
+
 /// Resolve an IntOrString budget field (`2` or `"50%"`) against `total`.
 fn resolve(v: &Value, total: i64, round_up: bool) -> Option<i64> {
     if let Some(n) = v.as_i64() {
@@ -225,6 +250,19 @@ mod tests {
 
     fn pod(ready: bool) -> Value {
         json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+    }
+
+    #[test]
+    fn available_means_ready_for_min_ready_seconds() {
+        let p = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let at = |s: &str| obj::parse_time(s).unwrap();
+        assert!(pod_available(&p, 0, at("2026-01-01T00:00:00Z")));
+        assert!(!pod_available(&p, 5, at("2026-01-01T00:00:04Z")));
+        assert!(pod_available(&p, 5, at("2026-01-01T00:00:05Z")));
+        assert!(!pod_available(&pod(false), 0, at("2026-01-01T00:00:05Z")));
+        // Ready without a transition time: not yet available when minReadySeconds counts.
+        assert!(!pod_available(&pod(true), 5, at("2026-01-01T00:00:05Z")));
     }
 
     #[test]

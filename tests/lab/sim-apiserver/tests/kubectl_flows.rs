@@ -508,3 +508,259 @@ fn base64_of(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// Weave Net's release asset, made from the in-repo template as rajch/weave's release script
+/// does (`sed -e "s/:latest/:2.9.0/" -e "/imagePullPolicy: Always/d"`, SOURCES.md).
+fn weave_release_asset() -> String {
+    let template = std::fs::read_to_string(format!(
+        "{UPSTREAM}/weave-net/v2.9.0/weave-daemonset-k8s-1.11.yaml"
+    ))
+    .expect("weave template");
+    template
+        .replace(":latest", ":2.9.0")
+        .lines()
+        .filter(|l| !l.contains("imagePullPolicy: Always"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// What the installer's Addons phase does, through the real kubectl: server-side apply with
+/// its field manager (guarded by `kubectl get -f`), then the readiness it waits for.
+#[test]
+fn installer_addons_apply_server_side_and_become_ready() {
+    let mut c = Cluster::start();
+    // The test's nodes have no kubelet renewing them; this flow takes longer than the default
+    // grace period, after which they would (rightly) turn Unknown and unschedulable.
+    c.start_controllers(&["--node-monitor-grace-period=3600s"]);
+    c.add_node(
+        "master-1",
+        json!({"node-role.kubernetes.io/control-plane": ""}),
+        json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+    );
+    c.add_node("worker-1", json!({}), json!([]));
+    c.add_node("worker-2", json!({}), json!([]));
+    let apply = |file: &str| {
+        c.k(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=installer",
+            "-f",
+            file,
+        ])
+    };
+    let rook = format!("{UPSTREAM}/rook-ceph/v1.20.6");
+
+    // Weave Net: one pod per node, the tainted master included; status as the controller keeps it.
+    let weave = c.p("weave.yaml");
+    std::fs::write(&weave, weave_release_asset()).unwrap();
+    let err = c.k_err(&["get", "-f", &weave]);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+    apply(&weave);
+    c.k(&["get", "-f", &weave]);
+    c.eventually(90, "weave-net pods on every node", || {
+        c.run_bound_pods();
+        let ds = c.json(&["get", "ds", "weave-net", "-n", "kube-system"]);
+        let s = &ds["status"];
+        s["desiredNumberScheduled"] == 3
+            && s["numberReady"] == 3
+            && s["updatedNumberScheduled"] == 3
+            && s["currentNumberScheduled"] == 3
+            && s["observedGeneration"] == ds["metadata"]["generation"]
+    });
+    // numberAvailable waits for minReadySeconds (5 in the manifest).
+    c.eventually(60, "weave-net pods available after minReadySeconds", || {
+        let ds = c.json(&["get", "ds", "weave-net", "-n", "kube-system"]);
+        ds["status"]["numberAvailable"] == 3 && ds["status"]["numberUnavailable"] == 0
+    });
+    let pods = c.json(&["get", "pods", "-n", "kube-system", "-l", "name=weave-net"]);
+    let mut nodes: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["master-1", "worker-1", "worker-2"]);
+    let generation =
+        c.json(&["get", "ds", "weave-net", "-n", "kube-system"])["metadata"]["generation"].clone();
+    // Re-applying the same manifest changes nothing.
+    apply(&weave);
+    assert_eq!(
+        c.json(&["get", "ds", "weave-net", "-n", "kube-system"])["metadata"]["generation"],
+        generation
+    );
+    // A changed template rolls the pods over, one node at a time.
+    let changed = weave_release_asset().replace(
+        "                - name: CHECKPOINT_DISABLE\n",
+        "                - name: IPALLOC_RANGE\n                  value: 10.244.0.0/16\n                - name: CHECKPOINT_DISABLE\n",
+    );
+    std::fs::write(&weave, changed).unwrap();
+    apply(&weave);
+    c.eventually(180, "the rolling update of weave-net", || {
+        c.run_bound_pods();
+        let ds = c.json(&["get", "ds", "weave-net", "-n", "kube-system"]);
+        let s = &ds["status"];
+        s["updatedNumberScheduled"] == 3
+            && s["numberReady"] == 3
+            && s["observedGeneration"] != generation
+    });
+    let env = c.json(&["get", "ds", "weave-net", "-n", "kube-system"])["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
+        .clone();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "IPALLOC_RANGE"),
+        "{env}"
+    );
+
+    // Rook: ~1 MB of CRDs through server-side apply, established; the operator lands on a worker.
+    for f in [
+        "crds.yaml",
+        "common.yaml",
+        "csi-operator.yaml",
+        "operator.yaml",
+    ] {
+        apply(&format!("{rook}/{f}"));
+    }
+    let crds = c.json(&["get", "crd"]);
+    let ceph: Vec<&serde_json::Value> = crds["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with(".ceph.rook.io")
+        })
+        .collect();
+    // crds.yaml holds 19 CRDs of the ceph.rook.io group (and 2 of objectbucket.io).
+    assert_eq!(ceph.len(), 19);
+    for crd in &ceph {
+        for cond in ["Established", "NamesAccepted"] {
+            assert!(
+                crd["status"]["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["type"] == cond && k["status"] == "True"),
+                "{} lacks {cond}",
+                crd["metadata"]["name"]
+            );
+        }
+    }
+    c.eventually(90, "the Rook operator available", || {
+        c.run_bound_pods();
+        let d = c.json(&["get", "deployment", "rook-ceph-operator", "-n", "rook-ceph"]);
+        d["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|k| k["type"] == "Available" && k["status"] == "True")
+        })
+    });
+    let op = c.json(&[
+        "get",
+        "pods",
+        "-n",
+        "rook-ceph",
+        "-l",
+        "app=rook-ceph-operator",
+    ]);
+    assert_ne!(op["items"][0]["spec"]["nodeName"], "master-1");
+    // Custom resources of the established CRDs, as the installer renders them.
+    let cluster = json!({"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster",
+        "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
+        "spec": {"cephVersion": {"image": "quay.io/ceph/ceph:v20.2.4"}, "dataDirHostPath": "/var/lib/rook",
+            "mon": {"count": 1, "allowMultiplePerNode": false}, "mgr": {"count": 1}, "dashboard": {"enabled": true},
+            "storage": {"useAllNodes": false, "useAllDevices": false, "nodes": [{"name": "worker-1", "devices": [{"name": "sdb"}]}]}}});
+    let pool = json!({"apiVersion": "ceph.rook.io/v1", "kind": "CephBlockPool",
+        "metadata": {"name": "replicapool", "namespace": "rook-ceph"},
+        "spec": {"failureDomain": "host", "replicated": {"size": 1}}});
+    let rendered = c.p("rook-cluster.json");
+    std::fs::write(&rendered, format!("{cluster}\n---\n{pool}\n")).unwrap();
+    apply(&rendered);
+    let back = c.json(&["get", "cephcluster", "rook-ceph", "-n", "rook-ceph"]);
+    assert_eq!(
+        back["spec"]["storage"]["nodes"][0]["devices"][0]["name"],
+        "sdb"
+    );
+    let back = c.json(&["get", "cephblockpool", "replicapool", "-n", "rook-ceph"]);
+    assert_eq!(back["spec"]["replicated"]["size"], 1);
+
+    // Headlamp (image pinned) on a worker; the admin account's token authenticates.
+    let headlamp = std::fs::read_to_string(format!(
+        "{UPSTREAM}/headlamp/v0.45.0/kubernetes-headlamp.yaml"
+    ))
+    .unwrap()
+    .replace(
+        "ghcr.io/headlamp-k8s/headlamp:latest",
+        "ghcr.io/headlamp-k8s/headlamp:v0.45.0",
+    );
+    let file = c.p("headlamp.yaml");
+    std::fs::write(&file, headlamp).unwrap();
+    apply(&file);
+    let admin = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "installer-dashboard-admin", "namespace": "kube-system"}});
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "installer-dashboard-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "installer-dashboard-admin", "namespace": "kube-system"}]});
+    let file = c.p("dashboard-admin.json");
+    std::fs::write(&file, format!("{admin}\n---\n{crb}\n")).unwrap();
+    apply(&file);
+    c.eventually(90, "headlamp available", || {
+        c.run_bound_pods();
+        let d = c.json(&["get", "deployment", "headlamp", "-n", "kube-system"]);
+        d["status"]["availableReplicas"] == 1
+    });
+    let hl = c.json(&["get", "pods", "-n", "kube-system", "-l", "k8s-app=headlamp"]);
+    let node = hl["items"][0]["spec"]["nodeName"].as_str().unwrap();
+    assert!(node.starts_with("worker-"), "{node}");
+    assert_eq!(
+        hl["items"][0]["spec"]["containers"][0]["image"],
+        "ghcr.io/headlamp-k8s/headlamp:v0.45.0"
+    );
+    let token = c.k(&[
+        "-n",
+        "kube-system",
+        "create",
+        "token",
+        "installer-dashboard-admin",
+        "--duration",
+        "1h",
+    ]);
+    let claims = token.trim().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    let kc = c.write_kubeconfig("dashboard.conf", c.port, json!({"token": token.trim()}));
+    let who = c.kubectl_with(
+        &kc,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout),
+        "system:serviceaccount:kube-system:installer-dashboard-admin"
+    );
+    let o = c.kubectl_with(&kc, &["get", "nodes"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

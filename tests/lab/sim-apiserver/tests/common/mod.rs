@@ -460,7 +460,8 @@ impl Cluster {
                 .map(|c| json!({"name": c["name"], "ready": true, "restartCount": 0, "image": c["image"], "imageID": "", "started": true, "state": {"running": {"startedAt": sim_apiserver::obj::now()}}}))
                 .collect();
             let patch = json!({"status": {"phase": "Running", "podIP": "10.244.1.5", "containerStatuses": statuses,
-                "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}, {"type": "PodScheduled", "status": "True"}]}});
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": sim_apiserver::obj::now()},
+                    {"type": "ContainersReady", "status": "True"}, {"type": "PodScheduled", "status": "True"}]}});
             let ns = p["metadata"]["namespace"].as_str().unwrap_or("");
             let name = p["metadata"]["name"].as_str().unwrap_or("");
             // The pod may be gone by now (drain, GC); that is fine.

@@ -3,6 +3,7 @@
 
 mod node;
 pub mod pods;
+pub mod workloads;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};

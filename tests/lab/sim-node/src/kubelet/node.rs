@@ -4,12 +4,13 @@
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Settings;
 use super::pods::StaticPods;
+use super::workloads;
 use crate::kube::Kube;
 use crate::kubeconfig::KubeConfig;
 use crate::paths::{self, p};
@@ -32,6 +33,8 @@ pub struct Agent {
     mirrors: HashMap<String, String>,
     /// What was last reported per mirror pod (running, restarts) and when.
     mirror_status: HashMap<String, (bool, u32, Instant)>,
+    /// Warning events already recorded per (pod uid, reason).
+    pod_events: HashSet<(String, String)>,
 }
 
 impl Agent {
@@ -49,6 +52,7 @@ impl Agent {
             ready_since: now_rfc3339(),
             mirrors: HashMap::new(),
             mirror_status: HashMap::new(),
+            pod_events: HashSet::new(),
         }
     }
 
@@ -214,6 +218,7 @@ impl Agent {
                 },
             },
             "spec": if self.s.taints.is_empty() { json!({}) } else { json!({"taints": self.s.taints}) },
+            "status": self.node_status(),
         });
         let r = kube.post("/api/v1/nodes", &node)?;
         let body = if r.status == 409 {
@@ -293,6 +298,25 @@ impl Agent {
     }
 
     fn post_status(&mut self, kube: &Kube) -> Result<()> {
+        let status = self.node_status();
+        let body = json!({"status": status});
+        let path = format!("/api/v1/nodes/{}/status", self.s.node_name);
+        let r = kube.merge_patch(&path, &body)?;
+        if r.status == 404 && r.message().contains("not found") && !r.message().contains("status") {
+            // The Node itself is gone (deleted by an operator): register again.
+            self.registered = false;
+            bail!(
+                "node {} was deleted from the API; registering again",
+                self.s.node_name
+            );
+        }
+        r.into_result("updating node status")?;
+        Ok(())
+    }
+
+    /// The Node's status as the kubelet computes it (also sent with the registration, as the
+    /// real kubelet's `initialNode` does: a new Node is NotReady from its first moment).
+    fn node_status(&mut self) -> Value {
         let now = now_rfc3339();
         let (ready, reason, message) =
             match (crate::cri::answers(&self.s.cri), self.network_ready()) {
@@ -330,19 +354,7 @@ impl Agent {
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": node_info(&self.s.cri, self.version),
         });
-        let body = json!({"status": status});
-        let path = format!("/api/v1/nodes/{}/status", self.s.node_name);
-        let r = kube.merge_patch(&path, &body)?;
-        if r.status == 404 && r.message().contains("not found") && !r.message().contains("status") {
-            // The Node itself is gone (deleted by an operator): register again.
-            self.registered = false;
-            bail!(
-                "node {} was deleted from the API; registering again",
-                self.s.node_name
-            );
-        }
-        r.into_result("updating node status")?;
-        Ok(())
+        status
     }
 
     fn mirror_name(&self, pod: &Value) -> String {
@@ -441,67 +453,174 @@ impl Agent {
         Ok(())
     }
 
-    /// Pods scheduled here are "run" (simulated) and reported Running and Ready; pods being
-    /// deleted are confirmed gone, as the kubelet does once their containers stopped.
-    fn sync_bound_pods(&self, kube: &Kube) -> Result<()> {
+    /// Pods scheduled here are "run" (simulated, see `workloads`): started once their volumes
+    /// and (off the host network) the pod network allow, reported Running and, per their
+    /// readiness probe's delay, Ready; pods being deleted are confirmed gone, as the kubelet
+    /// does once their containers stopped.
+    fn sync_bound_pods(&mut self, kube: &Kube) -> Result<()> {
         let list = kube
             .get(&format!(
                 "/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
                 self.s.node_name
             ))?
             .into_result("listing pods bound to this node")?;
-        let node_cidr = kube
+        let pod_cidr = kube
             .get(&format!("/api/v1/nodes/{}", self.s.node_name))
             .ok()
             .and_then(|r| r.body["spec"]["podCIDR"].as_str().map(str::to_string));
-        for pod in list["items"].as_array().into_iter().flatten() {
-            if pod["spec"]["nodeName"] != self.s.node_name.as_str() {
-                continue;
-            }
-            if pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
-                continue;
-            }
+        let pods: Vec<&Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["spec"]["nodeName"] == self.s.node_name.as_str())
+            .filter(|p| !p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string())
+            .collect();
+        let mut net = workloads::Network {
+            cni: workloads::read_cni_config(&p(paths::CNI_CONF_DIR)),
+            pod_cidr,
+            weave_router: workloads::weave_router_running(&pods),
+        };
+        let mut used: HashSet<String> = pods
+            .iter()
+            .filter(|p| p["spec"]["hostNetwork"] != true)
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .collect();
+        let mut seen = HashSet::new();
+        for pod in pods {
             let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
             let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
             if pod["metadata"]["deletionTimestamp"].is_string() {
                 kube.request("DELETE", &path, Some(&json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})), "application/json")?;
                 continue;
             }
-            let ready = pod["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            seen.insert(uid.clone());
+            let now = time::OffsetDateTime::now_utc();
+            let decision = workloads::decide(pod, &net, &self.s.node_ip, &used, now, |h| {
+                workloads::kind_of(&p(h))
             });
-            if pod["status"]["phase"] == "Running" && ready {
-                continue;
-            }
-            let host_network = pod["spec"]["hostNetwork"].as_bool().unwrap_or(false);
-            let ip = if host_network {
-                self.s.node_ip.clone()
-            } else {
-                pod_ip(
-                    node_cidr.as_deref(),
-                    pod["metadata"]["uid"].as_str().unwrap_or(name),
-                )
+            let status = match decision {
+                workloads::Sync::Unchanged => continue,
+                workloads::Sync::Refresh { status } => status,
+                workloads::Sync::Blocked {
+                    reason,
+                    message,
+                    status,
+                } => {
+                    self.pod_event(kube, pod, "Warning", reason, &message);
+                    let pending = pod["status"]["phase"] == "Pending"
+                        && pod["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| c["type"] == "PodReadyToStartContainers");
+                    if pending {
+                        continue;
+                    }
+                    status
+                }
+                workloads::Sync::InitFailed { message, status } => {
+                    self.pod_event(kube, pod, "Warning", "BackOff", &message);
+                    if pod["status"]["initContainerStatuses"] == status["initContainerStatuses"] {
+                        continue;
+                    }
+                    status
+                }
+                workloads::Sync::Start {
+                    prep,
+                    writes,
+                    status,
+                } => {
+                    if let Err(e) = prepare_and_write(&prep, &writes) {
+                        self.pod_event(kube, pod, "Warning", "Failed", &format!("{e:#}"));
+                        continue;
+                    }
+                    for w in &writes {
+                        eprintln!(
+                            "kubelet: pod {ns}/{name}: init wrote {} on the host",
+                            w.path.display()
+                        );
+                    }
+                    if !writes.is_empty() {
+                        net.cni = workloads::read_cni_config(&p(paths::CNI_CONF_DIR));
+                    }
+                    if let Some(ip) = status["podIP"].as_str()
+                        && pod["spec"]["hostNetwork"] != true
+                    {
+                        used.insert(ip.to_string());
+                    }
+                    self.pod_events.retain(|(u, _)| *u != uid);
+                    status
+                }
             };
-            let started = now_rfc3339();
-            let containers: Vec<Value> = pod["spec"]["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    json!({
-                        "name": c["name"], "image": c["image"], "imageID": "", "containerID": format!("sim://{}-{}", name, c["name"].as_str().unwrap_or_default()),
-                        "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": started}},
-                    })
-                })
-                .collect();
-            let status = pod_status(true, &self.s.node_ip, &ip, &started, &containers);
             kube.merge_patch(&format!("{path}/status"), &json!({"status": status}))?
                 .into_result(&format!("updating status of pod {ns}/{name}"))?;
         }
+        self.pod_events.retain(|(u, _)| seen.contains(u));
         Ok(())
     }
+
+    /// Records an event on a pod once per reason while the pod is stuck (the real kubelet
+    /// repeats them with a count; one is enough to read why).
+    fn pod_event(&mut self, kube: &Kube, pod: &Value, kind: &str, reason: &str, message: &str) {
+        let uid = pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !self.pod_events.insert((uid.clone(), reason.to_string())) {
+            return;
+        }
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        eprintln!("kubelet: pod {ns}/{name}: {reason}: {message}");
+        let now = now_rfc3339();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": uid},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": "kubelet", "host": self.s.node_name},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "kubelet", "reportingInstance": self.s.node_name,
+        });
+        if let Err(e) = kube.post(&format!("/api/v1/namespaces/{ns}/events"), &event) {
+            eprintln!("kubelet: cannot record event on {ns}/{name}: {e:#}");
+        }
+    }
+}
+
+/// The host side of starting a pod: hostPath sources created, init containers' files written.
+fn prepare_and_write(
+    prep: &[workloads::HostPathPrep],
+    writes: &[workloads::HostWrite],
+) -> Result<()> {
+    for step in prep {
+        match step {
+            workloads::HostPathPrep::CreateDir(d) => {
+                std::fs::create_dir_all(p(&d.to_string_lossy()))
+                    .with_context(|| format!("creating hostPath directory {}", d.display()))?
+            }
+            workloads::HostPathPrep::CreateFile(f) => {
+                let f = p(&f.to_string_lossy());
+                if let Some(dir) = f.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&f)
+                    .with_context(|| format!("creating hostPath file {}", f.display()))?;
+            }
+        }
+    }
+    for w in writes {
+        crate::util::write_file(&p(&w.path.to_string_lossy()), &w.content, 0o644)?;
+    }
+    Ok(())
 }
 
 fn pod_status(
@@ -530,17 +649,6 @@ fn pod_status(
         "qosClass": "Burstable",
         "containerStatuses": containers,
     })
-}
-
-/// A stable address inside the node's podCIDR (simulated: nothing listens there).
-fn pod_ip(cidr: Option<&str>, seed: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(seed.as_bytes());
-    let host = 2 + (u32::from(h[0]) << 8 | u32::from(h[1])) % 250;
-    match cidr.and_then(|c| crate::config::Cidr::parse(c).ok()) {
-        Some(c) => c.nth(host).to_string(),
-        None => format!("10.88.{}.{}", h[2], 2 + u32::from(h[3]) % 250),
-    }
 }
 
 fn capacity() -> (usize, u64) {
