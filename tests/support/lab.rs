@@ -74,7 +74,7 @@ struct Inventory {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Packages {
-    /// `http://<mirror>/kubernetes/core:/stable:/v{minor}/deb/`
+    /// `http://<mirror>/kubernetes/core:/stable:/v{minor}/deb/` (`{format}` filled in)
     #[serde(default)]
     pub kubernetes_repo: String,
     /// `http://<mirror>/docker/linux/debian` (apt: `deb <it> <codename> stable`)
@@ -383,6 +383,10 @@ impl Lab {
         self.known_hosts = inv.ssh.known_hosts;
         self.vip = inv.cluster.control_plane.vip;
         self.packages = inv.packages;
+        // The inventory lets the installer fill these per host; the lab's hosts are Debian.
+        for url in [&mut self.packages.kubernetes_repo, &mut self.packages.docker_repo] {
+            *url = url.replace("{format}", "deb").replace("{distro}", "debian");
+        }
         Ok(())
     }
 
