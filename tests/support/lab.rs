@@ -384,7 +384,10 @@ impl Lab {
         self.vip = inv.cluster.control_plane.vip;
         self.packages = inv.packages;
         // The inventory lets the installer fill these per host; the lab's hosts are Debian.
-        for url in [&mut self.packages.kubernetes_repo, &mut self.packages.docker_repo] {
+        for url in [
+            &mut self.packages.kubernetes_repo,
+            &mut self.packages.docker_repo,
+        ] {
             *url = url.replace("{format}", "deb").replace("{distro}", "debian");
         }
         Ok(())
