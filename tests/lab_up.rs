@@ -5,40 +5,13 @@
 #[path = "support/lab.rs"]
 mod lab;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use lab::Lab;
+use lab::{Lab, all_output, write_inventory};
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-
-/// The lab's inventory with `runtime` and only the hosts named in `hosts`.
-fn write_inventory(lab: &Lab, dir: &Path, runtime: &str, hosts: &[&str]) -> PathBuf {
-    let text = std::fs::read_to_string(lab.inventory_path()).expect("lab inventory");
-    let mut out = String::new();
-    let mut named = false;
-    for line in text.lines() {
-        let mut line = line.replace("runtime: docker", &format!("runtime: {runtime}"));
-        // A fixed cluster name keeps the state directory (and kubeconfig) path predictable.
-        if !named && line.starts_with("  name: ") {
-            line = "  name: lab".into();
-            named = true;
-        }
-        if line.trim_start().starts_with("- {name:")
-            && !hosts.iter().any(|h| line.contains(&format!("name: {h},")))
-        {
-            continue;
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    // The control plane is what these tests prove; the addons have a lab test of their own.
-    out.push_str("addons:\n  weave: {enabled: false}\n  rook: {enabled: false}\n  dashboard: {enabled: false}\n");
-    let path = dir.join("hosts.yaml");
-    std::fs::write(&path, out).unwrap();
-    path
-}
 
 fn installer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_installer"))
@@ -46,14 +19,6 @@ fn installer(args: &[&str]) -> Output {
         .env_remove("SSH_AUTH_SOCK")
         .output()
         .expect("run installer")
-}
-
-fn all_output(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn up(inv: &Path) -> String {

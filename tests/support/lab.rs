@@ -602,3 +602,40 @@ impl Drop for Lab {
         }
     }
 }
+
+/// The lab's inventory for the installer with `runtime` and only the hosts named in `hosts`,
+/// addons off (the control plane is what most lab tests prove; addons have their own test).
+pub fn write_inventory(lab: &Lab, dir: &Path, runtime: &str, hosts: &[&str]) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory_path()).expect("lab inventory");
+    let mut out = String::new();
+    let mut named = false;
+    for line in text.lines() {
+        let mut line = line.replace("runtime: docker", &format!("runtime: {runtime}"));
+        // A fixed cluster name keeps the state directory (and kubeconfig) path predictable.
+        if !named && line.starts_with("  name: ") {
+            line = "  name: lab".into();
+            named = true;
+        }
+        if line.trim_start().starts_with("- {name:")
+            && !hosts.iter().any(|h| line.contains(&format!("name: {h},")))
+        {
+            continue;
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    // The control plane is what these tests prove; the addons have a lab test of their own.
+    out.push_str("addons:\n  weave: {enabled: false}\n  rook: {enabled: false}\n  dashboard: {enabled: false}\n");
+    let path = dir.join("hosts.yaml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// stdout then stderr of a finished command.
+pub fn all_output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
