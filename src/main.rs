@@ -36,8 +36,12 @@ enum Command {
     /// Preflight every host (root, OS, CPU/RAM, swap, ports, unique identities, network,
     /// VIP); prints one row per host. Changes nothing.
     Check,
-    /// Show, per host, what `up` would do and what it would skip. Changes nothing.
-    Plan,
+    /// Show, per host, what `up` (or another verb) would do and what it would skip.
+    /// Changes nothing.
+    Plan {
+        #[command(subcommand)]
+        verb: Option<PlanVerb>,
+    },
     /// Bring up (or converge) the cluster described by the inventory. Safe to re-run.
     Up,
     /// Nodes, etcd members and health, the VIP holder and API health per master.
@@ -70,6 +74,13 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// The verbs `plan` can dry-run; `installer plan` alone plans `up`.
+#[derive(Subcommand)]
+enum PlanVerb {
+    /// What `up` would do (the default).
+    Up,
 }
 
 #[derive(Subcommand)]
@@ -149,7 +160,9 @@ fn main() -> ExitCode {
 async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
     let result = match command {
         Command::Check => cluster::check(ctx).await,
-        Command::Plan => cluster::plan(ctx).await,
+        Command::Plan { verb } => match verb {
+            None | Some(PlanVerb::Up) => cluster::plan(ctx).await,
+        },
         Command::Up => cluster::up(ctx).await,
         Command::Status => cluster::status(ctx).await,
         Command::Kubeconfig { output_file } => {

@@ -31,7 +31,7 @@ pub use defaults::Defaults;
 pub use kubeconfig::kubeconfig;
 pub use os_family::{OsFamilies, OsFamily};
 pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};
-pub use plan::{plan, render as render_plan};
+pub use plan::{plan, plan_verb, render as render_plan};
 pub use reset::reset;
 pub use status::{Status, connect_to_leader, status};
 pub use up::up;

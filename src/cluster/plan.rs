@@ -1,16 +1,27 @@
 //! `installer plan`: what `up` would do, phase by phase and host by host, decided from the
 //! hosts' facts and read-only probes — a dry run that changes nothing.
 
-use super::phase::{PlannedStep, plan_phases};
+use super::phase::{Phase, PlannedStep, plan_phases};
 use super::phases::{Preflight, Verdict};
 use super::{Ctx, PhaseError};
 
 pub async fn plan(ctx: &mut Ctx) -> Result<(), PhaseError> {
     let steps = plan_steps(ctx).await?;
-    ctx.reporter.print(&render(&steps));
+    print(ctx, &steps);
+    Ok(())
+}
+
+/// `installer plan VERB ...` for a verb other than `up`: dry-run that verb's phase list.
+pub async fn plan_verb(ctx: &mut Ctx, phases: &[&dyn Phase]) -> Result<(), PhaseError> {
+    let steps = plan_phases(ctx, phases).await?;
+    print(ctx, &steps);
+    Ok(())
+}
+
+fn print(ctx: &Ctx, steps: &[PlannedStep]) {
+    ctx.reporter.print(&render(steps));
     ctx.reporter
         .print_json(&serde_json::json!({ "plan": steps }));
-    Ok(())
 }
 
 pub async fn plan_steps(ctx: &mut Ctx) -> Result<Vec<PlannedStep>, PhaseError> {
