@@ -43,7 +43,14 @@ enum Command {
         verb: Option<PlanVerb>,
     },
     /// Bring up (or converge) the cluster described by the inventory. Safe to re-run.
-    Up,
+    Up {
+        /// Remove addons the inventory switched off (without it they are only reported).
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Check the running cluster (nodes, etcd, the API through the endpoint and on every
+    /// master), then deploy a small test workload, check it runs on workers only, remove it.
+    Verify,
     /// Nodes, etcd members and health, the VIP holder and API health per master.
     Status,
     /// Write the admin kubeconfig (server = the VIP) to FILE, or print it.
@@ -80,13 +87,21 @@ enum Command {
 #[derive(Subcommand)]
 enum PlanVerb {
     /// What `up` would do (the default).
-    Up,
+    Up {
+        /// Plan `up --prune`: addons the inventory switched off would be removed.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum AddonsAction {
     /// Apply the inventory's addons (pinned, checksummed) and wait until they are ready.
-    Apply,
+    Apply {
+        /// Remove addons the inventory switched off (without it they are only reported).
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -161,9 +176,11 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
     let result = match command {
         Command::Check => cluster::check(ctx).await,
         Command::Plan { verb } => match verb {
-            None | Some(PlanVerb::Up) => cluster::plan(ctx).await,
+            None => cluster::plan(ctx, false).await,
+            Some(PlanVerb::Up { prune }) => cluster::plan(ctx, *prune).await,
         },
-        Command::Up => cluster::up(ctx).await,
+        Command::Up { prune } => cluster::up(ctx, *prune).await,
+        Command::Verify => cluster::verify(ctx).await,
         Command::Status => cluster::status(ctx).await,
         Command::Kubeconfig { output_file } => {
             cluster::kubeconfig(ctx, output_file.as_deref()).await
@@ -171,8 +188,8 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Reset { yes, purge } => cluster::reset(ctx, *yes, *purge).await,
         Command::Dashboard => cluster::dashboard(ctx).await,
         Command::Addons {
-            action: AddonsAction::Apply,
-        } => cluster::addons::apply(ctx).await,
+            action: AddonsAction::Apply { prune },
+        } => cluster::addons::apply(ctx, *prune).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     };
     match result {

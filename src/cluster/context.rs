@@ -171,6 +171,16 @@ impl Ctx {
         self.defaults.pause_image(repository)
     }
 
+    /// The CoreDNS image of this cluster: `dns.imageRepository`, else `imageRepository`.
+    pub fn coredns_image(&self) -> String {
+        let repository = self
+            .kubeadm_setting("ClusterConfiguration", "dns")
+            .and_then(|dns| dns.get("imageRepository"))
+            .or_else(|| self.kubeadm_setting("ClusterConfiguration", "imageRepository"))
+            .and_then(Value::as_str);
+        self.defaults.coredns_image(repository)
+    }
+
     /// A top-level field the user set in one of their `cluster.kubeadm` documents.
     pub fn kubeadm_setting(&self, kind: &str, field: &str) -> Option<&Value> {
         self.inventory.cluster.kubeadm.get(kind)?.get(field)

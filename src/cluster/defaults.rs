@@ -155,6 +155,16 @@ impl Defaults {
         let repo = repository.unwrap_or(&self.image_repository);
         format!("{}/pause:{}", repo.trim_end_matches('/'), self.images.pause)
     }
+
+    /// The CoreDNS image kubeadm deploys. As kubeadm's `GetDNSImage` does, the default
+    /// registry keeps CoreDNS under `coredns/coredns`; a user repository holds it at its root.
+    pub fn coredns_image(&self, repository: Option<&str>) -> String {
+        let repo = match repository.map(|r| r.trim_end_matches('/')) {
+            Some(r) if r != self.image_repository.trim_end_matches('/') => r.to_string(),
+            _ => format!("{}/coredns", self.image_repository.trim_end_matches('/')),
+        };
+        format!("{repo}/coredns:{}", self.images.coredns)
+    }
 }
 
 fn overlay(base: &mut Value, top: Value) {
@@ -195,6 +205,22 @@ mod tests {
             "an external load balancer defaults to the apiservers' port"
         );
         assert_ne!(d.ports.apiserver, crate::inventory::defaults::VIP_PORT);
+    }
+
+    #[test]
+    fn coredns_image_moves_to_the_root_of_a_user_repository_as_kubeadm_does() {
+        assert_eq!(
+            load("1.36").coredns_image(None),
+            "registry.k8s.io/coredns/coredns:v1.14.2"
+        );
+        assert_eq!(
+            load("1.36").coredns_image(Some("registry.k8s.io")),
+            "registry.k8s.io/coredns/coredns:v1.14.2"
+        );
+        assert_eq!(
+            load("1.36").coredns_image(Some("mirror.example/k8s/")),
+            "mirror.example/k8s/coredns:v1.14.2"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub(crate) mod secrets;
 mod status;
 mod table;
 mod up;
+mod verify;
 
 pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
@@ -35,3 +36,4 @@ pub use plan::{plan, plan_verb, render as render_plan};
 pub use reset::reset;
 pub use status::{Status, connect_to_leader, status};
 pub use up::up;
+pub use verify::verify;

@@ -2,11 +2,11 @@
 //! hosts' facts and read-only probes — a dry run that changes nothing.
 
 use super::phase::{Phase, PlannedStep, plan_phases};
-use super::phases::{Preflight, Verdict};
+use super::phases::{Addons, Preflight, Verdict};
 use super::{Ctx, PhaseError};
 
-pub async fn plan(ctx: &mut Ctx) -> Result<(), PhaseError> {
-    let steps = plan_steps(ctx).await?;
+pub async fn plan(ctx: &mut Ctx, prune: bool) -> Result<(), PhaseError> {
+    let steps = plan_steps(ctx, prune).await?;
     print(ctx, &steps);
     Ok(())
 }
@@ -24,9 +24,10 @@ fn print(ctx: &Ctx, steps: &[PlannedStep]) {
         .print_json(&serde_json::json!({ "plan": steps }));
 }
 
-pub async fn plan_steps(ctx: &mut Ctx) -> Result<Vec<PlannedStep>, PhaseError> {
+pub async fn plan_steps(ctx: &mut Ctx, prune: bool) -> Result<Vec<PlannedStep>, PhaseError> {
     let preflight = Preflight::new(false);
-    let mut steps = plan_phases(ctx, &super::up::phases(&preflight)).await?;
+    let addons = Addons::new(prune);
+    let mut steps = plan_phases(ctx, &super::up::phases(&preflight, addons)).await?;
     let blocked: Vec<PlannedStep> = preflight
         .verdicts()
         .into_iter()

@@ -113,6 +113,12 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["purge"] = json!(true);
     vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
     vars["content"] = json!("{\"kind\": \"List\"}");
+    vars["markers"] = json!(["DaemonSet kube-system/weave-net"]);
+    vars["paths"] = json!(["/etc/kubernetes/installer/addons/weave.json"]);
+    vars["namespace"] = json!("installer-smoke-test");
+    vars["manifest"] = json!("/etc/kubernetes/installer/smoke-test.yaml");
+    vars["replicas"] = json!(2);
+    vars["image"] = json!("registry.k8s.io/coredns/coredns:v1.14.2");
     vars["files"] = json!([{"source": "https://example.com/a.yaml", "sha256": "ab", "dest": "/var/cache/installer/addons/ab"}]);
     vars
 }

@@ -3,12 +3,12 @@
 
 use super::phases::{
     Addons, Connect, GatherFacts, InitControlPlane, JoinMasters, JoinWorkers, Kubeconfig,
-    LoadBalancer, NodeConfig, Pki, Preflight, PrepareHosts, Verify,
+    LoadBalancer, NodeConfig, Pki, Preflight, PrepareHosts, SmokeTest, Verify,
 };
 use super::{Ctx, Phase, PhaseError, run_phases};
 
 /// The phases of `up`, in order; `plan` dry-runs the same list.
-pub(super) fn phases(preflight: &Preflight) -> [&dyn Phase; 13] {
+pub(super) fn phases<'a>(preflight: &'a Preflight, addons: &'a Addons) -> [&'a dyn Phase; 14] {
     [
         &Connect,
         &GatherFacts,
@@ -20,16 +20,18 @@ pub(super) fn phases(preflight: &Preflight) -> [&dyn Phase; 13] {
         &JoinMasters,
         &JoinWorkers,
         &NodeConfig,
-        &Addons,
+        addons,
         &Verify,
+        &SmokeTest::AFTER_CHANGES,
         &Kubeconfig,
     ]
 }
 
-pub async fn up(ctx: &mut Ctx) -> Result<(), PhaseError> {
+/// `prune`: remove the addons the inventory switched off (else they are only reported).
+pub async fn up(ctx: &mut Ctx, prune: bool) -> Result<(), PhaseError> {
     let _lock = super::lock::lock_cluster(ctx).map_err(|m| PhaseError::new("Lock", m))?;
     let preflight = Preflight::new(true);
-    run_phases(ctx, &phases(&preflight)).await?;
+    run_phases(ctx, &phases(&preflight, Addons::new(prune))).await?;
     let left_behind = ctx.failed_hosts();
     if !left_behind.is_empty() {
         ctx.reporter.print_json(&serde_json::json!({

@@ -22,15 +22,24 @@ const RENDERED: &str = "/etc/kubernetes/installer/addons";
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 const WEAVE_SECRET: &str = "weave-passwd";
 
-pub struct Addons;
+/// `prune`: an addon switched off in the inventory is removed (`--prune`); without it, it is
+/// reported and left as it is — turning a switch off never deletes anything by surprise.
+pub struct Addons {
+    prune: bool,
+}
+
+impl Addons {
+    pub const KEEP: Addons = Addons { prune: false };
+    pub const PRUNE: Addons = Addons { prune: true };
+
+    pub fn new(prune: bool) -> &'static Addons {
+        if prune { &Addons::PRUNE } else { &Addons::KEEP }
+    }
+}
 
 impl Phase for Addons {
     fn title(&self) -> &'static str {
         "Addons"
-    }
-
-    fn should_run(&self, ctx: &Ctx) -> bool {
-        !wanted(ctx).is_empty()
     }
 
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
@@ -42,6 +51,16 @@ impl Phase for Addons {
                 install(ctx, &catalog, &leader, addon)
                     .await
                     .map_err(|m| err(format!("{}: {m}", addon.name())))?;
+            }
+            let off = switched_off(ctx, &leader).await.map_err(err)?;
+            for addon in off {
+                if self.prune {
+                    remove(ctx, &catalog, &leader, addon)
+                        .await
+                        .map_err(|m| err(format!("removing {}: {m}", addon.name())))?;
+                } else {
+                    ctx.reporter.warn(kept_message(addon));
+                }
             }
             Ok(())
         })
@@ -76,6 +95,18 @@ impl Phase for Addons {
                     None => None,
                 };
                 steps.extend(planned.unwrap_or_else(|| vec![whole]));
+            }
+            // Before `kubeadm init` there is no API to ask, and nothing installed.
+            if let Some(leader) = &leader {
+                let off = switched_off(ctx, leader).await.unwrap_or_default();
+                for addon in off {
+                    let step = format!("{}: off in the inventory, installed", addon.name());
+                    steps.push(if self.prune {
+                        PlannedStep::change(phase, &leader.name, format!("{step}: remove it"))
+                    } else {
+                        PlannedStep::skip(phase, &leader.name, step, "kept; --prune removes it")
+                    });
+                }
             }
             Ok(steps)
         })
@@ -145,15 +176,26 @@ async fn dry_run(ctx: &Ctx, name: &str, host: &Host, vars: &Value) -> Option<boo
 enum Addon {
     Weave,
     Rook,
-    Dashboard,
+    Dashboard(DashboardKind),
 }
+
+/// Every addon the installer can install, in the order they are installed.
+const ALL: [Addon; 4] = [
+    Addon::Weave,
+    Addon::Rook,
+    Addon::Dashboard(DashboardKind::Headlamp),
+    Addon::Dashboard(DashboardKind::KubernetesDashboard),
+];
 
 impl Addon {
     fn name(self) -> &'static str {
         match self {
             Addon::Weave => "Weave Net",
             Addon::Rook => "Rook-Ceph",
-            Addon::Dashboard => "dashboard",
+            Addon::Dashboard(DashboardKind::Headlamp) => "dashboard (Headlamp)",
+            Addon::Dashboard(DashboardKind::KubernetesDashboard) => {
+                "dashboard (Kubernetes Dashboard)"
+            }
         }
     }
 
@@ -163,10 +205,32 @@ impl Addon {
         match self {
             Addon::Weave => ("weave", Some(a.weave.version.clone())),
             Addon::Rook => ("rook", Some(a.rook.version.clone())),
-            Addon::Dashboard => match a.dashboard.kind {
-                DashboardKind::Headlamp => ("headlamp", None),
-                DashboardKind::KubernetesDashboard => ("kubernetes-dashboard", None),
-            },
+            Addon::Dashboard(DashboardKind::Headlamp) => ("headlamp", None),
+            Addon::Dashboard(DashboardKind::KubernetesDashboard) => {
+                ("kubernetes-dashboard", None)
+            }
+        }
+    }
+
+    /// The workload whose presence says the addon is installed (`namespace/name` as listed
+    /// by the `addons-installed` probe).
+    fn marker(self) -> &'static str {
+        match self {
+            Addon::Weave => "DaemonSet kube-system/weave-net",
+            Addon::Rook => "Deployment rook-ceph/rook-ceph-operator",
+            Addon::Dashboard(DashboardKind::Headlamp) => "Deployment kube-system/headlamp",
+            Addon::Dashboard(DashboardKind::KubernetesDashboard) => {
+                "Deployment kubernetes-dashboard/kubernetes-dashboard"
+            }
+        }
+    }
+
+    /// What the installer rendered for it beside the upstream files (removed first).
+    fn rendered(self) -> &'static [&'static str] {
+        match self {
+            Addon::Weave => &["weave-secret.json", "weave.json"],
+            Addon::Rook => &["rook-cluster.json"],
+            Addon::Dashboard(_) => &["dashboard-admin.json"],
         }
     }
 }
@@ -174,14 +238,64 @@ impl Addon {
 /// The enabled addons, CNI first: nothing else runs before pods can talk.
 fn wanted(ctx: &Ctx) -> Vec<Addon> {
     let a = &ctx.inventory.addons;
-    [
-        (a.weave.enabled, Addon::Weave),
-        (a.rook.enabled, Addon::Rook),
-        (a.dashboard.enabled, Addon::Dashboard),
-    ]
-    .into_iter()
-    .filter_map(|(on, addon)| on.then_some(addon))
-    .collect()
+    ALL.into_iter()
+        .filter(|addon| match addon {
+            Addon::Weave => a.weave.enabled,
+            Addon::Rook => a.rook.enabled,
+            Addon::Dashboard(kind) => a.dashboard.enabled && a.dashboard.kind == *kind,
+        })
+        .collect()
+}
+
+/// The addons the inventory does not want but the cluster runs, decided from the markers the
+/// `addons-installed` probe lists.
+fn off_but_installed(wanted: &[Addon], installed: &str) -> Vec<Addon> {
+    let present: std::collections::BTreeSet<&str> = installed.lines().map(str::trim).collect();
+    ALL.into_iter()
+        .filter(|a| !wanted.contains(a) && present.contains(a.marker()))
+        .collect()
+}
+
+/// Removal goes backwards: what depends on the others first, the CNI last.
+async fn switched_off(ctx: &Ctx, leader: &Host) -> Result<Vec<Addon>, String> {
+    let markers: Vec<&str> = ALL.iter().map(|a| a.marker()).collect();
+    let installed = probe_text(ctx, "addons-installed", leader, &json!({ "markers": markers }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut off = off_but_installed(&wanted(ctx), &installed);
+    off.reverse();
+    Ok(off)
+}
+
+fn kept_message(addon: Addon) -> String {
+    format!(
+        "{} is off in the inventory but installed: left as it is (`--prune` removes it)",
+        addon.name()
+    )
+}
+
+/// Deletes what the installer applied for `addon`, newest first: its rendered objects (a
+/// CephCluster before the operator that must finalize it), then the upstream manifests in
+/// reverse order. Only files the installer itself fetched are used; nothing on disks is wiped.
+async fn remove(
+    ctx: &mut Ctx,
+    catalog: &Catalog,
+    leader: &Host,
+    addon: Addon,
+) -> Result<(), String> {
+    let (name, version) = addon.release_key(ctx);
+    let release = catalog.release(name, version.as_deref())?.clone();
+    let (_, cached) = fetch_list(ctx, &release);
+    let mut paths: Vec<String> = addon
+        .rendered()
+        .iter()
+        .map(|f| format!("{RENDERED}/{f}"))
+        .collect();
+    paths.extend(cached.into_iter().rev());
+    run_playbook(ctx, "addons-remove", leader, &json!({ "paths": paths })).await?;
+    ctx.reporter
+        .info(format!("{} removed (--prune)", addon.name()));
+    Ok(())
 }
 
 /// One file to fetch: where from, what it must hash to, where it lands on the master.
@@ -278,7 +392,7 @@ async fn manifests(
                 out.push(cluster);
             }
         }
-        Addon::Dashboard => {
+        Addon::Dashboard(_) => {
             let text = read(ctx, leader, &cached[0]).await?;
             let manifest = match &release.image {
                 Some(image) => addons::headlamp(&text, image)?,
@@ -383,7 +497,7 @@ async fn install(
             report_ceph_health(ctx, leader).await;
             Ok(())
         }
-        Addon::Dashboard => {
+        Addon::Dashboard(_) => {
             let namespace = dashboard_namespace(&release);
             let deployment = if release.image.is_some() {
                 "headlamp"
@@ -513,4 +627,48 @@ async fn report_ceph_health(ctx: &Ctx, leader: &Host) {
         Err(e) => format!("Ceph's health could not be read: {e}"),
     };
     ctx.reporter.info(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTED: &str = "DaemonSet kube-system/kube-proxy
+DaemonSet kube-system/weave-net
+Deployment kube-system/coredns
+Deployment kube-system/headlamp
+Deployment rook-ceph/rook-ceph-operator
+";
+
+    #[test]
+    fn only_installed_addons_the_inventory_turned_off_are_named() {
+        let wanted = [Addon::Weave, Addon::Dashboard(DashboardKind::Headlamp)];
+        assert_eq!(off_but_installed(&wanted, LISTED), vec![Addon::Rook]);
+        assert_eq!(off_but_installed(&ALL, LISTED), vec![]);
+    }
+
+    #[test]
+    fn switching_the_dashboard_kind_turns_the_old_one_off() {
+        let wanted = [
+            Addon::Weave,
+            Addon::Rook,
+            Addon::Dashboard(DashboardKind::KubernetesDashboard),
+        ];
+        assert_eq!(
+            off_but_installed(&wanted, LISTED),
+            vec![Addon::Dashboard(DashboardKind::Headlamp)]
+        );
+    }
+
+    #[test]
+    fn a_workload_of_the_same_name_elsewhere_is_not_an_addon() {
+        let listed = "Deployment default/headlamp\nDaemonSet default/weave-net\n";
+        assert_eq!(off_but_installed(&[], listed), vec![]);
+    }
+
+    #[test]
+    fn kept_addons_are_reported_with_the_flag_that_removes_them() {
+        let m = kept_message(Addon::Rook);
+        assert!(m.contains("Rook-Ceph") && m.contains("--prune"), "{m}");
+    }
 }

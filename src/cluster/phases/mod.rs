@@ -12,6 +12,7 @@ mod node_config;
 mod pki;
 mod preflight;
 pub(crate) mod prepare_hosts;
+mod smoke_test;
 mod verify;
 
 pub use addons::Addons;
@@ -26,4 +27,5 @@ pub use node_config::NodeConfig;
 pub use pki::Pki;
 pub use preflight::{HostVerdict, Preflight, Verdict};
 pub use prepare_hosts::PrepareHosts;
+pub use smoke_test::SmokeTest;
 pub use verify::Verify;
