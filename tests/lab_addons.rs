@@ -190,6 +190,15 @@ fn addons_come_up_on_the_lab_and_tampered_manifests_are_refused() {
         log.contains("no host lists `storage` disks"),
         "Rook without storage must say so:\n{log}"
     );
+    // The smoke test ends a run that changed something: Ready on the workers, not the master.
+    let smoke = log
+        .lines()
+        .find(|l| l.contains("smoke test passed"))
+        .unwrap_or_else(|| panic!("up ran no smoke test:\n{log}"));
+    assert!(
+        smoke.contains("2 pod(s) Ready on worker-1, worker-2") && !smoke.contains("master"),
+        "{smoke}"
+    );
 
     eprintln!("step 3: every node Ready, weave-net Ready on every node, the master included");
     let nodes = json(&kubeconfig, &["get", "nodes"]);
@@ -485,7 +494,65 @@ fn addons_come_up_on_the_lab_and_tampered_manifests_are_refused() {
     });
     kubectl(&kubeconfig, &["delete", "pod", "probe", "--wait=false"]);
 
-    eprintln!("step 10: reset leaves no CNI configuration and no Ready node behind");
+    eprintln!("step 10: verify checks the cluster and runs the smoke test, leaving nothing behind");
+    let out = installer(&["verify", "-i", inv.to_str().unwrap()]);
+    let verified = text(&out);
+    assert!(out.status.success(), "{verified}");
+    assert!(verified.contains("smoke test passed"), "{verified}");
+    let (status, _, _) = lab.exec(
+        "master-1",
+        "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get namespace installer-smoke-test",
+    );
+    assert_ne!(status, 0, "the smoke test's namespace is left behind");
+
+    eprintln!("step 11: Rook switched off: kept and reported, removed only with --prune");
+    let rook_off = tmp.path().join("rook-off.yaml");
+    let without_rook = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace("rook: {enabled: true}", "rook: {enabled: false}");
+    std::fs::write(&rook_off, without_rook).unwrap();
+    let out = installer(&["up", "-i", rook_off.to_str().unwrap()]);
+    let kept = text(&out);
+    assert!(out.status.success(), "{kept}");
+    assert!(
+        kept.contains("Rook-Ceph is off in the inventory but installed: left as it is"),
+        "{kept}"
+    );
+    let operator = ["-n", "rook-ceph", "get", "deployment", "rook-ceph-operator"];
+    assert!(json(&kubeconfig, &operator)["metadata"]["name"] == "rook-ceph-operator");
+    let out = installer(&["plan", "up", "--prune", "-i", rook_off.to_str().unwrap()]);
+    let planned = text(&out);
+    assert!(out.status.success(), "{planned}");
+    assert!(
+        planned.contains("Rook-Ceph: off in the inventory, installed: remove it"),
+        "{planned}"
+    );
+    let out = installer(&["up", "--prune", "-i", rook_off.to_str().unwrap()]);
+    let pruned = text(&out);
+    assert!(out.status.success(), "{pruned}");
+    assert!(pruned.contains("Rook-Ceph removed (--prune)"), "{pruned}");
+    let crds = kubectl(&kubeconfig, &["get", "crd", "-o", "name"]);
+    assert!(
+        !crds.contains("ceph.rook.io"),
+        "Rook's CRDs survived --prune:\n{crds}"
+    );
+    let (status, _, _) = lab.exec(
+        "master-1",
+        "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get namespace rook-ceph",
+    );
+    assert_ne!(status, 0, "the rook-ceph namespace survived --prune");
+    let nodes = json(&kubeconfig, &["get", "nodes"]);
+    for n in nodes["items"].as_array().unwrap() {
+        assert!(condition(n, "Ready"), "{}", n["metadata"]["name"]);
+    }
+    let out = installer(&["up", "-i", rook_off.to_str().unwrap()]);
+    let after = text(&out);
+    assert!(
+        out.status.success() && !after.contains("Rook-Ceph is off"),
+        "{after}"
+    );
+
+    eprintln!("step 12: reset leaves no CNI configuration and no Ready node behind");
     let out = installer(&["reset", "--yes", "-i", inv.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     for h in hosts {

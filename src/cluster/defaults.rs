@@ -109,6 +109,8 @@ pub struct Ports {
     pub kubelet: u16,
     pub controller_manager: u16,
     pub scheduler: u16,
+    pub weave_tcp: u16,
+    pub weave_udp: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

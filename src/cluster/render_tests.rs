@@ -113,6 +113,7 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["purge"] = json!(true);
     vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
     vars["content"] = json!("{\"kind\": \"List\"}");
+    vars["weave"] = json!({"peers": [{"name": "worker-1", "address": "10.0.0.21"}], "tcp": 6783, "udp": [6783, 6784]});
     vars["markers"] = json!(["DaemonSet kube-system/weave-net"]);
     vars["paths"] = json!(["/etc/kubernetes/installer/addons/weave.json"]);
     vars["namespace"] = json!("installer-smoke-test");

@@ -12,6 +12,7 @@ pub(super) fn phases() -> [&'static dyn Phase; 4] {
 pub async fn verify(ctx: &mut Ctx) -> Result<(), PhaseError> {
     run_phases(ctx, &phases()).await?;
     ctx.reporter.print("cluster verified");
-    ctx.reporter.print_json(&serde_json::json!({"verify": "ok"}));
+    ctx.reporter
+        .print_json(&serde_json::json!({"verify": "ok"}));
     Ok(())
 }

@@ -237,6 +237,8 @@ pub struct Weave {
     pub enabled: bool,
     pub version: String,
     pub password_env: Option<String>,
+    /// The user's sha256 of the manifest, for a release without a pinned one.
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -156,6 +156,9 @@ pub struct RawWeave {
     pub version: Option<S<String>>,
     #[serde(default)]
     pub password_env: Option<S<String>>,
+    /// The manifest's sha256, for a release the installer does not pin (Weave Net 2.8.1).
+    #[serde(default)]
+    pub sha256: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -214,7 +214,7 @@ mod tests {
         assert!(hint.contains("`sudoPasswordEnv: SUDO_PASSWORD`"), "{hint}");
         let hint = secret_field_hint("passphrase", &["identityPassphraseEnv"]).unwrap();
         assert!(hint.contains("`identityPassphraseEnv"), "{hint}");
-        let weave = ["enabled", "version", "passwordEnv"];
+        let weave = ["enabled", "version", "passwordEnv", "sha256"];
         let hint = secret_field_hint("password", &weave).unwrap();
         assert!(hint.contains("`passwordEnv: WEAVE_PASSWORD`"), "{hint}");
         let bastion = ["address", "user", "port"];

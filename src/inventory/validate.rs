@@ -705,6 +705,20 @@ impl Validator<'_> {
 
     fn addons(&mut self, raw: RawAddons) -> Addons {
         let weave = raw.weave.map(|w| w.value);
+        let weave_sha256 = weave
+            .as_ref()
+            .and_then(|w| w.sha256.as_ref())
+            .and_then(|sum| {
+                let hex = sum.value.trim().to_ascii_lowercase();
+                if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Some(hex);
+                }
+                self.push(
+                    Problem::at(sum, "addons.weave.sha256 is not 64 hex digits")
+                        .hint("paste the output of `sha256sum weave-daemonset-k8s-1.11.yaml` (the first field)"),
+                );
+                None
+            });
         let rook = raw.rook.map(|r| r.value);
         let dashboard = raw.dashboard.map(|x| x.value);
         let dashboard_kind = match dashboard.as_ref().and_then(|x| x.kind.as_ref()) {
@@ -732,6 +746,7 @@ impl Validator<'_> {
                     .and_then(|w| w.version.as_ref().map(|v| v.value.clone()))
                     .unwrap_or_else(|| d::WEAVE_VERSION.into()),
                 password_env: weave.and_then(|w| w.password_env.map(|p| p.value)),
+                sha256: weave_sha256,
             },
             rook: Rook {
                 enabled: rook

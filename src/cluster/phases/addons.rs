@@ -73,11 +73,8 @@ impl Phase for Addons {
             let leader = ctx.leader().ok();
             let mut steps = Vec::new();
             for addon in wanted(ctx) {
-                let (name, version) = addon.release_key(ctx);
-                let release = catalog
-                    .release(name, version.as_deref())
-                    .map_err(|m| PhaseError::new(phase, m))?
-                    .clone();
+                let release =
+                    release_of(ctx, &catalog, addon).map_err(|m| PhaseError::new(phase, m))?;
                 let files: Vec<&str> = release.files.iter().map(|f| f.name.as_str()).collect();
                 let whole = PlannedStep::change(
                     phase,
@@ -206,9 +203,7 @@ impl Addon {
             Addon::Weave => ("weave", Some(a.weave.version.clone())),
             Addon::Rook => ("rook", Some(a.rook.version.clone())),
             Addon::Dashboard(DashboardKind::Headlamp) => ("headlamp", None),
-            Addon::Dashboard(DashboardKind::KubernetesDashboard) => {
-                ("kubernetes-dashboard", None)
-            }
+            Addon::Dashboard(DashboardKind::KubernetesDashboard) => ("kubernetes-dashboard", None),
         }
     }
 
@@ -235,6 +230,44 @@ impl Addon {
     }
 }
 
+/// The pinned release of `addon`; a release the catalog does not pin a sha256 for (Weave Net
+/// 2.8.1) takes the user's `addons.weave.sha256`, and without it is refused before anything is
+/// fetched.
+fn release_of(ctx: &Ctx, catalog: &Catalog, addon: Addon) -> Result<Release, String> {
+    let (name, version) = addon.release_key(ctx);
+    let release = catalog.release(name, version.as_deref())?.clone();
+    let users = match addon {
+        Addon::Weave => ctx.inventory.addons.weave.sha256.as_deref(),
+        _ => None,
+    };
+    let what = format!("{} {}", addon.name(), version.unwrap_or_default());
+    pin(release, users, what.trim_end())
+}
+
+/// Fills in the user's sha256 where the catalog pins none; refuses a file with no sha256 at all,
+/// and a user's sha256 that contradicts a pinned one.
+fn pin(mut release: Release, users: Option<&str>, what: &str) -> Result<Release, String> {
+    for file in &mut release.files {
+        match users {
+            None if file.sha256.is_empty() => {
+                return Err(format!(
+                    "{what}: the installer pins no sha256 for {}; verify the file and set addons.weave.sha256 to its sha256 in the inventory",
+                    file.url
+                ));
+            }
+            Some(sum) if file.sha256.is_empty() => file.sha256 = sum.to_string(),
+            Some(sum) if sum != file.sha256 => {
+                return Err(format!(
+                    "{what}: addons.weave.sha256 {sum} is not the pinned sha256 {} of {}; remove addons.weave.sha256 (the pinned one is used)",
+                    file.sha256, file.name
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(release)
+}
+
 /// The enabled addons, CNI first: nothing else runs before pods can talk.
 fn wanted(ctx: &Ctx) -> Vec<Addon> {
     let a = &ctx.inventory.addons;
@@ -259,9 +292,14 @@ fn off_but_installed(wanted: &[Addon], installed: &str) -> Vec<Addon> {
 /// Removal goes backwards: what depends on the others first, the CNI last.
 async fn switched_off(ctx: &Ctx, leader: &Host) -> Result<Vec<Addon>, String> {
     let markers: Vec<&str> = ALL.iter().map(|a| a.marker()).collect();
-    let installed = probe_text(ctx, "addons-installed", leader, &json!({ "markers": markers }))
-        .await
-        .map_err(|e| e.to_string())?;
+    let installed = probe_text(
+        ctx,
+        "addons-installed",
+        leader,
+        &json!({ "markers": markers }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut off = off_but_installed(&wanted(ctx), &installed);
     off.reverse();
     Ok(off)
@@ -283,8 +321,7 @@ async fn remove(
     leader: &Host,
     addon: Addon,
 ) -> Result<(), String> {
-    let (name, version) = addon.release_key(ctx);
-    let release = catalog.release(name, version.as_deref())?.clone();
+    let release = release_of(ctx, catalog, addon)?;
     let (_, cached) = fetch_list(ctx, &release);
     let mut paths: Vec<String> = addon
         .rendered()
@@ -447,8 +484,7 @@ async fn install(
     leader: &Host,
     addon: Addon,
 ) -> Result<(), String> {
-    let (name, version) = addon.release_key(ctx);
-    let release = catalog.release(name, version.as_deref())?.clone();
+    let release = release_of(ctx, catalog, addon)?;
     let cached = fetch(ctx, leader, &release).await?;
     let all = manifests(ctx, leader, addon, &release, &cached).await?;
     let (later, now): (Vec<Manifest>, Vec<Manifest>) = all.into_iter().partition(|m| m.after_ready);
@@ -664,6 +700,36 @@ Deployment rook-ceph/rook-ceph-operator
     fn a_workload_of_the_same_name_elsewhere_is_not_an_addon() {
         let listed = "Deployment default/headlamp\nDaemonSet default/weave-net\n";
         assert_eq!(off_but_installed(&[], listed), vec![]);
+    }
+
+    fn weave(version: &str) -> Release {
+        Catalog::load(&crate::playbook::Playbooks::Embedded)
+            .unwrap()
+            .release("weave", Some(version))
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn weave_2_8_1_needs_the_users_sha256_and_takes_it() {
+        let e = pin(weave("2.8.1"), None, "Weave Net 2.8.1").unwrap_err();
+        assert!(e.contains("addons.weave.sha256"), "{e}");
+        assert!(
+            e.contains("weaveworks/weave/releases/download/v2.8.1"),
+            "{e}"
+        );
+        let sum = "ab".repeat(32);
+        let pinned = pin(weave("2.8.1"), Some(&sum), "Weave Net 2.8.1").unwrap();
+        assert_eq!(pinned.files[0].sha256, sum);
+    }
+
+    #[test]
+    fn a_users_sha256_never_overrides_a_pinned_one() {
+        let pinned = weave("2.9.0");
+        let kept = pin(pinned.clone(), Some(&pinned.files[0].sha256), "w").unwrap();
+        assert_eq!(kept.files[0].sha256, pinned.files[0].sha256);
+        let e = pin(pinned, Some(&"00".repeat(32)), "Weave Net 2.9.0").unwrap_err();
+        assert!(e.contains("not the pinned sha256"), "{e}");
     }
 
     #[test]

@@ -116,6 +116,8 @@ impl Phase for Preflight {
 #[derive(Default)]
 struct NetworkProbes {
     unreachable: HashMap<String, Vec<String>>,
+    /// Weave's UDP ports that neither answered nor were refused: probably filtered.
+    udp_silent: HashMap<String, Vec<String>>,
     vip_answers: Option<bool>,
     probe_errors: HashMap<String, String>,
 }
@@ -124,6 +126,8 @@ struct NetworkProbes {
 #[derive(Debug, Deserialize)]
 struct NetworkView {
     unreachable: Vec<String>,
+    #[serde(default)]
+    udp_silent: Vec<String>,
     vip_answers: Option<bool>,
 }
 
@@ -150,11 +154,23 @@ async fn network_probes(ctx: &Ctx) -> NetworkProbes {
         vars["vip_port"] = json!(port);
     }
     vars["master_ports"] = json!(master_ports);
+    if ctx.inventory.addons.weave.enabled {
+        let peers: Vec<_> = hosts
+            .iter()
+            .map(|h| json!({"name": h.name, "address": h.address}))
+            .collect();
+        vars["weave"] = json!({
+            "peers": peers,
+            "tcp": ctx.defaults.ports.weave_tcp,
+            "udp": ctx.defaults.ports.weave_udp,
+        });
+    }
     let mut probes = NetworkProbes::default();
     for (host, answer) in probe_many::<NetworkView>(ctx, "preflight", &hosts, &vars).await {
         match answer {
             Ok(view) => {
-                probes.unreachable.insert(host, view.unreachable);
+                probes.unreachable.insert(host.clone(), view.unreachable);
+                probes.udp_silent.insert(host, view.udp_silent);
                 if view.vip_answers.is_some() {
                     probes.vip_answers = view.vip_answers;
                 }
@@ -259,8 +275,21 @@ fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
         if let Some(list) = net.unreachable.get(&host.name)
             && !list.is_empty()
         {
+            let weave = if ctx.inventory.addons.weave.enabled {
+                "; Weave Net's 6783/tcp and 6783-6784/udp between all nodes"
+            } else {
+                ""
+            };
             v.fail(format!(
-                "cannot reach {}; open these ports between the nodes (SSH to every master; 6443, 2379-2380, 10250 and the VIP port between masters)",
+                "cannot reach {}; open these ports between the nodes (SSH to every master; 6443, 2379-2380, 10250 and the VIP port between masters{weave})",
+                list.join(", ")
+            ));
+        }
+        if let Some(list) = net.udp_silent.get(&host.name)
+            && !list.is_empty()
+        {
+            v.warn(format!(
+                "no answer from {} (not even \"port unreachable\"): a firewall probably drops Weave Net's UDP; pods on different nodes would not reach each other",
                 list.join(", ")
             ));
         }

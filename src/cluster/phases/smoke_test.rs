@@ -235,7 +235,11 @@ fn judge(pods: &[Pod], workers: &BTreeSet<String>, replicas: usize) -> Verdict {
                 .collect(),
         );
     }
-    let waiting: Vec<String> = pods.iter().filter(|p| !p.ready()).map(Pod::why_not).collect();
+    let waiting: Vec<String> = pods
+        .iter()
+        .filter(|p| !p.ready())
+        .map(Pod::why_not)
+        .collect();
     Verdict::Waiting(if waiting.is_empty() {
         format!("{} of {replicas} pod(s) created", pods.len())
     } else {
