@@ -39,6 +39,8 @@ const SUDO_PASSWORD_ENV: &str = "LAB_FAULTS_SUDO_PASSWORD";
 const BROKEN_APT_HOST: &str = "worker-3";
 const APT_PIN: &str = "/etc/apt/preferences.d/lab-faults-no-kubernetes-cni";
 const KUBE_PACKAGES_TASK: &str = "Install kubelet, kubeadm, kubectl at the pinned version";
+/// Row 4: the worker whose connection breaks while dpkg unpacks a package for `up`.
+const DROPPED_HOST: &str = "worker-1";
 
 fn options() -> lab::Options {
     lab::Options {
@@ -79,7 +81,7 @@ struct Scenario {
 type Step = (&'static str, fn(&mut Scenario));
 
 /// The rows in the order they run on the one cluster.
-const STEPS: [Step; 8] = [
+const STEPS: [Step; 9] = [
     ("row 5", row_5_unreachable_worker),
     ("row 6", row_6_failed_worker_left_behind),
     ("row 6 (re-run)", row_6_fixed_worker_joins),
@@ -88,6 +90,7 @@ const STEPS: [Step; 8] = [
     ("row 12", row_12_files),
     ("row 1", row_1_master_loss),
     ("row 2", row_2_partition),
+    ("row 4", row_4_connection_dropped_mid_task),
 ];
 
 static SCENARIO: Mutex<Option<Scenario>> = Mutex::new(None);
@@ -1219,4 +1222,95 @@ fn row_2_partition(s: &mut Scenario) {
 #[test]
 fn row_02_a_partitioned_vip_master_fails_over_status_names_it_and_after_heal_one_vip_holder() {
     walk_to("row 2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 4: the SSH connection dropped in the middle of a task.
+
+fn row_4_connection_dropped_mid_task(s: &mut Scenario) {
+    let lab = s.lab;
+    // Work for `up` on one worker: kubectl removed, so the kube packages task installs it.
+    s.root(
+        DROPPED_HOST,
+        "apt-mark unhold kubectl >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get remove -y -q kubectl >/dev/null",
+    );
+    let log = s.dir.join("row-4-up.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_installer"))
+        .args(["up", "-v", "-i"])
+        .arg(&s.inv)
+        .env_remove("SSH_AUTH_SOCK")
+        .env(SUDO_PASSWORD_ENV, &s.sudo_password)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(s.dir.join("row-4-up.err")).unwrap())
+        .spawn()
+        .expect("run installer");
+    let started = Instant::now();
+    // Watched on the host itself: the moment dpkg unpacks, the link goes and the session that
+    // runs it dies with everything it started, as when a connection breaks for real.
+    let (status, _, err) = lab.exec(
+        DROPPED_HOST,
+        "timeout 600 sh -c 'until pgrep -f -- \"dpkg .*--unpack\" >/dev/null; do sleep 0.02; done'",
+    );
+    assert_eq!(status, 0, "dpkg never unpacked on {DROPPED_HOST}: {err}");
+    lab.partition(DROPPED_HOST).expect("partition");
+    lab.drop_ssh(DROPPED_HOST).expect("drop the SSH sessions");
+    std::thread::sleep(Duration::from_secs(3));
+    lab.heal(DROPPED_HOST).expect("heal");
+    let cut = started.elapsed().as_secs_f64();
+    let exit = child.wait().expect("installer ends");
+    let text = format!(
+        "{}{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        std::fs::read_to_string(s.dir.join("row-4-up.err")).unwrap_or_default()
+    );
+    eprintln!(
+        "figure: row 4: link of {DROPPED_HOST} cut {cut:.1}s into up (dpkg unpacking), its SSH sessions killed, healed 3s later; up exit {:?} after {:.1}s",
+        exit.code(),
+        started.elapsed().as_secs_f64()
+    );
+    if !exit.success() {
+        // Not retried: the run names the host and the task, and says what to do.
+        assert!(
+            text.contains(DROPPED_HOST) && text.contains("task"),
+            "the failure must name {DROPPED_HOST} and the task:\n{text}"
+        );
+        assert!(
+            text.contains("run the command again") || text.contains("run `installer up` again"),
+            "the failure must say what to do:\n{text}"
+        );
+    }
+    let (out, took) = s.installer("row 4: re-run after the dropped connection", &["up"]);
+    assert!(
+        out.status.success(),
+        "the re-run after a dropped connection must converge:\n{}",
+        all_output(&out)
+    );
+    eprintln!(
+        "figure: row 4: the re-run converged in {:.1}s",
+        took.as_secs_f64()
+    );
+    let audit = s.root(DROPPED_HOST, "dpkg --audit");
+    assert!(
+        audit.trim().is_empty(),
+        "dpkg left half-installed packages:\n{audit}"
+    );
+    let version = s.root(DROPPED_HOST, "dpkg-query -W -f='${Version}' kubectl");
+    assert!(version.starts_with("1.36.2-"), "kubectl {version}");
+    let held = s.root(DROPPED_HOST, "apt-mark showhold");
+    assert!(held.contains("kubectl"), "kubectl is held again: {held}");
+    let leftovers = s.root(
+        DROPPED_HOST,
+        "find /etc /var/lib/kubelet /usr/local -name '*.installer-new' -o -name '*.installer-tmp*' 2>/dev/null",
+    );
+    assert!(
+        leftovers.trim().is_empty(),
+        "half-written files left in place:\n{leftovers}"
+    );
+    assert_eq!(s.node_names(), HOSTS, "every host is a node");
+}
+
+#[test]
+fn row_04_a_connection_dropped_mid_task_stops_or_retries_and_the_rerun_converges() {
+    walk_to("row 4");
 }

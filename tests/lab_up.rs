@@ -264,6 +264,48 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
 }
 
 /// etcd members on `master` through the gateway, as (first peer URL, isLearner).
+/// Runs `up --output json` and SIGKILLs it the moment phase `at` starts (the boundary after
+/// the phase before it). False when the run ended before reaching `at`.
+fn kill_at_phase_start(inv: &Path, at: &str) -> bool {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_installer"))
+        .args(["up", "--output", "json", "-i", inv.to_str().unwrap()])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reached = false;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["event"] == "phase_started" && event["phase"] == at {
+            child.kill().unwrap();
+            reached = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    reached
+}
+
+/// Kills `up` at the start of each phase in `phases`, one run per boundary: every run redoes
+/// (or skips) what the killed ones left and gets one phase further.
+fn kill_at_each_boundary(inv: &Path, phases: &[&str]) {
+    for phase in phases {
+        let started = Instant::now();
+        assert!(
+            kill_at_phase_start(inv, phase),
+            "up never reached \"{phase}\""
+        );
+        eprintln!(
+            "figure: up killed (SIGKILL) as \"{phase}\" started, after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn etcd_members(lab: &Lab, master: &str) -> Vec<(String, bool)> {
     let out = lab.exec_ok(
         master,
@@ -305,6 +347,20 @@ fn killed_during_control_plane_joins_then_rerun_converges_on_containerd_on_debia
         &["master-1", "master-2", "master-3", "worker-1"],
     );
     let kubeconfig = tmp.path().join(".installer/lab/kubeconfig");
+
+    eprintln!("step 0: the installer SIGKILLed at every phase boundary up to the master joins");
+    kill_at_each_boundary(
+        &inv,
+        &[
+            "Gather facts",
+            "Preflight checks",
+            "Prepare hosts",
+            "Cluster PKI",
+            "Load balancer and VIP",
+            "Init the first master",
+            "Join the other masters",
+        ],
+    );
 
     eprintln!("step 1: kill the installer while the second master joins");
     let mut child = Command::new(env!("CARGO_BIN_EXE_installer"))
@@ -354,7 +410,20 @@ fn killed_during_control_plane_joins_then_rerun_converges_on_containerd_on_debia
     let status = installer(&["status", "-i", inv.to_str().unwrap()]);
     assert!(status.status.success(), "{}", all_output(&status));
 
-    eprintln!("step 3: re-run converges: the learner is promoted, no member is duplicated");
+    eprintln!(
+        "step 3: re-runs killed at each later phase boundary, then one converges: the learner is promoted, no member is duplicated"
+    );
+    kill_at_each_boundary(
+        &inv,
+        &[
+            "Join the workers",
+            "Labels and taints",
+            "Addons",
+            "Verify the cluster",
+            "Smoke test",
+            "Kubeconfig",
+        ],
+    );
     up(&inv);
     let members = etcd_members(&lab, "master-1");
     assert_eq!(members.len(), 3, "{members:?}");

@@ -575,6 +575,12 @@ impl Lab {
         self.host_verb("heal", host)
     }
 
+    /// Kills every SSH session on the host and the commands they ran (sshd keeps listening):
+    /// the server side of a connection that broke mid-command.
+    pub fn drop_ssh(&self, host: &str) -> Result<(), LabError> {
+        self.host_verb("drop-ssh", host)
+    }
+
     fn host_verb(&self, verb: &str, host: &str) -> Result<(), LabError> {
         self.host(host);
         run_script(&[verb, "--name", &self.name, host]).map(|_| ())

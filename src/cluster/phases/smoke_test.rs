@@ -44,12 +44,30 @@ impl Phase for SmokeTest {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
-            let workers = schedulable_workers(ctx.usable(|h| !h.is_master()));
-            if workers.is_empty() {
+            let leader = ctx.leader().map_err(err)?;
+            let schedulable = schedulable_workers(ctx.usable(|h| !h.is_master()));
+            if schedulable.is_empty() {
                 ctx.reporter.warn("smoke test skipped: no worker takes ordinary pods (none, or all tainted NoSchedule/NoExecute)");
                 return Ok(());
             }
-            let leader = ctx.leader().map_err(err)?;
+            // Pods start only on Ready nodes: without a CNI (Weave switched off and none of the
+            // user's installed yet) no worker is Ready and the test cannot run.
+            let nodes = kube::nodes(ctx, &leader).await.map_err(err)?;
+            let workers: BTreeSet<String> = nodes
+                .iter()
+                .filter(|n| n.ready() && schedulable.contains(&n.metadata.name))
+                .map(|n| n.metadata.name.clone())
+                .collect();
+            if workers.is_empty() {
+                let why = "no worker is Ready (is a CNI installed? `kubectl describe node` names the condition)";
+                if self.always {
+                    return Err(err(format!("smoke test cannot run: {why}")));
+                }
+                ctx.reporter.warn(format!(
+                    "smoke test skipped: {why}; run `installer verify` once the nodes are Ready"
+                ));
+                return Ok(());
+            }
             let replicas = workers.len().min(MAX_REPLICAS);
             let vars = json!({
                 "namespace": NAMESPACE,
@@ -58,7 +76,7 @@ impl Phase for SmokeTest {
                 "image": ctx.coredns_image(),
             });
             let outcome = match run_playbook(ctx, "smoke-test", &leader, &vars).await {
-                Ok(()) => wait_and_judge(ctx, &leader, &workers, replicas).await,
+                Ok(()) => wait_and_judge(ctx, &leader, &schedulable, replicas).await,
                 Err(e) => Err(e),
             };
             // Removed whatever happened: the test leaves nothing on the cluster.

@@ -184,6 +184,18 @@ host_kill() { # LAB HOST
 	host_net_silence "$1" "$2"
 }
 
+# What a broken SSH connection leaves on the server at worst: the session's sshd processes and
+# every command they ran are gone (a dpkg run included), while sshd itself still listens.
+# Done from outside (the host's own PID and mount namespaces), so it works while partitioned.
+host_drop_ssh() { # LAB HOST
+	local init
+	init=$(host_init_pid "$1" "$2") || die "$2 is not running"
+	nsenter -t "$init" -p -m -- sh -c '
+		listener=$(pgrep -o -x sshd) || exit 0
+		kill_tree() { for child in $(pgrep -P "$1"); do kill_tree "$child"; done; kill -KILL "$1" 2>/dev/null || true; }
+		for session in $(pgrep -P "$listener"); do kill_tree "$session"; done'
+}
+
 # A machine that is off answers nothing, not even ARP or a TCP reset: its namespace's kernel
 # would otherwise keep answering for its addresses (and for a VIP keepalived had put there).
 # It boots again with a fresh kernel: host_net_up gives it back its own address and link only.

@@ -333,6 +333,13 @@ verb_heal() { # LAB HOST
 	log "$2 is back on the lab network"
 }
 
+verb_drop-ssh() { # LAB HOST
+	host_verb "$@"
+	host_running "$1" "$2" || die "$2 is not running"
+	host_drop_ssh "$1" "$2"
+	log "$2: every SSH session and the commands it ran are gone"
+}
+
 host_verb() { # LAB HOST: common checks of the per-host verbs
 	[ $# -eq 2 ] || die "usage: $0 VERB HOST [--name LAB]"
 	lab_lock "$1"
