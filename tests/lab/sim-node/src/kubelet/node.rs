@@ -500,9 +500,22 @@ impl Agent {
             }
             seen.insert(uid.clone());
             let now = time::OffsetDateTime::now_utc();
-            let decision = workloads::decide(pod, &net, &self.s.node_ip, &used, now, |h| {
-                workloads::kind_of(&p(h))
-            });
+            // pkg/volume/configmap and secret: a pod whose non-optional source does not exist
+            // stays ContainerCreating with FailedMount until it is created.
+            let missing = (pod["status"]["phase"] != "Running")
+                .then(|| {
+                    workloads::missing_volume_source(pod, |kind, source| {
+                        let path = format!("/api/v1/namespaces/{ns}/{kind}s/{source}");
+                        !matches!(kube.request("GET", &path, None, ""), Ok(r) if r.status == 404)
+                    })
+                })
+                .flatten();
+            let decision = match missing {
+                Some(message) => workloads::blocked_on_mount(pod, &self.s.node_ip, now, message),
+                None => workloads::decide(pod, &net, &self.s.node_ip, &used, now, |h| {
+                    workloads::kind_of(&p(h))
+                }),
+            };
             let status = match decision {
                 workloads::Sync::Unchanged => continue,
                 workloads::Sync::Refresh { status } => status,

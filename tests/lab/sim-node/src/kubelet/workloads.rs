@@ -308,6 +308,42 @@ pub fn host_path_prep(
     Ok(out)
 }
 
+/// The first configMap or secret volume whose object does not exist (`exists(kind, name)` asks
+/// the API), as the FailedMount message the kubelet gives (`MountVolume.SetUp failed for volume
+/// "v" : configmap "c" not found`); `optional: true` volumes never block.
+pub fn missing_volume_source(
+    pod: &Value,
+    mut exists: impl FnMut(&str, &str) -> bool,
+) -> Option<String> {
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let volume = v["name"].as_str().unwrap_or("");
+        let (kind, source) = if v["configMap"].is_object() {
+            ("configmap", &v["configMap"]["name"])
+        } else if v["secret"].is_object() {
+            ("secret", &v["secret"]["secretName"])
+        } else {
+            continue;
+        };
+        let optional = v["configMap"]["optional"] == true || v["secret"]["optional"] == true;
+        let Some(name) = source.as_str() else { continue };
+        if !optional && !exists(kind, name) {
+            return Some(format!(
+                "MountVolume.SetUp failed for volume {volume:?} : {kind} {name:?} not found"
+            ));
+        }
+    }
+    None
+}
+
+/// A pod that cannot start because a volume cannot be set up: Pending, ContainerCreating.
+pub fn blocked_on_mount(pod: &Value, node_ip: &str, now: OffsetDateTime, message: String) -> Sync {
+    Sync::Blocked {
+        reason: "FailedMount",
+        message,
+        status: pending_status(pod, node_ip, &format_rfc3339(now), "ContainerCreating"),
+    }
+}
+
 /// The first free address of the node's podCIDR, from .2 (.0 is the network, .1 the bridge).
 pub fn allocate_ip(cidr: &str, used: &HashSet<String>) -> Option<String> {
     let c = crate::config::Cidr::parse(cidr).ok()?;
@@ -749,6 +785,22 @@ mod tests {
             "/etc/machine-id" => Kind::File,
             _ => Kind::Dir,
         }
+    }
+
+    #[test]
+    fn a_missing_configmap_or_secret_blocks_the_pod_unless_optional() {
+        let pod = json!({"spec": {"volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "conf", "configMap": {"name": "app"}},
+            {"name": "creds", "secret": {"secretName": "token", "optional": true}},
+        ]}});
+        assert_eq!(
+            missing_volume_source(&pod, |_, _| false).unwrap(),
+            "MountVolume.SetUp failed for volume \"conf\" : configmap \"app\" not found"
+        );
+        assert_eq!(missing_volume_source(&pod, |kind, _| kind == "configmap"), None);
+        let secret = json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "x"}}]}});
+        assert!(missing_volume_source(&secret, |_, _| false).unwrap().contains("secret \"x\" not found"));
     }
 
     fn net(cni: Option<&str>, weave_router: bool) -> Network {
