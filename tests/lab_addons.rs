@@ -155,10 +155,12 @@ fn addons_come_up_on_the_lab_and_tampered_manifests_are_refused() {
     let kubeconfig = tmp.path().join(".installer/addons/kubeconfig");
     let hosts = ["master-1", "worker-1", "worker-2"];
 
-    eprintln!("step 1: preflight refuses a storage device that does not exist");
+    eprintln!("step 1: preflight refuses storage disks that are missing or in use, wiping nothing");
+    lab.add_disk("worker-1", "/dev/vdb", 64, "empty");
+    let used = lab.add_disk("worker-1", "/dev/vdc", 64, "ext4");
     let bad = write_inventory(&lab, &tmp.path().join("bad-storage.yaml"), |l| {
         if l.contains("name: worker-1,") {
-            l.replacen('}', ", storage: [/dev/nonexistent]}", 1)
+            l.replacen('}', ", storage: [/dev/nonexistent, /dev/vdb, /dev/vdc]}", 1)
         } else {
             l.to_string()
         }
@@ -171,8 +173,25 @@ fn addons_come_up_on_the_lab_and_tampered_manifests_are_refused() {
         .find(|l| l.trim_start().starts_with("worker-1"))
         .unwrap_or_else(|| panic!("no row for worker-1:\n{report}"));
     assert!(
-        row.contains("FAIL") && row.contains("/dev/nonexistent"),
+        row.contains("FAIL") && row.contains("/dev/nonexistent does not exist"),
         "{report}"
+    );
+    assert!(
+        report.contains("/dev/vdc is not empty (ext4 signature)"),
+        "a disk with a filesystem must be refused:\n{report}"
+    );
+    assert!(
+        !report.contains("/dev/vdb"),
+        "the empty disk is fine for Rook:\n{report}"
+    );
+    let still = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE", &used])
+        .output()
+        .expect("blkid");
+    assert_eq!(
+        String::from_utf8_lossy(&still.stdout).trim(),
+        "ext4",
+        "the refused disk must be left as it was"
     );
     for h in ["master-1", "worker-2"] {
         let row = report

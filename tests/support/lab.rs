@@ -575,6 +575,17 @@ impl Lab {
         self.host_verb("heal", host)
     }
 
+    /// Gives the host a raw disk of `mb` MB at `dev` (a loop device on this machine), empty or
+    /// with an ext4 filesystem (`content`: "empty" or "ext4"). Returns the loop device.
+    pub fn add_disk(&self, host: &str, dev: &str, mb: u32, content: &str) -> String {
+        self.host(host);
+        let mb = mb.to_string();
+        run_script(&["disk", "--name", &self.name, host, dev, &mb, content])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .trim()
+            .to_string()
+    }
+
     /// Kills every SSH session on the host and the commands they ran (sshd keeps listening):
     /// the server side of a connection that broke mid-command.
     pub fn drop_ssh(&self, host: &str) -> Result<(), LabError> {

@@ -196,6 +196,37 @@ host_drop_ssh() { # LAB HOST
 		for session in $(pgrep -P "$listener"); do kill_tree "$session"; done'
 }
 
+# A raw disk for the host: a sparse file on a loop device, its node made at DEV inside the
+# host (mknod from outside: the host itself may not create device nodes). Empty, or with an
+# ext4 filesystem to prove that preflight refuses a disk in use. The
+# node is gone after a reboot of the host; `down` detaches the loop device.
+host_add_disk() { # LAB HOST DEV MB [empty|ext4]
+	local init img loop major minor
+	init=$(host_init_pid "$1" "$2") || die "$2 is not running"
+	img="$(host_dir "$1" "$2")/disk-${3//\//_}.img"
+	rm -f "$img"
+	truncate -s "${4}M" "$img"
+	case ${5:-empty} in
+	empty) ;;
+	ext4) mkfs.ext4 -q -F "$img" ;;
+	*) die "unknown disk content '$5' (empty or ext4)" ;;
+	esac
+	loop=$(losetup --find --show "$img")
+	major=$((16#$(stat -c '%t' "$loop")))
+	minor=$((16#$(stat -c '%T' "$loop")))
+	nsenter -t "$init" -m -- sh -c "rm -f '$3' && mknod -m 0660 '$3' b $major $minor && chgrp disk '$3'"
+	printf '%s\n' "$loop"
+}
+
+# Loop devices of the lab's disks, found by their backing files (also after a crash).
+disks_down() { # LAB
+	local dir loop file
+	dir=$(lab_dir "$1")
+	losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null | while read -r loop file; do
+		case $file in "$dir"/*) losetup -d "$loop" 2>/dev/null || true ;; esac
+	done
+}
+
 # A machine that is off answers nothing, not even ARP or a TCP reset: its namespace's kernel
 # would otherwise keep answering for its addresses (and for a VIP keepalived had put there).
 # It boots again with a fresh kernel: host_net_up gives it back its own address and link only.
@@ -253,6 +284,7 @@ hosts_down() { # LAB
 	for p in /run/systemd/nspawn/propagate/"il-$lab"-*; do
 		[ ! -d "$p" ] || rmdir "$p" 2>/dev/null || true
 	done
+	disks_down "$lab"
 	return 0
 }
 

@@ -333,6 +333,16 @@ verb_heal() { # LAB HOST
 	log "$2 is back on the lab network"
 }
 
+verb_disk() { # LAB HOST DEV MB [empty|ext4]
+	[ $# -ge 4 ] || die "usage: $0 disk HOST DEV MB [empty|ext4] [--name LAB]"
+	lab_lock "$1"
+	require_lab "$1"
+	require_host "$2"
+	case $3 in /dev/*) ;; *) die "DEV must be a path under /dev" ;; esac
+	host_add_disk "$@"
+	log "$2: $4 MB raw disk at $3 (${5:-empty})"
+}
+
 verb_drop-ssh() { # LAB HOST
 	host_verb "$@"
 	host_running "$1" "$2" || die "$2 is not running"
