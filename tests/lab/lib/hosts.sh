@@ -214,7 +214,7 @@ host_add_disk() { # LAB HOST DEV MB [empty|ext4]
 	loop=$(losetup --find --show "$img")
 	major=$((16#$(stat -c '%t' "$loop")))
 	minor=$((16#$(stat -c '%T' "$loop")))
-	nsenter -t "$init" -m -- sh -c "rm -f '$3' && mknod -m 0660 '$3' b $major $minor && chgrp disk '$3'"
+	nsenter -t "$init" -m -p -- sh -c "rm -f '$3' && mknod -m 0660 '$3' b $major $minor && chgrp disk '$3'"
 	printf '%s\n' "$loop"
 }
 
