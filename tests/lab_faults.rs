@@ -1269,6 +1269,12 @@ fn row_4_connection_dropped_mid_task(s: &mut Scenario) {
         exit.code(),
         started.elapsed().as_secs_f64()
     );
+    for line in text
+        .lines()
+        .filter(|l| l.contains("FAILED") || l.starts_with("error"))
+    {
+        eprintln!("figure: row 4: up said: {line}");
+    }
     if !exit.success() {
         // Not retried: the run names the host and the task, and says what to do.
         assert!(
