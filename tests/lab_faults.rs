@@ -1250,7 +1250,8 @@ fn row_4_connection_dropped_mid_task(s: &mut Scenario) {
     // runs it dies with everything it started, as when a connection breaks for real.
     let (status, _, err) = lab.exec(
         DROPPED_HOST,
-        "timeout 600 sh -c 'until pgrep -f -- \"dpkg .*--unpack\" >/dev/null; do sleep 0.02; done'",
+        // Anchored: the pattern must not match this watcher's own command line.
+        "timeout 600 sh -c 'until pgrep -f -- \"^/usr/bin/dpkg .*--unpack\" >/dev/null; do sleep 0.02; done'",
     );
     assert_eq!(status, 0, "dpkg never unpacked on {DROPPED_HOST}: {err}");
     lab.partition(DROPPED_HOST).expect("partition");
@@ -1265,7 +1266,7 @@ fn row_4_connection_dropped_mid_task(s: &mut Scenario) {
         std::fs::read_to_string(s.dir.join("row-4-up.err")).unwrap_or_default()
     );
     eprintln!(
-        "figure: row 4: link of {DROPPED_HOST} cut {cut:.1}s into up (dpkg unpacking), its SSH sessions killed, healed 3s later; up exit {:?} after {:.1}s",
+        "figure: row 4: link of {DROPPED_HOST} cut {cut:.1}s into up (while dpkg ran), its SSH sessions killed, healed 3s later; up exit {:?} after {:.1}s",
         exit.code(),
         started.elapsed().as_secs_f64()
     );
