@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::phases::load_balancer::lb_vars;
+use super::phases::preflight::network_vars;
 use super::phases::prepare_hosts::prepare_vars;
 use super::{Ctx, Options, kubeadm_config};
 use crate::facts::{Facts, InterfaceAddress};
@@ -105,15 +106,13 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["shared_files"] = json!(crate::pki::SHARED_FILES);
     vars["args"] = json!(["get", "nodes", "-o", "json"]);
     vars["member_id"] = json!("12345");
-    vars["vip"] = json!("10.0.0.100");
-    vars["vip_port"] = json!(8443);
-    vars["vip_prober"] = json!(host.name);
-    vars["masters"] = json!(["master-1", "master-2", "master-3"]);
-    vars["master_ports"] = json!([6443, 2379, 2380, 10250, 8443]);
+    let hosts: Vec<&Host> = ctx.inventory.hosts.iter().collect();
+    for (k, v) in network_vars(ctx, &hosts).as_object().unwrap() {
+        vars[k] = v.clone();
+    }
     vars["purge"] = json!(true);
     vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
     vars["content"] = json!("{\"kind\": \"List\"}");
-    vars["weave"] = json!({"peers": [{"name": "worker-1", "address": "10.0.0.21"}], "tcp": 6783, "udp": [6783, 6784]});
     vars["markers"] = json!(["DaemonSet kube-system/weave-net"]);
     vars["paths"] = json!(["/etc/kubernetes/installer/addons/weave.json"]);
     vars["namespace"] = json!("installer-smoke-test");
@@ -297,4 +296,25 @@ fn state_directory_readable_by_others_is_refused() {
         .err()
         .expect("refused");
     assert!(err.contains("chmod 700") && err.contains("0755"), "{err}");
+}
+
+#[test]
+fn preflight_probe_renders_with_weave_off_and_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let books = Playbooks::Embedded;
+    let preflight = books.load("preflight").unwrap();
+    for weave in ["false", "true"] {
+        let text = format!("{INVENTORY}addons: {{weave: {{enabled: {weave}}}}}\n");
+        let ctx = cluster_of(tmp.path(), &text, "debian", "bookworm");
+        let host = ctx.inventory.host("worker-1").unwrap().clone();
+        let context = ctx.host_context(&host, &all_vars(&ctx, &host));
+        let tasks = render_all(&preflight, &context, &books)
+            .unwrap_or_else(|e| panic!("weave enabled: {weave}: {e}"));
+        let script: String = tasks.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            script.contains("10.0.0.11/6783"),
+            weave == "true",
+            "Weave's port probed only when Weave is on:\n{script}"
+        );
+    }
 }

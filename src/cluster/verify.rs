@@ -9,6 +9,7 @@ pub async fn verify(ctx: &mut Ctx) -> Result<(), PhaseError> {
     connect_to_leader(ctx).await?;
     run_phases(ctx, &[&Verify, &SmokeTest::ON_DEMAND]).await?;
     ctx.reporter.print("cluster verified");
-    ctx.reporter.print_json(&serde_json::json!({"verify": "ok"}));
+    ctx.reporter
+        .print_json(&serde_json::json!({"verify": "ok"}));
     Ok(())
 }

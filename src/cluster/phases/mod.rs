@@ -10,7 +10,7 @@ mod kubeconfig;
 pub(crate) mod load_balancer;
 mod node_config;
 mod pki;
-mod preflight;
+pub(crate) mod preflight;
 pub(crate) mod prepare_hosts;
 mod smoke_test;
 mod verify;

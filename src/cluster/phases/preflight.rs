@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::cluster::Ctx;
 use crate::cluster::OsFamilies;
@@ -132,11 +132,33 @@ struct NetworkView {
 }
 
 async fn network_probes(ctx: &Ctx) -> NetworkProbes {
-    let vip_held = vip_holder(ctx).is_some();
-    let first_master = ctx.usable(Host::is_master).next().map(|h| h.name.clone());
     let hosts: Vec<&Host> = ctx
         .usable(|h| ctx.hosts.get(&h.name).is_some_and(|s| s.facts.is_some()))
         .collect();
+    let vars = network_vars(ctx, &hosts);
+    let mut probes = NetworkProbes::default();
+    for (host, answer) in probe_many::<NetworkView>(ctx, "preflight", &hosts, &vars).await {
+        match answer {
+            Ok(view) => {
+                probes.unreachable.insert(host.clone(), view.unreachable);
+                probes.udp_silent.insert(host, view.udp_silent);
+                if view.vip_answers.is_some() {
+                    probes.vip_answers = view.vip_answers;
+                }
+            }
+            Err(e) => {
+                probes.probe_errors.insert(host, e.to_string());
+            }
+        }
+    }
+    probes
+}
+
+/// What the `preflight` probe needs: the masters and their ports, the VIP and who probes it,
+/// and Weave's peers when Weave is on (`null` when off: the playbook tests it).
+pub(crate) fn network_vars(ctx: &Ctx, hosts: &[&Host]) -> Value {
+    let vip_held = vip_holder(ctx).is_some();
+    let first_master = ctx.usable(Host::is_master).next().map(|h| h.name.clone());
     // Only one host probes the VIP: every probe sends traffic to it.
     let vip_prober = if vip_held { None } else { first_master };
     let masters: Vec<&str> = ctx.inventory.masters().map(|m| m.name.as_str()).collect();
@@ -146,7 +168,7 @@ async fn network_probes(ctx: &Ctx) -> NetworkProbes {
         ctx.defaults.ports.etcd_peer,
         ctx.defaults.ports.kubelet,
     ];
-    let mut vars = json!({"vip_prober": null, "masters": masters});
+    let mut vars = json!({"vip_prober": null, "masters": masters, "weave": null});
     if let ControlPlane::Vip { vip, port, .. } = &ctx.inventory.cluster.control_plane {
         master_ports.push(*port);
         vars["vip_prober"] = json!(vip_prober);
@@ -165,22 +187,7 @@ async fn network_probes(ctx: &Ctx) -> NetworkProbes {
             "udp": ctx.defaults.ports.weave_udp,
         });
     }
-    let mut probes = NetworkProbes::default();
-    for (host, answer) in probe_many::<NetworkView>(ctx, "preflight", &hosts, &vars).await {
-        match answer {
-            Ok(view) => {
-                probes.unreachable.insert(host.clone(), view.unreachable);
-                probes.udp_silent.insert(host, view.udp_silent);
-                if view.vip_answers.is_some() {
-                    probes.vip_answers = view.vip_answers;
-                }
-            }
-            Err(e) => {
-                probes.probe_errors.insert(host, e.to_string());
-            }
-        }
-    }
-    probes
+    vars
 }
 
 /// One raw disk the inventory gives Rook, as the `storage-devices` probe saw it.

@@ -325,7 +325,9 @@ pub fn missing_volume_source(
             continue;
         };
         let optional = v["configMap"]["optional"] == true || v["secret"]["optional"] == true;
-        let Some(name) = source.as_str() else { continue };
+        let Some(name) = source.as_str() else {
+            continue;
+        };
         if !optional && !exists(kind, name) {
             return Some(format!(
                 "MountVolume.SetUp failed for volume {volume:?} : {kind} {name:?} not found"
@@ -798,9 +800,16 @@ mod tests {
             missing_volume_source(&pod, |_, _| false).unwrap(),
             "MountVolume.SetUp failed for volume \"conf\" : configmap \"app\" not found"
         );
-        assert_eq!(missing_volume_source(&pod, |kind, _| kind == "configmap"), None);
+        assert_eq!(
+            missing_volume_source(&pod, |kind, _| kind == "configmap"),
+            None
+        );
         let secret = json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "x"}}]}});
-        assert!(missing_volume_source(&secret, |_, _| false).unwrap().contains("secret \"x\" not found"));
+        assert!(
+            missing_volume_source(&secret, |_, _| false)
+                .unwrap()
+                .contains("secret \"x\" not found")
+        );
     }
 
     fn net(cni: Option<&str>, weave_router: bool) -> Network {
