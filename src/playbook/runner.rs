@@ -530,7 +530,17 @@ impl<R: Remote> TaskRun<'_, R> {
                 self.task.privileged,
                 Duration::from_secs(self.task.timeout),
             )
-            .await?;
+            .await
+            .map_err(|mut e| {
+                // The transport names the command it ran; for a task that is the wrapper script,
+                // many lines long, which would push the reason out of the one-line summary.
+                if command == RUN_SCRIPT {
+                    e.message = e
+                        .message
+                        .replace(&format!("`{RUN_SCRIPT}`"), "the task's script");
+                }
+                e
+            })?;
         let status = out
             .status
             .map(|s| s.to_string())

@@ -391,8 +391,9 @@ impl Remote for FlakyLink {
     ) -> Result<RemoteOutput, RemoteError> {
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if n < self.fail_first {
+            // As the SSH layer words it: naming the command it was given.
             return Err(RemoteError {
-                message: "connection reset by peer".into(),
+                message: format!("cannot run `{command}` on flaky: connection reset by peer"),
                 transient: true,
             });
         }
@@ -452,5 +453,16 @@ async fn dropped_connection_stops_an_unguarded_task_with_a_hint() {
     assert!(
         why.to_string().contains("one-shot") && why.to_string().contains("run the command again"),
         "{why}"
+    );
+    // The summary shows a failure's first line: it must carry the reason, not the wrapper script.
+    let first = why
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first.contains("connection reset by peer") && first.contains("the task's script"),
+        "{first}"
     );
 }
