@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::join_masters::run_playbook;
 use super::upgrade_preflight::read_versions;
-use crate::cluster::Ctx;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
+use crate::cluster::{Ctx, kubeadm_config};
 use crate::inventory::Host;
 
 pub struct UpgradeControlPlane {
@@ -40,13 +40,14 @@ impl Phase for UpgradeControlPlane {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
             let masters = Self::masters(ctx).map_err(err)?;
+            let vars = json!({"ignore_preflight": kubeadm_config::ignore_preflight(ctx)});
             for (i, master) in masters.iter().enumerate() {
                 let playbook = if i == 0 {
                     "upgrade/apply"
                 } else {
                     "upgrade/node"
                 };
-                run_playbook(ctx, playbook, master, &json!({}))
+                run_playbook(ctx, playbook, master, &vars)
                     .await
                     .map_err(|m| err(format!("{}: {m}", master.name)))?;
             }

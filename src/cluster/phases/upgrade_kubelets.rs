@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::join_masters::run_playbook;
 use super::upgrade_preflight::{parse, read_versions};
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
-use crate::cluster::{Ctx, kube};
+use crate::cluster::{Ctx, kube, kubeadm_config};
 use crate::inventory::Host;
 
 /// The annotation a drained node carries until the upgrade uncordons it.
@@ -116,7 +116,10 @@ impl UpgradeKubelets {
         leader: &Host,
         batch: &[Host],
     ) -> Result<(), String> {
-        let vars = json!({"drain_timeout": self.drain_timeout});
+        let vars = json!({
+            "drain_timeout": self.drain_timeout,
+            "ignore_preflight": kubeadm_config::ignore_preflight(ctx),
+        });
         let workers: Vec<&Host> = batch.iter().filter(|h| !h.is_master()).collect();
         if !workers.is_empty() {
             let targets = ctx.targets(&workers, &vars);
