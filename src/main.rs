@@ -72,6 +72,20 @@ enum Command {
         #[command(subcommand)]
         action: AddonsAction,
     },
+    /// Upgrade the cluster to a newer Kubernetes: preflight (skew rules, etcd, nodes Ready),
+    /// then one minor per step, control plane first, nodes drained and upgraded in turn.
+    /// Resumes where an interrupted run stopped.
+    Upgrade {
+        /// The exact version to reach, e.g. 1.37.1.
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        to: semver::Version,
+        /// Workers drained and upgraded at once (masters always go one at a time).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        max_unavailable: usize,
+        /// Seconds `kubectl drain` may take per node before the upgrade stops.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        drain_timeout: u64,
+    },
     /// A short-lived login token for the dashboard and the port-forward command to reach it.
     Dashboard,
     /// Print the installer version.
@@ -92,6 +106,17 @@ enum PlanVerb {
         #[arg(long)]
         prune: bool,
     },
+    /// What `upgrade --to VERSION` would do: the chain of steps and, per host, each task.
+    Upgrade {
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        to: semver::Version,
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        max_unavailable: usize,
+    },
+}
+
+fn parse_version(text: &str) -> Result<semver::Version, String> {
+    cluster::phases::parse_upgrade_target(text)
 }
 
 #[derive(Subcommand)]
@@ -178,6 +203,17 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Plan { verb } => match verb {
             None => cluster::plan(ctx, false).await,
             Some(PlanVerb::Up { prune }) => cluster::plan(ctx, *prune).await,
+            Some(PlanVerb::Upgrade {
+                to,
+                max_unavailable,
+            }) => {
+                let options = cluster::UpgradeOptions {
+                    to: to.clone(),
+                    max_unavailable: *max_unavailable,
+                    drain_timeout: 0,
+                };
+                cluster::plan_upgrade(ctx, &options).await
+            }
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
         Command::Verify => cluster::verify(ctx).await,
@@ -187,6 +223,18 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         }
         Command::Reset { yes, purge } => cluster::reset(ctx, *yes, *purge).await,
         Command::Dashboard => cluster::dashboard(ctx).await,
+        Command::Upgrade {
+            to,
+            max_unavailable,
+            drain_timeout,
+        } => {
+            let options = cluster::UpgradeOptions {
+                to: to.clone(),
+                max_unavailable: *max_unavailable,
+                drain_timeout: *drain_timeout,
+            };
+            cluster::upgrade(ctx, &options).await
+        }
         Command::Addons {
             action: AddonsAction::Apply { prune },
         } => cluster::addons::apply(ctx, *prune).await,

@@ -19,6 +19,8 @@ pub struct Defaults {
     pub ports: Ports,
     pub bootstrap_token: TokenPolicy,
     pub runtimes: Runtimes,
+    /// The patch an upgrade chain stops at when it passes through this minor.
+    pub latest_patch: semver::Version,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

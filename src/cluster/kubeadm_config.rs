@@ -30,17 +30,7 @@ pub fn common_vars(ctx: &Ctx) -> Result<Value, String> {
     } else {
         json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
     };
-    // On cgroup v1 hosts kubeadm's SystemVerification fails for 1.35+; the user opted in by
-    // telling the kubelet to accept v1 (failCgroupV1: false), so kubeadm is told too.
-    let accepts_cgroup_v1 = ctx
-        .kubeadm_setting("KubeletConfiguration", "failCgroupV1")
-        .and_then(Value::as_bool)
-        == Some(false);
-    let ignore_preflight: Vec<&str> = if accepts_cgroup_v1 {
-        vec!["SystemVerification"]
-    } else {
-        vec![]
-    };
+    let ignore_preflight = ignore_preflight(ctx);
     use secrecy::ExposeSecret;
     Ok(json!({
         "ignore_preflight": ignore_preflight,
@@ -52,6 +42,21 @@ pub fn common_vars(ctx: &Ctx) -> Result<Value, String> {
         "master_taints": master_taints,
         "cert_sans": sans,
     }))
+}
+
+/// The kubeadm preflight checks the user's settings make us skip (init, join and upgrade).
+pub fn ignore_preflight(ctx: &Ctx) -> Vec<&'static str> {
+    // On cgroup v1 hosts kubeadm's SystemVerification fails for 1.35+; the user opted in by
+    // telling the kubelet to accept v1 (failCgroupV1: false), so kubeadm is told too.
+    let accepts_cgroup_v1 = ctx
+        .kubeadm_setting("KubeletConfiguration", "failCgroupV1")
+        .and_then(Value::as_bool)
+        == Some(false);
+    if accepts_cgroup_v1 {
+        vec!["SystemVerification"]
+    } else {
+        vec![]
+    }
 }
 
 /// The multi-document kubeadm.yaml for `kubeadm init` on `host`.

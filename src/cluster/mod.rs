@@ -23,6 +23,7 @@ pub(crate) mod secrets;
 mod status;
 mod table;
 mod up;
+pub mod upgrade;
 mod verify;
 
 pub use check::{check, render_table};
@@ -36,4 +37,5 @@ pub use plan::{plan, plan_verb, render as render_plan};
 pub use reset::reset;
 pub use status::{Status, connect_to_leader, status};
 pub use up::up;
+pub use upgrade::{UpgradeOptions, plan_upgrade, upgrade};
 pub use verify::verify;

@@ -106,6 +106,8 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["shared_files"] = json!(crate::pki::SHARED_FILES);
     vars["args"] = json!(["get", "nodes", "-o", "json"]);
     vars["member_id"] = json!("12345");
+    vars["node"] = json!("worker-1");
+    vars["drain_timeout"] = json!(300);
     let hosts: Vec<&Host> = ctx.inventory.hosts.iter().collect();
     for (k, v) in network_vars(ctx, &hosts).as_object().unwrap() {
         vars[k] = v.clone();

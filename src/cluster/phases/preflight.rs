@@ -333,6 +333,8 @@ pub(crate) struct Rules<'a> {
     pub runtime: Runtime,
     pub containerd_minimum: &'a semver::Version,
     pub kubernetes_minor: String,
+    /// The inventory's exact version: a cluster member at another one needs `installer upgrade`.
+    pub kubernetes: String,
     /// `cluster.kubeadm.KubeletConfiguration.failCgroupV1: false` (kubelet's own escape hatch).
     pub allow_cgroup_v1: bool,
 }
@@ -354,9 +356,24 @@ impl<'a> Rules<'a> {
             runtime: ctx.inventory.cluster.runtime,
             containerd_minimum: &ctx.defaults.containerd.minimum,
             kubernetes_minor: ctx.inventory.cluster.kubernetes.minor_string(),
+            kubernetes: ctx.inventory.cluster.kubernetes.to_string(),
             allow_cgroup_v1,
         }
     }
+}
+
+/// A cluster member whose kubelet is at another version than the inventory's: `up` never
+/// changes a member's version (that is `installer upgrade`, one minor at a time).
+fn version_change(rules: &Rules, f: &Facts) -> Option<String> {
+    let installed = f.packages.get("kubelet")?;
+    let version = installed.split('-').next().unwrap_or(installed);
+    if !f.has_kubelet_conf || version == rules.kubernetes {
+        return None;
+    }
+    Some(format!(
+        "a cluster member with kubelet {version}, the inventory says {}: up never changes a member's version; to upgrade run `installer upgrade -i INVENTORY --to {}`, or, after an upgrade, set cluster.kubernetes: {version} in the inventory",
+        rules.kubernetes, rules.kubernetes
+    ))
 }
 
 fn judge_host(rules: &Rules, host: &Host, f: &Facts, v: &mut HostVerdict) {
@@ -378,6 +395,9 @@ fn judge_host(rules: &Rules, host: &Host, f: &Facts, v: &mut HostVerdict) {
     }
     if f.init != "systemd" {
         v.fail("systemd is not running; kubelet and the runtime need it");
+    }
+    if let Some(why) = version_change(rules, f) {
+        v.fail(why);
     }
     let family_commands: Vec<String> = rules
         .families
@@ -562,6 +582,7 @@ mod tests {
             runtime: Runtime::Docker,
             containerd_minimum: minimum,
             kubernetes_minor: "1.36".into(),
+            kubernetes: "1.36.2".into(),
             allow_cgroup_v1: false,
         }
     }
@@ -631,6 +652,32 @@ mod tests {
     fn healthy_master_passes() {
         let v = verdict(&good_facts(), |_| {});
         assert_eq!(v.verdict, Verdict::Pass, "{:?}", v.reasons);
+    }
+
+    #[test]
+    fn a_member_at_another_version_is_sent_to_installer_upgrade() {
+        let mut f = good_facts();
+        f.has_kubelet_conf = true;
+        f.packages.insert("kubelet".into(), "1.37.1-1.1".into());
+        let v = verdict(&f, |_| {});
+        assert_eq!(v.verdict, Verdict::Fail);
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("kubelet 1.37.1, the inventory says 1.36.2")
+                    && r.contains("installer upgrade")),
+            "{:?}",
+            v.reasons
+        );
+        f.packages.insert("kubelet".into(), "1.36.2-1.1".into());
+        assert_eq!(verdict(&f, |_| {}).verdict, Verdict::Pass);
+        f.has_kubelet_conf = false;
+        f.packages.insert("kubelet".into(), "1.35.4-1.1".into());
+        assert_eq!(
+            verdict(&f, |_| {}).verdict,
+            Verdict::Pass,
+            "not a member yet: up installs its version"
+        );
     }
 
     #[test]

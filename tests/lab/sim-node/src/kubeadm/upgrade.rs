@@ -66,31 +66,132 @@ pub struct Policy {
     pub skippable: Vec<String>,
 }
 
-/// kubeadm's EnforceVersionPolicies.
-pub fn version_policy(target: KubeVersion, cluster: KubeVersion, kubeadm: KubeVersion) -> Policy {
+/// kubeadm's EnforceVersionPolicies (cmd/kubeadm/app/phases/upgrade/policy.go), for released
+/// versions: at most one minor up or down per run (mandatory), never a minor above kubeadm's
+/// (mandatory), a patch above kubeadm's or a kubeadm of a newer minor than the target
+/// (skippable with --force), kubelets more than MaximumAllowedMinorVersionKubeletSkew (3 since
+/// 1.28) minors behind the target (skippable).
+pub fn version_policy(
+    target: KubeVersion,
+    cluster: KubeVersion,
+    kubeadm: KubeVersion,
+    kubelets: &[KubeVersion],
+) -> Policy {
+    const UPGRADE_SKEW: u64 = 1;
+    const DOWNGRADE_SKEW: u64 = 1;
+    const KUBELET_SKEW: u64 = 3;
     let mut p = Policy::default();
-    if target.minor < cluster.minor || target.major != cluster.major {
-        p.mandatory.push(format!("Specified version to upgrade to {:?} is equal to or lower than the cluster version {:?}. Downgrades are not supported yet", target.to_string(), cluster.to_string()));
-    } else if target < cluster {
-        p.skippable.push(format!("Specified version to upgrade to {:?} is equal to or lower than the cluster version {:?}. Downgrades are not supported yet", target.to_string(), cluster.to_string()));
+    if target.minor > cluster.minor + UPGRADE_SKEW {
+        p.mandatory.push(format!("Specified version to upgrade to {:?} is too high; kubeadm can upgrade only {UPGRADE_SKEW} minor version at a time", target.to_string()));
     }
-    if target.minor > cluster.minor + 1 {
-        p.mandatory.push(format!("Specified version to upgrade to {:?} is too high; kubeadm can upgrade only 1 minor version at a time", target.to_string()));
+    if target.minor + DOWNGRADE_SKEW < cluster.minor {
+        p.mandatory.push(format!("Specified version to downgrade to {:?} is too low; kubeadm can downgrade only {DOWNGRADE_SKEW} minor version at a time", target.to_string()));
     }
-    if target.minor > kubeadm.minor {
-        p.mandatory.push(format!("Specified version to upgrade to {:?} is higher than the kubeadm version {:?}. Upgrade kubeadm first using the tool you used to install kubeadm", target.to_string(), kubeadm.to_string()));
-    } else if target > kubeadm {
-        p.skippable.push(format!("Specified version to upgrade to {:?} is higher than the kubeadm version {:?}. Upgrade kubeadm first using the tool you used to install kubeadm", target.to_string(), kubeadm.to_string()));
+    if kubeadm < target {
+        if target.minor > kubeadm.minor {
+            p.mandatory.push(format!("Specified version to upgrade to {:?} is at least one minor release higher than the kubeadm minor release ({} > {}). Such an upgrade is not supported", target.to_string(), target.minor, kubeadm.minor));
+        } else {
+            p.skippable.push(format!("Specified version to upgrade to {:?} is higher than the kubeadm version {:?}. Upgrade kubeadm first using the tool you used to install kubeadm", target.to_string(), kubeadm.to_string()));
+        }
     }
-    if kubeadm.minor > target.minor + 1 {
+    if kubeadm.major > target.major || kubeadm.minor > target.minor {
         p.skippable.push(format!(
-            "Kubeadm version {:?} can only be used to upgrade to Kubernetes version {}.{}",
-            kubeadm.to_string(),
-            kubeadm.major,
-            kubeadm.minor
+            "Kubeadm version {} can only be used to upgrade to Kubernetes version {}.{}",
+            kubeadm, kubeadm.major, kubeadm.minor
+        ));
+    }
+    let too_old: Vec<String> = kubelets
+        .iter()
+        .filter(|k| target.minor > k.minor + KUBELET_SKEW)
+        .map(|k| k.to_string())
+        .collect();
+    if !too_old.is_empty() {
+        p.skippable.push(format!(
+            "There are kubelets in this cluster that are too old that have these versions [{}]",
+            too_old.join(" ")
         ));
     }
     p
+}
+
+/// Every node's kubelet version, as the API reports it.
+fn kubelet_versions(kube: &Kube) -> Result<Vec<KubeVersion>> {
+    let nodes = kube.get("/api/v1/nodes")?.into_result("listing nodes")?;
+    Ok(nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["status"]["nodeInfo"]["kubeletVersion"].as_str())
+        .filter_map(|v| KubeVersion::parse(v).ok())
+        .collect())
+}
+
+/// CheckClusterHealth (cmd/kubeadm/app/phases/upgrade/health.go) without CreateJob (the
+/// simulated cluster runs no Jobs): every control-plane Node Ready, every control-plane
+/// static pod manifest on disk. Both honour --ignore-preflight-errors.
+fn cluster_health(kube: &Kube, ignore: &[String]) -> Result<()> {
+    use crate::preflight::{Check, Finding};
+    println!("[upgrade] Running cluster health checks");
+    let nodes = kube
+        .get("/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane")?
+        .into_result(
+            "could not list nodes labeled with \"node-role.kubernetes.io/control-plane\"",
+        )?;
+    let not_ready: Vec<String> = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] != "True")
+        })
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<String> = [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ]
+    .iter()
+    .map(|c| p(paths::MANIFESTS_DIR).join(format!("{c}.yaml")))
+    .filter(|f| !f.exists())
+    .map(|f| f.display().to_string())
+    .collect();
+    let finding = |errors: Vec<String>| Finding {
+        warnings: vec![],
+        errors,
+    };
+    let nodes_finding = if not_ready.is_empty() {
+        vec![]
+    } else {
+        vec![format!(
+            "there are NotReady control-planes in the cluster: [{}]",
+            not_ready.join(" ")
+        )]
+    };
+    let manifests_finding = if missing.is_empty() {
+        vec![]
+    } else {
+        vec![format!(
+            "The control plane seems to be Static Pod-hosted, but some of the manifests don't seem to exist on disk. This probably means you're running 'kubeadm upgrade' on a remote machine, which is not supported for a Static Pod-hosted cluster. Manifest files not found: [{}]",
+            missing.join(" ")
+        )]
+    };
+    crate::preflight::run(
+        vec![
+            Check::new("ControlPlaneNodesReady", move || {
+                finding(nodes_finding.clone())
+            }),
+            Check::new("StaticPodManifest", move || {
+                finding(manifests_finding.clone())
+            }),
+        ],
+        ignore,
+    )
+    .context("[upgrade/health] FATAL")
 }
 
 fn enforce(p: &Policy, force: bool) -> Result<()> {
@@ -116,7 +217,15 @@ fn enforce(p: &Policy, force: bool) -> Result<()> {
 pub fn run(a: UpgradeArgs) -> Result<()> {
     let kv = kubeadm_version()?;
     match a.cmd {
-        UpgradeCmd::Plan { version, .. } => plan(kv, version),
+        UpgradeCmd::Plan {
+            version,
+            ignore_preflight_errors,
+            ..
+        } => plan(
+            kv,
+            version,
+            &crate::preflight::ignore_set(&ignore_preflight_errors)?,
+        ),
         UpgradeCmd::Apply {
             version,
             yes,
@@ -130,7 +239,16 @@ pub fn run(a: UpgradeArgs) -> Result<()> {
                 anyhow!("missing one or more required arguments. Required arguments: [version]")
             })?;
             upgrade_preflight(&ignore_preflight_errors)?;
-            apply(kv, &v, yes, force, certificate_renewal, etcd_upgrade)
+            let ignore = crate::preflight::ignore_set(&ignore_preflight_errors)?;
+            apply(
+                kv,
+                &v,
+                yes,
+                force,
+                certificate_renewal,
+                etcd_upgrade,
+                &ignore,
+            )
         }
         UpgradeCmd::Node {
             certificate_renewal,
@@ -176,9 +294,10 @@ fn admin() -> Result<Kube> {
     })
 }
 
-fn plan(kv: KubeVersion, version: Option<String>) -> Result<()> {
+fn plan(kv: KubeVersion, version: Option<String>, ignore: &[String]) -> Result<()> {
     let kube = admin()?;
     println!("[preflight] Running pre-flight checks.");
+    cluster_health(&kube, ignore)?;
     println!(
         "[upgrade/config] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"..."
     );
@@ -195,7 +314,10 @@ fn plan(kv: KubeVersion, version: Option<String>) -> Result<()> {
         println!("\nAwesome, you're up-to-date! Enjoy!");
         return Ok(());
     }
-    enforce(&version_policy(target, current, kv), false)?;
+    enforce(
+        &version_policy(target, current, kv, &kubelet_versions(&kube)?),
+        false,
+    )?;
     println!("[upgrade/versions] Target version: {target}\n");
     let nodes = kube.get("/api/v1/nodes")?.into_result("listing nodes")?;
     println!(
@@ -235,6 +357,7 @@ fn apply(
     force: bool,
     renew: bool,
     etcd_upgrade: bool,
+    ignore: &[String],
 ) -> Result<()> {
     let target = KubeVersion::parse(version)
         .map_err(|_| anyhow!("[upgrade/version] FATAL: invalid version {version:?}"))?;
@@ -243,6 +366,7 @@ fn apply(
         "[upgrade] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"..."
     );
     let (mut cluster, kubelet_cfg) = fetch_cluster_config(&kube, kv)?;
+    cluster_health(&kube, ignore)?;
     let current = KubeVersion::parse(&cluster.kubernetes_version)?;
     println!(
         "[upgrade/version] You have chosen to change the cluster version to {target:?}",
@@ -250,7 +374,10 @@ fn apply(
     );
     println!("[upgrade/versions] Cluster version: {current}");
     println!("[upgrade/versions] kubeadm version: {kv}");
-    enforce(&version_policy(target, current, kv), force)?;
+    enforce(
+        &version_policy(target, current, kv, &kubelet_versions(&kube)?),
+        force,
+    )?;
     if !yes && !force {
         super::reset::confirm("[upgrade] Are you sure you want to proceed?")?;
     }
@@ -480,7 +607,7 @@ mod tests {
 
     #[test]
     fn skipping_a_minor_version_is_refused_even_with_force() {
-        let p = version_policy(v("1.38.0"), v("1.36.2"), v("1.38.0"));
+        let p = version_policy(v("1.38.0"), v("1.36.2"), v("1.38.0"), &[]);
         assert!(
             p.mandatory
                 .iter()
@@ -491,36 +618,70 @@ mod tests {
     }
 
     #[test]
-    fn upgrading_past_the_kubeadm_version_is_refused() {
-        let p = version_policy(v("1.37.1"), v("1.36.2"), v("1.36.2"));
+    fn upgrading_past_the_kubeadm_minor_is_refused_even_with_force() {
+        let p = version_policy(v("1.37.1"), v("1.36.2"), v("1.36.2"), &[]);
         assert!(
-            p.mandatory
-                .iter()
-                .any(|e| e.contains("Upgrade kubeadm first")),
+            p.mandatory.iter().any(|e| e.contains(
+                "at least one minor release higher than the kubeadm minor release (37 > 36)"
+            )),
             "{p:?}"
         );
+        assert!(enforce(&p, true).is_err());
     }
 
     #[test]
-    fn minor_downgrades_are_refused() {
-        let p = version_policy(v("1.35.0"), v("1.36.2"), v("1.36.2"));
+    fn a_two_minor_downgrade_is_refused_and_a_one_minor_one_needs_force_with_a_newer_kubeadm() {
+        let p = version_policy(v("1.34.0"), v("1.36.2"), v("1.36.2"), &[]);
         assert!(
             enforce(&p, true)
                 .unwrap_err()
                 .to_string()
-                .contains("Downgrades are not supported")
+                .contains("kubeadm can downgrade only 1 minor version at a time")
         );
+        let p = version_policy(v("1.35.0"), v("1.36.2"), v("1.36.2"), &[]);
+        let e = enforce(&p, false).unwrap_err().to_string();
+        assert!(
+            e.contains("can only be used to upgrade to Kubernetes version 1.36"),
+            "{e}"
+        );
+        assert!(enforce(&p, true).is_ok());
+    }
+
+    #[test]
+    fn a_kubeadm_of_a_newer_minor_than_the_target_needs_force() {
+        // Upstream compares kubeadm's minor with the target's, not with the target's + 1.
+        let p = version_policy(v("1.36.2"), v("1.36.1"), v("1.37.1"), &[]);
+        assert!(enforce(&p, false).is_err(), "{p:?}");
+        assert!(enforce(&p, true).is_ok());
+    }
+
+    #[test]
+    fn kubelets_more_than_three_minors_behind_the_target_need_force() {
+        let p = version_policy(
+            v("1.37.1"),
+            v("1.36.2"),
+            v("1.37.1"),
+            &[v("1.33.0"), v("1.36.2")],
+        );
+        assert_eq!(
+            p.skippable,
+            [
+                "There are kubelets in this cluster that are too old that have these versions [v1.33.0]"
+            ]
+        );
+        let p = version_policy(v("1.37.1"), v("1.36.2"), v("1.37.1"), &[v("1.34.0")]);
+        assert!(enforce(&p, false).is_ok(), "{p:?}");
     }
 
     #[test]
     fn next_minor_within_the_kubeadm_version_is_allowed() {
-        let p = version_policy(v("1.37.1"), v("1.36.2"), v("1.37.1"));
+        let p = version_policy(v("1.37.1"), v("1.36.2"), v("1.37.1"), &[v("1.36.2")]);
         assert!(enforce(&p, false).is_ok(), "{p:?}");
     }
 
     #[test]
     fn patch_newer_than_kubeadm_needs_force() {
-        let p = version_policy(v("1.37.2"), v("1.37.0"), v("1.37.1"));
+        let p = version_policy(v("1.37.2"), v("1.37.0"), v("1.37.1"), &[]);
         assert!(enforce(&p, false).is_err());
         assert!(enforce(&p, true).is_ok());
     }

@@ -1,0 +1,365 @@
+//! `installer upgrade` end to end on the lab (lab `upg`, 3 masters + 2 workers, containerd):
+//! up at 1.36.2, an unsafe upgrade refused with nothing changed, `plan upgrade` changing
+//! nothing, the upgrade to 1.37.1 while a thread samples the API through the VIP every 100 ms,
+//! then every node, static pod and package at 1.37.1 and held, a second run changing nothing,
+//! `up` refusing the old inventory and converging with the new one.
+
+#[path = "support/lab.rs"]
+mod lab;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lab::{Lab, all_output, write_inventory};
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+const FROM: &str = "1.36.2";
+const TO: &str = "1.37.1";
+const HOSTS: [&str; 5] = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
+const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
+
+fn installer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_installer"))
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run installer")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = installer(args);
+    let text = all_output(&out);
+    assert!(out.status.success(), "installer {args:?} failed:\n{text}");
+    text
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        all_output(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Packages, holds, package sources, Kubernetes files and their content, services.
+fn host_state(lab: &Lab, host: &str) -> String {
+    lab.exec_ok(
+        host,
+        "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sha256sum; apt-mark showhold; \
+         cat /etc/apt/sources.list.d/kubernetes.list; \
+         sudo find /etc/kubernetes -type f -not -path '*/tmp/*' -exec sha256sum {} + 2>/dev/null | sort; \
+         systemctl is-active kubelet haproxy keepalived containerd 2>&1",
+    )
+}
+
+fn states(lab: &Lab) -> Vec<String> {
+    HOSTS.iter().map(|h| host_state(lab, h)).collect()
+}
+
+/// The nodes as (name, kubeletVersion, Ready, unschedulable).
+fn nodes(kubeconfig: &Path) -> Vec<(String, String, bool, bool)> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&kubectl(kubeconfig, &["get", "nodes", "-o", "json"])).unwrap();
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                n["status"]["nodeInfo"]["kubeletVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                ready,
+                n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `/readyz` through the VIP every 100 ms from this machine, as a client would.
+struct Sampler {
+    samples: Arc<Mutex<Vec<(f64, bool)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(kubeconfig: PathBuf, vip: &str) -> Sampler {
+        let started = Instant::now();
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = format!("https://{vip}:8443");
+        let (s, halt) = (samples.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let ok = Command::new(KUBECTL)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args([
+                        "--server",
+                        &server,
+                        "--request-timeout=2s",
+                        "get",
+                        "--raw",
+                        "/readyz",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|st| st.success());
+                s.lock()
+                    .unwrap()
+                    .push((sent.duration_since(started).as_secs_f64(), ok));
+                if let Some(rest) = Duration::from_millis(100).checked_sub(sent.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+        });
+        Sampler {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// (samples, failed samples, longest time from a failed sample to the next good one).
+    fn finish(mut self) -> (usize, usize, f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let samples = self.samples.lock().unwrap().clone();
+        let failed = samples.iter().filter(|(_, ok)| !ok).count();
+        let mut longest: f64 = 0.0;
+        let mut down_since: Option<f64> = None;
+        for (t, ok) in &samples {
+            match (ok, down_since) {
+                (false, None) => down_since = Some(*t),
+                (true, Some(since)) => {
+                    longest = longest.max(t - since);
+                    down_since = None;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(since), Some((last, _))) = (down_since, samples.last()) {
+            longest = longest.max(last - since);
+        }
+        (samples.len(), failed, longest)
+    }
+}
+
+/// A CNI configuration of the user's own (the addons are off in this inventory), so the
+/// kubelets report Ready as they would with any CNI.
+fn lay_cni_config(lab: &Lab) {
+    for h in HOSTS {
+        lab.exec_ok(
+            h,
+            "sudo mkdir -p /etc/cni/net.d && printf '%s\\n' '{\"cniVersion\": \"1.0.0\", \"name\": \"lab\", \"plugins\": [{\"type\": \"bridge\", \"bridge\": \"cni0\", \"ipam\": {\"type\": \"host-local\", \"subnet\": \"10.244.0.0/16\"}}]}' | sudo tee /etc/cni/net.d/10-lab.conflist >/dev/null",
+        );
+    }
+}
+
+#[test]
+fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
+    let Some((lab, _serial)) = Lab::shared("upg", 3, 2) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = write_inventory(lab, tmp.path(), "containerd", &HOSTS);
+    let inv_s = inv.to_str().unwrap();
+    let kubeconfig = tmp.path().join(".installer/lab/kubeconfig");
+    assert!(
+        std::fs::read_to_string(&inv)
+            .unwrap()
+            .contains(&format!("kubernetes: {FROM}")),
+        "the lab inventory is expected at {FROM}"
+    );
+
+    eprintln!("step 1: up at {FROM}");
+    let started = Instant::now();
+    ok(&["up", "-i", inv_s]);
+    eprintln!(
+        "figure: up at {FROM} on 3+2 took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    lay_cni_config(lab);
+    wait_until("every node Ready", Duration::from_secs(120), || {
+        let n = nodes(&kubeconfig);
+        n.len() == HOSTS.len() && n.iter().all(|(_, _, ready, _)| *ready)
+    });
+
+    eprintln!("step 2: unsafe upgrades are refused and change nothing");
+    let before = states(lab);
+    let out = installer(&["upgrade", "-i", inv_s, "--to", "1.36.1"]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("newer than --to 1.36.1: downgrades are not supported"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    let out = installer(&["upgrade", "-i", inv_s, "--to", "1.38.0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("not supported"),
+        "{}",
+        all_output(&out)
+    );
+    lab.exec_ok("worker-2", "sudo systemctl stop kubelet");
+    wait_until("worker-2 NotReady", Duration::from_secs(120), || {
+        nodes(&kubeconfig)
+            .iter()
+            .any(|(n, _, ready, _)| n == "worker-2" && !ready)
+    });
+    let out = installer(&["upgrade", "-i", inv_s, "--to", TO]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("node worker-2 is not Ready"), "{text}");
+    lab.exec_ok("worker-2", "sudo systemctl start kubelet");
+    wait_until("worker-2 Ready again", Duration::from_secs(120), || {
+        nodes(&kubeconfig).iter().all(|(_, _, ready, _)| *ready)
+    });
+    assert_eq!(before, states(lab), "a refused upgrade changed a host");
+
+    eprintln!("step 3: plan upgrade shows the step and changes nothing");
+    let planned = ok(&[
+        "plan",
+        "upgrade",
+        "-i",
+        inv_s,
+        "--to",
+        TO,
+        "--max-unavailable",
+        "2",
+    ]);
+    for want in [
+        &format!("upgrade in 1 step(s): {TO}"),
+        &format!("[{TO}] kubeadm upgrade plan v{TO}, kubeadm upgrade apply v{TO}"),
+        &format!("[{TO}] kubeadm upgrade node (one master at a time) to v{TO}"),
+        "[1.37.1] batch 4: drain, kubelet and kubectl 1.37.1",
+        "Nothing was changed.",
+    ] {
+        assert!(planned.contains(want), "plan lacks {want:?}:\n{planned}");
+    }
+    assert_eq!(before, states(lab), "plan changed a host");
+
+    eprintln!("step 4: upgrade to {TO} while the API is sampled through the VIP");
+    // A PodDisruptionBudget-free workload on the workers that the drains must move.
+    let sampler = Sampler::start(kubeconfig.clone(), lab.vip());
+    let started = Instant::now();
+    let text = ok(&[
+        "upgrade",
+        "-i",
+        inv_s,
+        "--to",
+        TO,
+        "--max-unavailable",
+        "2",
+        "--drain-timeout",
+        "120",
+    ]);
+    let took = started.elapsed().as_secs_f64();
+    let (samples, failed, longest) = sampler.finish();
+    eprintln!("figure: upgrade {FROM} -> {TO} on 3 masters + 2 workers took {took:.0} s");
+    eprintln!(
+        "figure: API through the VIP during the upgrade: {samples} samples, {failed} failed, longest gap {longest:.1} s"
+    );
+    assert!(
+        text.contains(&format!("cluster upgraded to Kubernetes {TO}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("set `cluster.kubernetes: {TO}`")),
+        "{text}"
+    );
+    assert!(samples > 50, "too few samples: {samples}");
+    assert!(
+        longest < 10.0,
+        "the API through the VIP was down for {longest:.1} s"
+    );
+
+    eprintln!("step 5: every node, static pod and package at {TO}, held, uncordoned");
+    for (name, version, ready, unschedulable) in nodes(&kubeconfig) {
+        assert_eq!(version, format!("v{TO}"), "{name}");
+        assert!(
+            ready && !unschedulable,
+            "{name}: ready {ready}, unschedulable {unschedulable}"
+        );
+    }
+    for m in MASTERS {
+        for c in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            let image = lab.exec_ok(
+                m,
+                &format!("sudo grep -m1 'image:' /etc/kubernetes/manifests/{c}.yaml"),
+            );
+            assert!(
+                image.trim_end().ends_with(&format!("/{c}:v{TO}")),
+                "{m}: {image}"
+            );
+        }
+    }
+    for h in HOSTS {
+        for pkg in ["kubelet", "kubeadm", "kubectl"] {
+            let v = lab.exec_ok(h, &format!("dpkg-query -W -f='${{Version}}' {pkg}"));
+            assert!(v.starts_with(&format!("{TO}-")), "{h}: {pkg} {v}");
+        }
+        let held = lab.exec_ok(h, "apt-mark showhold");
+        for pkg in ["kubelet", "kubeadm", "kubectl"] {
+            assert!(
+                held.lines().any(|l| l == pkg),
+                "{h}: {pkg} not held: {held}"
+            );
+        }
+        let list = lab.exec_ok(h, "cat /etc/apt/sources.list.d/kubernetes.list");
+        assert!(list.contains("/v1.37/"), "{h}: {list}");
+    }
+
+    eprintln!("step 6: a second upgrade changes nothing");
+    let after = states(lab);
+    let again = ok(&["upgrade", "-i", inv_s, "--to", TO]);
+    assert!(again.contains("nothing changed"), "{again}");
+    assert_eq!(after, states(lab), "the second upgrade changed a host");
+
+    eprintln!("step 7: up refuses the old inventory, converges with the new version");
+    let out = installer(&["up", "-i", inv_s]);
+    let text = all_output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("installer upgrade"), "{text}");
+    let updated = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace(&format!("kubernetes: {FROM}"), &format!("kubernetes: {TO}"));
+    std::fs::write(&inv, updated).unwrap();
+    let text = ok(&["up", "-i", inv_s]);
+    assert!(text.contains("nothing changed"), "{text}");
+}
