@@ -2,6 +2,8 @@
 
 mod addons;
 mod connect;
+mod delete_node;
+mod drain_node;
 mod gather_facts;
 mod init_control_plane;
 pub(crate) mod join_masters;
@@ -12,11 +14,17 @@ mod node_config;
 mod pki;
 pub(crate) mod preflight;
 pub(crate) mod prepare_hosts;
+pub(crate) mod removal_check;
+mod remove_etcd_member;
+mod reset_removed_host;
 mod smoke_test;
+mod update_load_balancer;
 mod verify;
 
 pub use addons::Addons;
 pub use connect::Connect;
+pub use delete_node::DeleteNode;
+pub use drain_node::DrainNode;
 pub use gather_facts::GatherFacts;
 pub use init_control_plane::InitControlPlane;
 pub use join_masters::JoinMasters;
@@ -27,5 +35,9 @@ pub use node_config::NodeConfig;
 pub use pki::Pki;
 pub use preflight::{HostVerdict, Preflight, Verdict};
 pub use prepare_hosts::PrepareHosts;
+pub use removal_check::RemovalCheck;
+pub use remove_etcd_member::RemoveEtcdMember;
+pub use reset_removed_host::ResetRemovedHost;
 pub use smoke_test::SmokeTest;
+pub use update_load_balancer::UpdateLoadBalancer;
 pub use verify::Verify;
