@@ -6,6 +6,8 @@
 //! - a master still in the inventory, the removal killed half-way and run again: etcd members
 //!   = the remaining masters, haproxy and keepalived on them no longer name it, the VIP answers,
 //!   `installer status` is clean;
+//! - worker-1 powered off: refused without `--force`; with it, its Node is deleted and the
+//!   output says its host was not reset;
 //! - on the 2-master cluster left, with master-2 down: removing master-1 would lose etcd's
 //!   quorum and is refused (exit 1), `--force` or not, and nothing changes.
 //!
@@ -374,18 +376,44 @@ fn a_worker_and_a_master_are_removed_and_a_quorum_loss_is_refused() {
         );
     }
     assert!(!c.has_kubelet_conf("master-3"));
-    let (status, out) = c.root(
+    let (_, out) = c.root(
         "master-3",
         "systemctl is-active keepalived haproxy kubelet; ls /etc/kubernetes/manifests",
     );
-    assert!(status != 0 && !out.contains("etcd.yaml"), "{out}");
+    assert!(
+        out.lines().all(|l| l != "active") && !out.contains("etcd.yaml"),
+        "master-3 still runs something:\n{out}"
+    );
     c.kubectl_ok(&["get", "--raw", "/readyz"]);
     let two_masters = c.inventory(&["master-1", "master-2", "worker-1"]);
     let status = c.installer_ok(&two_masters, &["status"]);
     assert!(!status.contains("UNREACHABLE"), "{status}");
     eprintln!("figure: status after removing master-3:\n{status}");
 
-    eprintln!("step 8: with master-2 down, removing master-1 would lose quorum: refused");
+    eprintln!(
+        "step 8: worker-1 down: refused without --force; with it the Node goes, the host is named not reset"
+    );
+    lab.stop("worker-1").unwrap();
+    let out = c.installer(&two_masters, &["remove-node", "worker-1"]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("worker-1 (")
+            && text.contains("cannot be reached")
+            && text.contains("pass --force")
+            && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert!(c.node_names().contains(&"worker-1".to_string()));
+    let out = c.installer_ok(&two_masters, &["remove-node", "worker-1", "--force"]);
+    assert!(
+        out.contains("worker worker-1 removed") && out.contains("its host was NOT reset"),
+        "{out}"
+    );
+    assert_eq!(c.node_names(), ["master-1", "master-2"]);
+
+    eprintln!("step 9: with master-2 down, removing master-1 would lose quorum: refused");
+    let two_masters = c.inventory(&["master-1", "master-2"]);
     let before = c.fingerprint("master-1");
     lab.stop("master-2").unwrap();
     for args in [

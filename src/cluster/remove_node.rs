@@ -70,9 +70,7 @@ pub async fn remove_node(ctx: &mut Ctx, options: &RemoveNodeOptions) -> Result<(
         ctx.inventory.cluster.name
     );
     if target.unreachable.is_some() {
-        text.push_str(&format!(
-            "; its host was NOT reset (unreachable): reset it before using it again"
-        ));
+        text.push_str("; its host was NOT reset (unreachable): reset it before using it again");
     }
     if target.in_inventory {
         text.push_str(&format!(
