@@ -67,6 +67,10 @@ enum Command {
         #[arg(long)]
         purge: bool,
     },
+    /// Take one node out of the cluster: drain it, remove its etcd member (a master), reset
+    /// its host, update haproxy/keepalived on the other masters, delete the Node. Refuses what
+    /// would lose etcd's quorum or the last master. Safe to re-run.
+    RemoveNode(RemoveNodeArgs),
     /// Addons (Weave Net, Rook-Ceph, the dashboard) on a running cluster.
     Addons {
         #[command(subcommand)]
@@ -113,10 +117,35 @@ enum PlanVerb {
         #[arg(long, default_value_t = 1, value_name = "N")]
         max_unavailable: usize,
     },
+    /// What `remove-node NODE` would do.
+    RemoveNode(RemoveNodeArgs),
 }
 
 fn parse_version(text: &str) -> Result<semver::Version, String> {
     cluster::phases::parse_upgrade_target(text)
+}
+
+#[derive(clap::Args)]
+struct RemoveNodeArgs {
+    /// The node's name (it may already be deleted from the inventory).
+    node: String,
+    /// Go on when the drain times out or the host cannot be reached (then it is not reset).
+    #[arg(long)]
+    force: bool,
+    /// Seconds the drain may take (PodDisruptionBudgets can hold evictions back).
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    drain_timeout: u64,
+}
+
+impl RemoveNodeArgs {
+    fn options(&self) -> cluster::RemoveNodeOptions {
+        cluster::RemoveNodeOptions {
+            node: self.node.clone(),
+            force: self.force,
+            drain_timeout_secs: self.drain_timeout,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -214,6 +243,9 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
                 };
                 cluster::plan_upgrade(ctx, &options).await
             }
+            Some(PlanVerb::RemoveNode(args)) => {
+                cluster::plan_remove_node(ctx, &args.options()).await
+            }
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
         Command::Verify => cluster::verify(ctx).await,
@@ -222,6 +254,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             cluster::kubeconfig(ctx, output_file.as_deref()).await
         }
         Command::Reset { yes, purge } => cluster::reset(ctx, *yes, *purge).await,
+        Command::RemoveNode(args) => cluster::remove_node(ctx, &args.options()).await,
         Command::Dashboard => cluster::dashboard(ctx).await,
         Command::Upgrade {
             to,

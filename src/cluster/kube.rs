@@ -59,6 +59,15 @@ pub struct NodeStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub node_info: NodeInfo,
+    #[serde(default)]
+    pub addresses: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeAddress {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,7 @@ mod phase;
 pub mod phases;
 mod plan;
 pub mod probe;
+mod remove_node;
 #[cfg(test)]
 mod render_tests;
 mod reset;
@@ -34,6 +35,7 @@ pub use kubeconfig::kubeconfig;
 pub use os_family::{OsFamilies, OsFamily};
 pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};
 pub use plan::{plan, plan_verb, render as render_plan};
+pub use remove_node::{RemoveNodeOptions, plan_remove_node, remove_node};
 pub use reset::reset;
 pub use status::{Status, connect_to_leader, status};
 pub use up::up;

@@ -150,6 +150,33 @@ fn every_playbook_renders_with_the_phases_variables_on_every_os_family() {
     }
 }
 
+/// remove-node re-renders the load balancer with `reload`: the services reload, `up` restarts.
+#[test]
+fn load_balancer_reloads_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = cluster(tmp.path(), "debian", "bookworm");
+    let host = ctx.inventory.host("master-1").unwrap().clone();
+    let books = Playbooks::Embedded;
+    let mut vars = all_vars(&ctx, &host);
+    for (reload, verb) in [(None, "restart"), (Some(true), "reload-or-restart")] {
+        if let Some(r) = reload {
+            vars["reload"] = json!(r);
+        }
+        let context = ctx.host_context(&host, &vars);
+        let tasks = render_all(&books.load("load-balancer").unwrap(), &context, &books).unwrap();
+        for (task, service) in [
+            ("Restart haproxy for its new configuration", "haproxy"),
+            ("Restart keepalived for its new configuration", "keepalived"),
+        ] {
+            let body = &tasks.iter().find(|(t, _)| t == task).unwrap().1;
+            assert!(
+                body.contains(&format!("systemctl {verb} {service}")),
+                "{task}: {body}"
+            );
+        }
+    }
+}
+
 #[test]
 fn ubuntu_hosts_get_dockers_ubuntu_repository() {
     let tmp = tempfile::tempdir().unwrap();

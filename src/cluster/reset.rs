@@ -49,6 +49,15 @@ fn confirm(ctx: &Ctx, purge: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The `reset` playbook's variables (also used by `remove-node` for the one host it resets).
+pub(crate) fn reset_vars(ctx: &Ctx, purge: bool) -> serde_json::Value {
+    let vip = match &ctx.inventory.cluster.control_plane {
+        ControlPlane::Vip { vip, .. } => json!(vip),
+        ControlPlane::LoadBalancer { .. } => json!(null),
+    };
+    json!({"vip": vip, "purge": purge, "cri_socket": ctx.inventory.cluster.runtime.cri_socket()})
+}
+
 async fn reset_hosts(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
     run_phases(ctx, &[&Connect, &GatherFacts]).await?;
     let err = |m: String| PhaseError::new("Reset hosts", m);
@@ -58,11 +67,7 @@ async fn reset_hosts(ctx: &mut Ctx, purge: bool) -> Result<(), PhaseError> {
         .iter()
         .filter_map(|(name, s)| s.error.as_ref().map(|e| format!("{name}: {e}")))
         .collect();
-    let vip = match &ctx.inventory.cluster.control_plane {
-        ControlPlane::Vip { vip, .. } => json!(vip),
-        ControlPlane::LoadBalancer { .. } => json!(null),
-    };
-    let vars = json!({"vip": vip, "purge": purge, "cri_socket": ctx.inventory.cluster.runtime.cri_socket()});
+    let vars = reset_vars(ctx, purge);
     // Workers leave first; masters (and etcd) last.
     for pick in [
         (|h: &Host| !h.is_master()) as fn(&Host) -> bool,

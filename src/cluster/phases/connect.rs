@@ -30,6 +30,14 @@ impl Phase for Connect {
             let mut attempts = Vec::new();
             let mut unusable = Vec::new();
             for host in &ctx.inventory.hosts {
+                // Hosts this run already tried (a verb may add one later, as remove-node does).
+                if ctx
+                    .hosts
+                    .get(&host.name)
+                    .is_some_and(|s| s.remote.is_some() || s.error.is_some())
+                {
+                    continue;
+                }
                 match spec_for(host, &mut secrets, ctx) {
                     Ok((spec, sudo)) => attempts.push((host.name.clone(), spec, sudo)),
                     Err(why) => unusable.push((host.name.clone(), why)),

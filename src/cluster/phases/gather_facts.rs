@@ -24,7 +24,11 @@ impl Phase for GatherFacts {
                 .playbooks
                 .load("facts")
                 .map_err(|e| PhaseError::new(self.title(), e.to_string()))?;
-            let hosts: Vec<_> = ctx.usable(|_| true).collect();
+            // Hosts with facts already (a verb may add a host later in the run) are not re-read.
+            let hosts: Vec<_> = ctx
+                .usable(|_| true)
+                .filter(|h| ctx.hosts.get(&h.name).is_some_and(|s| s.facts.is_none()))
+                .collect();
             let targets = ctx.targets(&hosts, &json!({}));
             let reports =
                 crate::playbook::run(&playbook, targets, &ctx.run_options(Mode::Apply)).await;

@@ -158,7 +158,7 @@ pub struct VipView {
     pub vip_answers: bool,
 }
 
-async fn wait_for_single_holder(ctx: &Ctx, masters: &[Host]) -> Result<String, String> {
+pub(crate) async fn wait_for_single_holder(ctx: &Ctx, masters: &[Host]) -> Result<String, String> {
     let started = Instant::now();
     let vars = json!({"lb": lb_endpoint(ctx)});
     let refs: Vec<&Host> = masters.iter().collect();

@@ -1,6 +1,7 @@
 //! Verify HA instead of assuming it: every node registered with its role and version, the
 //! etcd members are exactly the masters and healthy, the API answers through the endpoint
-//! and on every master, and the control-plane static pods exist.
+//! and on every master, and the control-plane static pods exist. Nodes the inventory does not
+//! name are reported (with the command that removes one), never removed.
 
 use std::collections::BTreeSet;
 
@@ -20,8 +21,12 @@ impl Phase for Verify {
         Box::pin(async move {
             let leader = ctx.leader().map_err(|m| PhaseError::new(self.title(), m))?;
             let mut problems = Vec::new();
+            let outside = nodes_outside_inventory(ctx, &leader).await;
+            if !outside.is_empty() {
+                ctx.reporter.warn(outside_warning(ctx, &outside));
+            }
             problems.extend(check_nodes(ctx, &leader).await);
-            problems.extend(check_etcd(ctx).await);
+            problems.extend(check_etcd(ctx, &outside).await);
             problems.extend(check_api(ctx, &leader).await);
             problems.extend(check_static_pods(ctx, &leader).await);
             if problems.is_empty() {
@@ -72,7 +77,29 @@ async fn check_nodes(ctx: &Ctx, leader: &Host) -> Vec<String> {
     problems
 }
 
-async fn check_etcd(ctx: &Ctx) -> Vec<String> {
+/// Nodes the cluster has that the inventory does not name: reported, never removed.
+async fn nodes_outside_inventory(ctx: &Ctx, leader: &Host) -> Vec<String> {
+    let Ok(nodes) = kube::nodes(ctx, leader).await else {
+        return Vec::new(); // check_nodes says why
+    };
+    nodes
+        .into_iter()
+        .map(|n| n.metadata.name)
+        .filter(|n| ctx.inventory.host(n).is_none())
+        .collect()
+}
+
+fn outside_warning(ctx: &Ctx, names: &[String]) -> String {
+    format!(
+        "node(s) in the cluster but not in the inventory: {}; `up` leaves them as they are. To take one out of the cluster: installer remove-node -i {} NODE",
+        names.join(", "),
+        ctx.inventory.source.display()
+    )
+}
+
+/// `outside`: nodes not in the inventory (already warned about); their etcd members are not
+/// counted as a mismatch.
+async fn check_etcd(ctx: &Ctx, outside: &[String]) -> Vec<String> {
     let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
     let want: BTreeSet<String> = masters.iter().map(|m| m.name.clone()).collect();
     let mut problems = Vec::new();
@@ -90,7 +117,11 @@ async fn check_etcd(ctx: &Ctx) -> Vec<String> {
                             learner.name
                         ));
                     }
-                    let have: BTreeSet<String> = members.iter().map(|x| x.name.clone()).collect();
+                    let have: BTreeSet<String> = members
+                        .iter()
+                        .map(|x| x.name.clone())
+                        .filter(|n| !outside.contains(n))
+                        .collect();
                     if have != want {
                         problems.push(format!(
                             "etcd members are {have:?}, expected the masters {want:?}"
