@@ -1,7 +1,12 @@
 //! One small file per phase.
 
 mod addons;
+mod certs_check;
+mod certs_renew;
 mod connect;
+mod etcd_restore_data;
+mod etcd_restore_prepare;
+mod etcd_snapshot;
 mod gather_facts;
 mod init_control_plane;
 pub(crate) mod join_masters;
@@ -13,10 +18,17 @@ mod pki;
 pub(crate) mod preflight;
 pub(crate) mod prepare_hosts;
 mod smoke_test;
+mod static_pods;
 mod verify;
+mod wait_healthy;
 
 pub use addons::Addons;
+pub use certs_check::{CertRow, CertsCheck, residual as cert_residual};
+pub use certs_renew::CertsRenew;
 pub use connect::Connect;
+pub use etcd_restore_data::RestoreEtcd;
+pub use etcd_restore_prepare::{PrepareRestore, Restore};
+pub use etcd_snapshot::EtcdSnapshot;
 pub use gather_facts::GatherFacts;
 pub use init_control_plane::InitControlPlane;
 pub use join_masters::JoinMasters;
@@ -28,4 +40,6 @@ pub use pki::Pki;
 pub use preflight::{HostVerdict, Preflight, Verdict};
 pub use prepare_hosts::PrepareHosts;
 pub use smoke_test::SmokeTest;
+pub use static_pods::{Action as StaticPodAction, ControlPlanePods};
 pub use verify::Verify;
+pub use wait_healthy::WaitHealthy;
