@@ -12,7 +12,7 @@ use crate::inventory::Host;
 /// never inside it.
 pub const ASIDE: &str = "/etc/kubernetes/installer-stopped-manifests";
 
-/// etcd first: the API server needs it when it starts.
+/// In start order (etcd first: the API server needs it); stopped in the reverse order.
 pub const CONTROL_PLANE: [&str; 4] = [
     "etcd",
     "kube-apiserver",
@@ -78,8 +78,17 @@ impl Phase for ControlPlanePods {
     }
 }
 
+/// Seconds haproxy needs to mark a stopped API server down (`fall 2` checks `inter 2s`
+/// apart in playbooks/load-balancer/haproxy.cfg.j2), plus a margin.
+const LB_SETTLE_SECONDS: u64 = 5;
+
 fn vars(action: Action) -> serde_json::Value {
-    json!({"action": action.word(), "pods": CONTROL_PLANE, "aside": ASIDE})
+    json!({
+        "action": action.word(),
+        "pods": CONTROL_PLANE,
+        "aside": ASIDE,
+        "lb_settle_seconds": LB_SETTLE_SECONDS,
+    })
 }
 
 /// Restarts the control plane of `master` alone (stop, then start and wait until healthy).
