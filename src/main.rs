@@ -92,6 +92,16 @@ enum Command {
     },
     /// A short-lived login token for the dashboard and the port-forward command to reach it.
     Dashboard,
+    /// etcd snapshots: back up, restore (disaster recovery).
+    Etcd {
+        #[command(subcommand)]
+        action: EtcdAction,
+    },
+    /// Certificates kubeadm manages: expiry, renewal.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
     /// Print the installer version.
     Version,
     /// Print shell completions.
@@ -119,6 +129,17 @@ enum PlanVerb {
     },
     /// What `remove-node NODE` would do.
     RemoveNode(RemoveNodeArgs),
+    /// What `etcd backup` would do.
+    EtcdBackup {
+        #[arg(short, long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
+    /// What `etcd restore FILE` would do (checks the file and reads every master's member).
+    EtcdRestore { file: PathBuf },
+    /// What `certs renew` would do.
+    CertsRenew,
 }
 
 fn parse_version(text: &str) -> Result<semver::Version, String> {
@@ -146,6 +167,40 @@ impl RemoveNodeArgs {
             drain_timeout_secs: self.drain_timeout,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum EtcdAction {
+    /// Snapshot etcd from a healthy member, verify it, keep it (with its sha256) in the state
+    /// directory's etcd-backups/ (the newest --keep), and copy it to -o FILE.
+    Backup {
+        #[arg(short, long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+        /// How many backups the state directory keeps.
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
+    /// Rebuild etcd on every master from FILE (FILE.sha256 must be beside it): control plane
+    /// stopped, data directories set aside and restored, control plane started, waited for.
+    Restore {
+        file: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsAction {
+    /// Expiry of every kubeadm certificate and kubeconfig per master; exit 1 when one
+    /// expires within --warn-days.
+    Check {
+        #[arg(long, default_value_t = 30)]
+        warn_days: i64,
+    },
+    /// kubeadm certs renew all, one master at a time, its control plane restarted before
+    /// the next; the admin kubeconfig refreshed.
+    Renew,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +301,11 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             Some(PlanVerb::RemoveNode(args)) => {
                 cluster::plan_remove_node(ctx, &args.options()).await
             }
+            Some(PlanVerb::EtcdBackup { output_file, keep }) => {
+                cluster::plan_etcd_backup(ctx, output_file.as_deref(), *keep).await
+            }
+            Some(PlanVerb::EtcdRestore { file }) => cluster::plan_etcd_restore(ctx, file).await,
+            Some(PlanVerb::CertsRenew) => cluster::plan_certs_renew(ctx).await,
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
         Command::Verify => cluster::verify(ctx).await,
@@ -271,6 +331,16 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Addons {
             action: AddonsAction::Apply { prune },
         } => cluster::addons::apply(ctx, *prune).await,
+        Command::Etcd { action } => match action {
+            EtcdAction::Backup { output_file, keep } => {
+                cluster::etcd_backup(ctx, output_file.as_deref(), *keep).await
+            }
+            EtcdAction::Restore { file, yes } => cluster::etcd_restore(ctx, file, *yes).await,
+        },
+        Command::Certs { action } => match action {
+            CertsAction::Check { warn_days } => cluster::certs_check(ctx, *warn_days).await,
+            CertsAction::Renew => cluster::certs_renew(ctx).await,
+        },
         Command::Version | Command::Completions { .. } => Ok(()),
     };
     match result {

@@ -3,10 +3,14 @@
 //! work, does it on the hosts it concerns, and reports per host.
 
 pub mod addons;
+mod certs;
 mod check;
 mod context;
 mod dashboard;
 pub mod defaults;
+mod etcd_backup;
+pub(crate) mod etcd_files;
+mod etcd_restore;
 mod kube;
 mod kubeadm_config;
 mod kubeconfig;
@@ -27,10 +31,13 @@ mod up;
 pub mod upgrade;
 mod verify;
 
+pub use certs::{certs_check, certs_renew, plan_certs_renew};
 pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
 pub use dashboard::dashboard;
 pub use defaults::Defaults;
+pub use etcd_backup::{etcd_backup, plan_etcd_backup};
+pub use etcd_restore::{etcd_restore, plan_etcd_restore};
 pub use kubeconfig::kubeconfig;
 pub use os_family::{OsFamilies, OsFamily};
 pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};

@@ -122,6 +122,30 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["replicas"] = json!(2);
     vars["image"] = json!("registry.k8s.io/coredns/coredns:v1.14.2");
     vars["files"] = json!([{"source": "https://example.com/a.yaml", "sha256": "ab", "dest": "/var/cache/installer/addons/ab"}]);
+    // etcd restore, static pods
+    vars["action"] = json!("stop");
+    vars["pods"] = json!([
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler"
+    ]);
+    vars["aside"] = json!("/etc/kubernetes/installer-stopped-manifests");
+    vars["lb_settle_seconds"] = json!(5);
+    vars["remote_dir"] = json!("/var/lib/installer/etcd-restore");
+    let members: serde_json::Map<String, Value> = ctx
+        .inventory
+        .hosts
+        .iter()
+        .map(|h| {
+            let m = json!({"name": h.name, "peer_url": format!("https://{}:2380", h.address), "data_dir": "/var/lib/etcd", "tool": "etcdctl", "tool_version": "3.4.23"});
+            (h.name.clone(), m)
+        })
+        .collect();
+    vars["members"] = Value::Object(members);
+    vars["initial_cluster"] = json!("m1=https://10.0.0.11:2380");
+    vars["snapshot"] = json!("/var/lib/installer/etcd-restore/snapshot-20261205T000000Z.db");
+    vars["stamp"] = json!("20261205T000000Z");
     vars
 }
 

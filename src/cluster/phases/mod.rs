@@ -1,9 +1,14 @@
 //! One small file per phase.
 
 mod addons;
+mod certs_check;
+mod certs_renew;
 mod connect;
 mod delete_node;
 mod drain_node;
+mod etcd_restore_data;
+mod etcd_restore_prepare;
+mod etcd_snapshot;
 mod gather_facts;
 mod init_control_plane;
 pub(crate) mod join_masters;
@@ -23,12 +28,19 @@ mod upgrade_kubeadm;
 mod upgrade_kubelets;
 pub(crate) mod upgrade_preflight;
 mod update_load_balancer;
+mod static_pods;
 mod verify;
+mod wait_healthy;
 
 pub use addons::Addons;
+pub use certs_check::{CertRow, CertsCheck, residual as cert_residual};
+pub use certs_renew::CertsRenew;
 pub use connect::Connect;
 pub use delete_node::DeleteNode;
 pub use drain_node::DrainNode;
+pub use etcd_restore_data::RestoreEtcd;
+pub use etcd_restore_prepare::{PrepareRestore, Restore};
+pub use etcd_snapshot::EtcdSnapshot;
 pub use gather_facts::GatherFacts;
 pub use init_control_plane::InitControlPlane;
 pub use join_masters::JoinMasters;
@@ -48,4 +60,6 @@ pub use upgrade_kubeadm::UpgradeKubeadm;
 pub use upgrade_kubelets::UpgradeKubelets;
 pub use upgrade_preflight::{UpgradePreflight, parse_target as parse_upgrade_target};
 pub use update_load_balancer::UpdateLoadBalancer;
+pub use static_pods::{Action as StaticPodAction, ControlPlanePods};
 pub use verify::Verify;
+pub use wait_healthy::WaitHealthy;

@@ -476,26 +476,40 @@ pub fn check_expiration(dir: &Path) -> Result<()> {
             "yes"
         }
     };
-    let mut rows = vec![];
+    // Like upstream (cmd/kubeadm/app/cmd/certs.go, fetchCertificateExpirationInfo and
+    // certTextPrinter): every certificate the renewal manager knows is listed, a missing one
+    // as `!MISSING! <name>` (super-admin.conf on a joined control plane, for instance). The
+    // etcd certificates are known only with a local etcd (here: when etcd/ca.crt exists).
+    let local_etcd = dir.join("etcd/ca.crt").exists();
+    let mut rows: Vec<(String, Option<CertInfo>, &str)> = vec![];
     for conf in CONFS {
         let path = p(&format!("{}/{conf}", paths::KUBE_DIR));
-        if path.exists() {
-            rows.push((conf.to_string(), conf_cert(&path)?, "ca"));
-        }
+        let info = if path.exists() {
+            Some(conf_cert(&path)?)
+        } else {
+            None
+        };
+        rows.push((conf.to_string(), info, "ca"));
     }
     for (name, file, ca) in LEAVES {
-        let path = dir.join(format!("{file}.crt"));
-        if path.exists() {
-            let pem = std::fs::read_to_string(&path)?;
-            rows.push((
-                name.to_string(),
-                CertInfo::parse(&pem).with_context(|| format!("parsing {}", path.display()))?,
-                ca,
-            ));
+        if name.contains("etcd") && !local_etcd {
+            continue;
         }
+        let path = dir.join(format!("{file}.crt"));
+        let info = if path.exists() {
+            let pem = std::fs::read_to_string(&path)?;
+            Some(CertInfo::parse(&pem).with_context(|| format!("parsing {}", path.display()))?)
+        } else {
+            None
+        };
+        rows.push((name.to_string(), info, ca));
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, info, ca) in rows {
+        let Some(info) = info else {
+            println!("!MISSING! {name}");
+            continue;
+        };
         println!(
             "{:<26} {:<24} {:<15} {:<23} {}",
             name,
@@ -511,7 +525,14 @@ pub fn check_expiration(dir: &Path) -> Result<()> {
     );
     for (name, file) in CAS {
         let path = dir.join(format!("{file}.crt"));
-        if path.exists() {
+        if *name == "etcd-ca" && !local_etcd {
+            continue;
+        }
+        if !path.exists() {
+            println!("!MISSING! {name}");
+            continue;
+        }
+        {
             let info = CertInfo::parse(&std::fs::read_to_string(&path)?)?;
             println!(
                 "{:<23} {:<24} {:<15} {}",

@@ -1,0 +1,469 @@
+//! Day-2 etcd and certificate verbs on the lab (issue 13, parts 3 and 4): 3 masters and 1
+//! worker, real etcd (Debian's 3.4) on every master, kubeadm/kubelet/API server simulated.
+//! One cluster for the file, brought up once; the tests run one at a time on it.
+//!
+//! - backup, then every master's etcd data destroyed, then restore: the objects written before
+//!   the backup are back, the one written after it is not (the cluster is the snapshot), etcd
+//!   has one healthy member per master and the old data directories are kept;
+//! - certs check reads every master's expiries (exit 0; exit 1 with a huge --warn-days); renew
+//!   gives the API servers new certificates (serial and notAfter, as served on each master)
+//!   while a client polls the API through the VIP (the longest gap is printed as a figure).
+//!
+//! `sudo cargo test --test lab_etcd_certs` (skips when not root).
+
+#[path = "support/lab.rs"]
+mod lab;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lab::{Lab, all_output, write_inventory};
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+const LAB_NAME: &str = "etc";
+const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
+const HOSTS: [&str; 4] = ["master-1", "master-2", "master-3", "worker-1"];
+const TLS: &str = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+struct Cluster {
+    lab: &'static Lab,
+    dir: PathBuf,
+    inv: PathBuf,
+}
+
+static CLUSTER: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+
+/// The lab and a cluster on it (brought up by the first test that asks), and the guard that
+/// runs the tests one at a time.
+fn cluster() -> Option<(Cluster, std::sync::MutexGuard<'static, ()>)> {
+    let options = lab::Options {
+        busy_apt: Some("none".into()),
+        ..Default::default()
+    };
+    let (lab, guard) = Lab::shared_with(LAB_NAME, 3, 1, &options)?;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-etcd-certs");
+    let c = Cluster {
+        lab,
+        inv: dir.join("hosts.yaml"),
+        dir: dir.clone(),
+    };
+    let mut state = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    if state.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_inventory(lab, &dir, "containerd", &HOSTS);
+        let out = c.installer(&["up"]);
+        *state = Some(if out.status.success() {
+            Ok(())
+        } else {
+            Err(all_output(&out))
+        });
+    }
+    if let Some(Err(e)) = state.as_ref() {
+        panic!("installer up failed: {e}");
+    }
+    Some((c, guard))
+}
+
+impl Cluster {
+    fn installer(&self, args: &[&str]) -> Output {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_installer"))
+            .args(args)
+            .arg("-i")
+            .arg(&self.inv)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run installer");
+        eprintln!(
+            "figure: installer {}: exit {:?} after {:.1}s",
+            args.join(" "),
+            out.status.code(),
+            started.elapsed().as_secs_f64()
+        );
+        out
+    }
+
+    fn installer_ok(&self, args: &[&str]) -> String {
+        let out = self.installer(args);
+        let text = all_output(&out);
+        assert!(out.status.success(), "installer {args:?} failed:\n{text}");
+        text
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join(".installer/lab")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.state_dir().join("kubeconfig"))
+            .arg("--request-timeout=10s")
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            all_output(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Names of the configmaps in `default` labelled as this test's.
+    fn probe_configmaps(&self) -> Vec<String> {
+        let out = self.kubectl_ok(&[
+            "get",
+            "configmaps",
+            "-n",
+            "default",
+            "-l",
+            "lab-etcd-certs=probe",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        let mut names: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
+    fn create_probe(&self, name: &str) {
+        self.kubectl_ok(&[
+            "create",
+            "configmap",
+            name,
+            "-n",
+            "default",
+            "--from-literal=k=v",
+        ]);
+        self.kubectl_ok(&[
+            "label",
+            "configmap",
+            name,
+            "-n",
+            "default",
+            "lab-etcd-certs=probe",
+        ]);
+    }
+
+    /// etcd as master-N sees it: (members, voting members with a name, healthy).
+    fn etcd_view(&self, master: &str) -> (usize, bool) {
+        let (_, list, _) = self.lab.exec(
+            master,
+            &format!("sudo -n curl -sS --max-time 5 {TLS} -X POST -d '{{}}' https://127.0.0.1:2379/v3/cluster/member/list"),
+        );
+        let members = list.matches("\"peerURLs\"").count();
+        let (_, health, _) = self.lab.exec(
+            master,
+            &format!("sudo -n curl -sS --max-time 5 {TLS} https://127.0.0.1:2379/health"),
+        );
+        (members, health.contains("\"health\":\"true\""))
+    }
+
+    /// `serial=...` and `notAfter=...` of the certificate the API server on `master` serves.
+    fn served_apiserver_cert(&self, master: &str) -> String {
+        let address = self.lab.host(master).address.clone();
+        self.lab.exec_ok(
+            master,
+            &format!("echo | openssl s_client -connect {address}:6443 2>/dev/null | openssl x509 -noout -serial -enddate"),
+        )
+    }
+
+    fn apiserver_cert_file(&self, master: &str) -> String {
+        self.lab.exec_ok(
+            master,
+            "sudo -n openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -serial -enddate",
+        )
+    }
+}
+
+#[test]
+fn backup_then_destroyed_etcd_data_then_restore_brings_the_objects_back() {
+    let Some((c, _guard)) = cluster() else { return };
+    for n in 1..=3 {
+        c.create_probe(&format!("before-backup-{n}"));
+    }
+    // Three backups with --keep 2: the state directory keeps the newest two.
+    let copy = c.dir.join("copy/etcd.db");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    for _ in 0..3 {
+        c.installer_ok(&[
+            "etcd",
+            "backup",
+            "--keep",
+            "2",
+            "-o",
+            copy.to_str().unwrap(),
+        ]);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let backups = c.state_dir().join("etcd-backups");
+    let mut kept: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".db"))
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), 2, "keep 2: {kept:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&backups), 0o700);
+    let newest = backups.join(kept.last().unwrap());
+    for f in [
+        newest.clone(),
+        PathBuf::from(format!("{}.sha256", newest.display())),
+    ] {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg(format!("{}.sha256", copy.display()))
+        .current_dir(copy.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "sha256sum -c: {}",
+        all_output(&check)
+    );
+    eprintln!(
+        "figure: snapshot {} bytes",
+        std::fs::metadata(&copy).unwrap().len()
+    );
+
+    c.create_probe("after-backup");
+
+    // A damaged copy is refused before anything is stopped.
+    let bad = c.dir.join("copy/bad.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&bad, &bytes).unwrap();
+    std::fs::copy(
+        format!("{}.sha256", copy.display()),
+        format!("{}.sha256", bad.display()),
+    )
+    .unwrap();
+    let out = c.installer(&["etcd", "restore", "--yes", bad.to_str().unwrap()]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("does not match its checksum"), "{text}");
+    // Without --yes and no terminal: refused, nothing changed.
+    let out = c.installer(&["etcd", "restore", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    for m in MASTERS {
+        c.lab
+            .exec_ok(m, "test -f /etc/kubernetes/manifests/etcd.yaml");
+    }
+
+    // The plan names every master's member and changes nothing.
+    let plan = c.installer_ok(&["plan", "etcd-restore", copy.to_str().unwrap()]);
+    eprintln!("{plan}");
+    for m in MASTERS {
+        assert!(
+            plan.contains(&format!("--name {m} ")),
+            "plan lacks {m}'s restore:\n{plan}"
+        );
+    }
+    assert!(plan.contains("Nothing was changed"), "{plan}");
+    assert_eq!(c.etcd_view("master-1"), (3, true));
+
+    // The disaster: etcd stopped on every master, its data wiped, its manifest back.
+    for m in MASTERS {
+        c.lab.exec_ok(
+            m,
+            "sudo -n mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.lab && \
+             for i in $(seq 120); do ss -Hltn 'sport = :2379' | grep -q . || break; sleep 0.5; done && \
+             sudo -n rm -rf /var/lib/etcd",
+        );
+    }
+    for m in MASTERS {
+        c.lab.exec_ok(
+            m,
+            "sudo -n mv /etc/kubernetes/etcd.yaml.lab /etc/kubernetes/manifests/etcd.yaml",
+        );
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let lost = c.kubectl(&["get", "configmap", "before-backup-1", "-n", "default"]);
+    eprintln!(
+        "figure: after the wipe, kubectl get configmap before-backup-1: exit {:?}",
+        lost.status.code()
+    );
+
+    let started = Instant::now();
+    let text = c.installer_ok(&["etcd", "restore", "--yes", copy.to_str().unwrap()]);
+    eprintln!(
+        "figure: etcd restore took {:.1}s\n{text}",
+        started.elapsed().as_secs_f64()
+    );
+
+    assert_eq!(
+        c.probe_configmaps(),
+        ["before-backup-1", "before-backup-2", "before-backup-3"],
+        "the objects of the snapshot, and not the one written after it"
+    );
+    for m in MASTERS {
+        assert_eq!(c.etcd_view(m), (3, true), "etcd as {m} sees it");
+        c.lab.exec_ok(m, "ls -d /var/lib/etcd.before-restore-*");
+        c.lab
+            .exec_ok(m, "test -f /etc/kubernetes/manifests/kube-apiserver.yaml");
+    }
+    // The nodes of the snapshot (NotReady here: the inventory has no CNI addon).
+    let nodes = c.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(
+        nodes.split_whitespace().collect::<Vec<_>>(),
+        ["master-1", "master-2", "master-3", "worker-1"]
+    );
+}
+
+#[test]
+fn certs_check_reads_expiries_and_renew_keeps_the_api_up() {
+    let Some((c, _guard)) = cluster() else { return };
+    let table = c.installer_ok(&["certs", "check"]);
+    eprintln!("{table}");
+    for m in MASTERS {
+        for cert in ["apiserver", "admin.conf", "etcd-server", "ca (CA)"] {
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.starts_with(m) && l.contains(&format!(" {cert} "))),
+                "no {cert} row for {m}:\n{table}"
+            );
+        }
+    }
+    let out = c.installer(&["certs", "check", "--warn-days", "100000"]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("expire(s) within 100000 days"), "{text}");
+
+    let plan = c.installer_ok(&["plan", "certs-renew"]);
+    for m in MASTERS {
+        assert!(plan.contains(m), "{plan}");
+    }
+
+    let before: Vec<(String, String)> = MASTERS
+        .iter()
+        .map(|m| (c.apiserver_cert_file(m), c.served_apiserver_cert(m)))
+        .collect();
+    let kubeconfig_before = std::fs::read_to_string(c.state_dir().join("kubeconfig")).unwrap();
+
+    let poller = VipPoller::start(c.state_dir().join("kubeconfig"), c.lab.vip());
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    c.installer_ok(&["certs", "renew"]);
+    let took = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let (polls, failed, longest) = poller.stop();
+    eprintln!(
+        "figure: certs renew took {took:.1}s; API through the VIP polled {polls} times, {failed} failed, longest gap {longest:.2}s"
+    );
+
+    for (m, (file, served)) in MASTERS.iter().zip(before) {
+        let file_now = c.apiserver_cert_file(m);
+        let served_now = c.served_apiserver_cert(m);
+        assert_ne!(file, file_now, "{m}: apiserver.crt not renewed");
+        assert_eq!(
+            file_now, served_now,
+            "{m}: the API server does not serve the renewed certificate"
+        );
+        assert_ne!(served, served_now);
+        eprintln!(
+            "figure: {m} apiserver certificate {} -> {}",
+            file.replace('\n', " "),
+            file_now.replace('\n', " ")
+        );
+    }
+    let kubeconfig_after = std::fs::read_to_string(c.state_dir().join("kubeconfig")).unwrap();
+    assert_ne!(
+        kubeconfig_before, kubeconfig_after,
+        "admin kubeconfig not refreshed"
+    );
+    c.kubectl_ok(&["get", "nodes"]);
+    assert!(polls > 20, "the poller hardly ran: {polls}");
+    assert_eq!(
+        failed, 0,
+        "the API through the VIP failed {failed} of {polls} polls (longest gap {longest:.2}s)"
+    );
+}
+
+/// Polls `/readyz` through the VIP every 100 ms from this machine, as a client would.
+struct VipPoller {
+    samples: Arc<Mutex<Vec<(f64, bool)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl VipPoller {
+    fn start(kubeconfig: PathBuf, vip: &str) -> VipPoller {
+        let started = Instant::now();
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = format!("https://{vip}:8443");
+        let (s, halt) = (samples.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let ok = Command::new(KUBECTL)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args([
+                        "--server",
+                        &server,
+                        "--request-timeout=2s",
+                        "get",
+                        "--raw",
+                        "/readyz",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|st| st.success());
+                s.lock()
+                    .unwrap()
+                    .push((sent.duration_since(started).as_secs_f64(), ok));
+                if let Some(rest) = Duration::from_millis(100).checked_sub(sent.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+        });
+        VipPoller {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// (polls, failed polls, longest time from a failed poll to the next good one).
+    fn stop(mut self) -> (usize, usize, f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let samples = self.samples.lock().unwrap().clone();
+        let failed = samples.iter().filter(|(_, ok)| !ok).count();
+        let mut longest: f64 = 0.0;
+        let mut down_since: Option<f64> = None;
+        for (t, ok) in &samples {
+            match (ok, down_since) {
+                (false, None) => down_since = Some(*t),
+                (true, Some(since)) => {
+                    longest = longest.max(t - since);
+                    down_since = None;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(since), Some((last, _))) = (down_since, samples.last()) {
+            longest = longest.max(last - since);
+        }
+        (samples.len(), failed, longest)
+    }
+}
