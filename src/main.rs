@@ -76,6 +76,13 @@ enum Command {
     Dashboard,
     /// Print the installer version.
     Version,
+    /// Run one playbook (a directory holding main.yaml, or that file) on every host, with no
+    /// facts gathered; used by bench/ to time the SSH and playbook engine.
+    #[command(hide = true)]
+    RunPlaybook {
+        #[arg(value_name = "PLAYBOOK")]
+        playbook: PathBuf,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -91,6 +98,12 @@ enum PlanVerb {
         /// Plan `up --prune`: addons the inventory switched off would be removed.
         #[arg(long)]
         prune: bool,
+    },
+    /// What `run-playbook PLAYBOOK` would do.
+    #[command(hide = true)]
+    RunPlaybook {
+        #[arg(value_name = "PLAYBOOK")]
+        playbook: PathBuf,
     },
 }
 
@@ -167,8 +180,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let started = std::time::Instant::now();
     let code = runtime.block_on(dispatch(&cli.command, &mut ctx));
     reporter.finish();
+    reporter.ssh_summary(started.elapsed());
     code
 }
 
@@ -178,6 +193,9 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Plan { verb } => match verb {
             None => cluster::plan(ctx, false).await,
             Some(PlanVerb::Up { prune }) => cluster::plan(ctx, *prune).await,
+            Some(PlanVerb::RunPlaybook { playbook }) => {
+                plan_run_playbook(ctx, playbook).await
+            }
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
         Command::Verify => cluster::verify(ctx).await,
@@ -190,6 +208,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Addons {
             action: AddonsAction::Apply { prune },
         } => cluster::addons::apply(ctx, *prune).await,
+        Command::RunPlaybook { playbook } => cluster::run_playbook(ctx, playbook).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     };
     match result {
@@ -202,4 +221,13 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+async fn plan_run_playbook(
+    ctx: &mut Ctx,
+    playbook: &std::path::Path,
+) -> Result<(), cluster::PhaseError> {
+    use cluster::phases::RunPlaybook;
+    let phase = RunPlaybook::new(playbook).map_err(|m| cluster::PhaseError::new("Plan", m))?;
+    cluster::plan_verb(ctx, &cluster::run_playbook::phases(&phase)).await
 }

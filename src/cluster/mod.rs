@@ -19,6 +19,7 @@ pub mod probe;
 #[cfg(test)]
 mod render_tests;
 mod reset;
+pub mod run_playbook;
 pub(crate) mod secrets;
 mod status;
 mod table;
@@ -34,6 +35,7 @@ pub use os_family::{OsFamilies, OsFamily};
 pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};
 pub use plan::{plan, plan_verb, render as render_plan};
 pub use reset::reset;
+pub use run_playbook::run_playbook;
 pub use status::{Status, connect_to_leader, status};
 pub use up::up;
 pub use verify::verify;

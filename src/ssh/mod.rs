@@ -16,6 +16,7 @@ mod connect;
 mod error;
 mod exec;
 mod known_hosts;
+pub mod stats;
 mod upload;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use secrecy::SecretString;
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::SshError;
+pub use stats::SshStats;
 pub use exec::{ExecOutput, ExecRequest, OutputSink, Privilege, Stream};
 pub use upload::UploadRequest;
 

@@ -12,6 +12,7 @@ mod node_config;
 mod pki;
 pub(crate) mod preflight;
 pub(crate) mod prepare_hosts;
+mod run_playbook;
 mod smoke_test;
 mod verify;
 
@@ -27,5 +28,6 @@ pub use node_config::NodeConfig;
 pub use pki::Pki;
 pub use preflight::{HostVerdict, Preflight, Verdict};
 pub use prepare_hosts::PrepareHosts;
+pub use run_playbook::RunPlaybook;
 pub use smoke_test::SmokeTest;
 pub use verify::Verify;
