@@ -104,6 +104,13 @@ enum Command {
     },
     /// Print the installer version.
     Version,
+    /// Run one playbook (a directory holding main.yaml, or that file) on every host, with no
+    /// facts gathered; used by bench/ to time the SSH and playbook engine.
+    #[command(hide = true)]
+    RunPlaybook {
+        #[arg(value_name = "PLAYBOOK")]
+        playbook: PathBuf,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -140,6 +147,12 @@ enum PlanVerb {
     EtcdRestore { file: PathBuf },
     /// What `certs renew` would do.
     CertsRenew,
+    /// What `run-playbook PLAYBOOK` would do.
+    #[command(hide = true)]
+    RunPlaybook {
+        #[arg(value_name = "PLAYBOOK")]
+        playbook: PathBuf,
+    },
 }
 
 fn parse_version(text: &str) -> Result<semver::Version, String> {
@@ -276,8 +289,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let started = std::time::Instant::now();
     let code = runtime.block_on(dispatch(&cli.command, &mut ctx));
     reporter.finish();
+    reporter.ssh_summary(started.elapsed());
     code
 }
 
@@ -306,6 +321,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             }
             Some(PlanVerb::EtcdRestore { file }) => cluster::plan_etcd_restore(ctx, file).await,
             Some(PlanVerb::CertsRenew) => cluster::plan_certs_renew(ctx).await,
+            Some(PlanVerb::RunPlaybook { playbook }) => plan_run_playbook(ctx, playbook).await,
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
         Command::Verify => cluster::verify(ctx).await,
@@ -341,6 +357,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             CertsAction::Check { warn_days } => cluster::certs_check(ctx, *warn_days).await,
             CertsAction::Renew => cluster::certs_renew(ctx).await,
         },
+        Command::RunPlaybook { playbook } => cluster::run_playbook(ctx, playbook).await,
         Command::Version | Command::Completions { .. } => Ok(()),
     };
     match result {
@@ -353,4 +370,13 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+async fn plan_run_playbook(
+    ctx: &mut Ctx,
+    playbook: &std::path::Path,
+) -> Result<(), cluster::PhaseError> {
+    use cluster::phases::RunPlaybook;
+    let phase = RunPlaybook::new(playbook).map_err(|m| cluster::PhaseError::new("Plan", m))?;
+    cluster::plan_verb(ctx, &cluster::run_playbook::phases(&phase)).await
 }

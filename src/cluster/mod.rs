@@ -24,6 +24,7 @@ mod remove_node;
 #[cfg(test)]
 mod render_tests;
 mod reset;
+pub mod run_playbook;
 pub(crate) mod secrets;
 mod status;
 mod table;
@@ -44,6 +45,7 @@ pub use phase::{Phase, PhaseError, PlannedStep, plan_phases, run_phases};
 pub use plan::{plan, plan_verb, render as render_plan};
 pub use remove_node::{RemoveNodeOptions, plan_remove_node, remove_node};
 pub use reset::reset;
+pub use run_playbook::run_playbook;
 pub use status::{Status, connect_to_leader, status};
 pub use up::up;
 pub use upgrade::{UpgradeOptions, plan_upgrade, upgrade};

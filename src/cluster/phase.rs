@@ -109,11 +109,17 @@ pub async fn run_phases(ctx: &mut Ctx, phases: &[&dyn Phase]) -> Result<(), Phas
     let mut ran: Vec<&dyn Phase> = Vec::new();
     for phase in phases {
         ctx.reporter.phase(phase.title());
+        let (started, before) = (std::time::Instant::now(), crate::ssh::stats::snapshot());
         if !phase.should_run(ctx) {
             ctx.reporter.info("nothing to do");
+            ctx.reporter
+                .phase_finished(phase.title(), started, &before, true);
             continue;
         }
-        if let Err(e) = phase.run(ctx).await {
+        let result = phase.run(ctx).await;
+        ctx.reporter
+            .phase_finished(phase.title(), started, &before, false);
+        if let Err(e) = result {
             for done in ran.iter().rev() {
                 done.cleanup(ctx).await;
             }

@@ -150,6 +150,7 @@ pub(crate) async fn connect(spec: ConnectSpec) -> Result<Connection, SshError> {
         .with_jitter();
     let result = (|| async {
         made.fetch_add(1, Ordering::SeqCst);
+        let _wait = super::stats::GLOBAL.start(super::stats::Kind::Connect);
         attempt(&spec, bastion.as_ref(), config.clone()).await
     })
     .retry(backoff)

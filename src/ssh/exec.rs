@@ -257,6 +257,8 @@ async fn raw(
         .acquire()
         .await
         .map_err(|_| channel_error("the connection is closed".to_string(), true))?;
+    // Counted from the channel open: waiting for a free channel is our own queueing.
+    let _wait = super::stats::GLOBAL.start(super::stats::Kind::Command);
     let channel = open_session(conn).await.map_err(|e| {
         channel_error(
             format!("the host refused a new session ({e})"),

@@ -16,6 +16,7 @@ mod connect;
 mod error;
 mod exec;
 mod known_hosts;
+pub mod stats;
 mod upload;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::SshError;
 pub use exec::{ExecOutput, ExecRequest, OutputSink, Privilege, Stream};
+pub use stats::SshStats;
 pub use upload::UploadRequest;
 
 /// What to do with a host key that known_hosts does not list yet.

@@ -32,6 +32,15 @@ pub enum Event {
     PhaseStarted {
         phase: String,
     },
+    /// A phase ended (ran, skipped or failed): its wall time and the SSH work inside it.
+    PhaseFinished {
+        phase: String,
+        elapsed_ms: u128,
+        skipped: bool,
+        ssh_round_trips: u64,
+        /// Wall time with a remote command or connect in flight on some host.
+        ssh_busy_ms: u64,
+    },
     TaskStarted {
         host: String,
         task: String,
@@ -165,6 +174,58 @@ impl Reporter {
         });
     }
 
+    /// The end of `phase`: wall time since `started` and SSH work since `before`.
+    pub fn phase_finished(
+        &self,
+        phase: &str,
+        started: Instant,
+        before: &crate::ssh::SshStats,
+        skipped: bool,
+    ) {
+        let ssh = crate::ssh::stats::snapshot().since(before);
+        self.emit(Event::PhaseFinished {
+            phase: phase.into(),
+            elapsed_ms: started.elapsed().as_millis(),
+            skipped,
+            ssh_round_trips: ssh.round_trips,
+            ssh_busy_ms: ssh.busy_ms,
+        });
+    }
+
+    /// The run's SSH work (round trips, time waiting on hosts) against its wall time: a
+    /// JSON line in json mode, a line on stderr with -v. Nothing when no host was reached.
+    pub fn ssh_summary(&self, wall: Duration) {
+        let ssh = crate::ssh::stats::snapshot();
+        if ssh.connections == 0 && ssh.round_trips == 0 {
+            return;
+        }
+        let wall_ms = wall.as_millis() as u64;
+        let orchestration_ms = wall_ms.saturating_sub(ssh.busy_ms);
+        match self.inner.mode {
+            OutputMode::Json => self.print_json(&serde_json::json!({
+                "ssh": ssh,
+                "wall_ms": wall_ms,
+                "orchestration_ms": orchestration_ms,
+            })),
+            OutputMode::Text if self.inner.verbose => {
+                self.finish();
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(
+                    err,
+                    "ssh: {} round trip(s) on {} connection(s); hosts busy {:.2}s of {:.2}s wall, orchestration {:.2}s (commands summed over hosts {:.2}s, connects {:.2}s)",
+                    ssh.round_trips,
+                    ssh.connections,
+                    ssh.busy_ms as f64 / 1000.0,
+                    wall_ms as f64 / 1000.0,
+                    orchestration_ms as f64 / 1000.0,
+                    ssh.remote_ms as f64 / 1000.0,
+                    ssh.connect_ms as f64 / 1000.0,
+                );
+            }
+            OutputMode::Text => {}
+        }
+    }
+
     /// Removes the progress lines; call before printing a final table.
     pub fn finish(&self) {
         if let Ok(mut st) = self.inner.state.lock() {
@@ -261,6 +322,7 @@ impl Reporter {
             (Some(bars), e) => {
                 let _ = bars.println(render_line(e));
             }
+            (_, Event::PhaseFinished { .. }) if !self.inner.verbose => {}
             (None, Event::TaskStarted { .. }) if !self.inner.verbose => {}
             (
                 None,
@@ -280,6 +342,15 @@ impl Reporter {
 fn render_line(e: &Event) -> String {
     match e {
         Event::PhaseStarted { phase } => format!("==> {phase}"),
+        Event::PhaseFinished {
+            phase,
+            elapsed_ms,
+            ssh_round_trips,
+            ..
+        } => format!(
+            "<== {phase} ({:.2}s, {ssh_round_trips} SSH round trip(s))",
+            *elapsed_ms as f64 / 1000.0
+        ),
         Event::TaskStarted { host, task } => format!("    {host}: {task} ..."),
         Event::TaskFinished {
             host,
