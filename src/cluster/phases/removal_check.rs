@@ -8,6 +8,7 @@
 //! inventory's first master, and added to this run's hosts.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -226,7 +227,13 @@ fn internal_ip(node: &Node) -> Option<std::net::IpAddr> {
         .and_then(|a| a.address.parse().ok())
 }
 
-async fn check(ctx: &mut Ctx, name: &str, force: bool) -> Result<Target, String> {
+/// etcd's view (read on every reachable master running a control plane): NODE's member, after
+/// the quorum rule passed, and the master the rest of the removal goes through.
+async fn etcd_and_via(
+    ctx: &Ctx,
+    name: &str,
+    inventory_host: Option<&Host>,
+) -> Result<(Option<EtcdMember>, Host), String> {
     // etcd first: with its quorum lost the API cannot answer, and that must be said plainly.
     let masters: Vec<Host> = ctx
         .usable(Host::is_master)
@@ -252,14 +259,10 @@ async fn check(ctx: &mut Ctx, name: &str, force: bool) -> Result<Target, String>
                 }
             )
         })?;
-    let inventory_host = ctx.inventory.host(name).cloned();
     let member = members
         .iter()
         .find(|m| {
-            m.name == name
-                || inventory_host
-                    .as_ref()
-                    .is_some_and(|h| peer_address(m) == Some(h.address))
+            m.name == name || inventory_host.is_some_and(|h| peer_address(m) == Some(h.address))
         })
         .cloned();
     if member.is_some() {
@@ -285,6 +288,28 @@ async fn check(ctx: &mut Ctx, name: &str, force: bool) -> Result<Target, String>
         quorum_verdict(&health)?;
     }
     let via = pick_via(ctx, &masters, &views, name).await?;
+    Ok((member, via))
+}
+
+/// etcd is briefly unhealthy after a membership change or on a loaded host: a refusal for
+/// quorum (or for want of a healthy master) stands only when it holds for this long.
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn check(ctx: &mut Ctx, name: &str, force: bool) -> Result<Target, String> {
+    let inventory_host = ctx.inventory.host(name).cloned();
+    let started = Instant::now();
+    let (member, via) = loop {
+        match etcd_and_via(ctx, name, inventory_host.as_ref()).await {
+            Ok(found) => break found,
+            Err(e) if started.elapsed() < SETTLE => {
+                ctx.reporter.info(format!(
+                    "etcd is not ready for a removal yet ({e}); looking again"
+                ));
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let nodes = kube::nodes(ctx, &via).await?;
     let node = nodes.iter().find(|n| n.metadata.name == name);
     if node.is_none() && member.is_none() {
