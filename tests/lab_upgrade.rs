@@ -2,7 +2,8 @@
 //! up at 1.36.2, an unsafe upgrade refused with nothing changed, `plan upgrade` changing
 //! nothing, the upgrade to 1.37.1 while a thread samples the API through the VIP every 100 ms,
 //! then every node, static pod and package at 1.37.1 and held, a second run changing nothing,
-//! `up` refusing the old inventory and converging with the new one.
+//! `up` refusing the old inventory and, with the new one, changing only containerd's pause
+//! image (then nothing on the run after).
 
 #[path = "support/lab.rs"]
 mod lab;
@@ -360,6 +361,24 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
         .unwrap()
         .replace(&format!("kubernetes: {FROM}"), &format!("kubernetes: {TO}"));
     std::fs::write(&inv, updated).unwrap();
+    // The new minor's pause image goes into containerd's configuration (upgrade leaves the
+    // runtime alone); the smoke test follows any change. Nothing else may change.
+    let text = ok(&["up", "-i", inv_s]);
+    for line in text.lines().filter(|l| l.contains("changed  ")) {
+        assert!(
+            [
+                "containerd configuration",
+                "Restart containerd for its new configuration",
+                "Workload manifest",
+                "Apply the workload",
+                "Remove the workload",
+                "Remove the manifest",
+            ]
+            .iter()
+            .any(|t| line.contains(t)),
+            "up after the upgrade changed more than the runtime's pause image: {line}\n{text}"
+        );
+    }
     let text = ok(&["up", "-i", inv_s]);
     assert!(text.contains("nothing changed"), "{text}");
 }

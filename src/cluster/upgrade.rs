@@ -64,7 +64,7 @@ pub async fn upgrade(ctx: &mut Ctx, options: &UpgradeOptions) -> Result<(), Phas
         ));
     }
     ctx.reporter.print(&format!(
-        "set `cluster.kubernetes: {to}` in {inventory}: `installer up` refuses a cluster whose version differs from the inventory's"
+        "set `cluster.kubernetes: {to}` in {inventory}: `installer up` refuses a cluster whose version differs from the inventory's; its next run moves the container runtime's pause image to the new minor's"
     ));
     ctx.reporter.print_json(
         &serde_json::json!({"upgrade": "ok", "to": to.to_string(), "changed": changed}),
