@@ -132,6 +132,7 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     ]);
     vars["aside"] = json!("/etc/kubernetes/installer-stopped-manifests");
     vars["lb_settle_seconds"] = json!(5);
+    vars["move_leader"] = json!(true);
     vars["remote_dir"] = json!("/var/lib/installer/etcd-restore");
     let members: serde_json::Map<String, Value> = ctx
         .inventory

@@ -68,7 +68,7 @@ impl Phase for RestoreEtcd<'_> {
                             "move {d} to {d}.before-restore-{s} (kept); {tool} snapshot restore --name {n} --initial-advertise-peer-urls {p} --initial-cluster {cluster} into {d}",
                             d = m.data_dir,
                             s = self.0.stamp,
-                            tool = if m.tool.is_empty() { "etcdctl" } else { &m.tool },
+                            tool = if m.tool.is_empty() { "etcdutl/etcdctl" } else { &m.tool },
                             n = m.name,
                             p = m.peer_url,
                         ),

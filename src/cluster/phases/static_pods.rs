@@ -50,7 +50,7 @@ impl Phase for ControlPlanePods {
         Box::pin(async move {
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
             let hosts: Vec<&Host> = masters.iter().collect();
-            let targets = ctx.targets(&hosts, &vars(self.0));
+            let targets = ctx.targets(&hosts, &vars(self.0, false));
             ctx.apply("static-pods", targets)
                 .await
                 .map_err(|m| PhaseError::new(self.title(), m))?;
@@ -82,19 +82,22 @@ impl Phase for ControlPlanePods {
 /// apart in playbooks/load-balancer/haproxy.cfg.j2), plus a margin.
 const LB_SETTLE_SECONDS: u64 = 5;
 
-fn vars(action: Action) -> serde_json::Value {
+/// `move_leader`: hand etcd's leadership to another member before this one stops (when the
+/// others keep running; pointless when every master stops).
+fn vars(action: Action, move_leader: bool) -> serde_json::Value {
     json!({
         "action": action.word(),
         "pods": CONTROL_PLANE,
         "aside": ASIDE,
         "lb_settle_seconds": LB_SETTLE_SECONDS,
+        "move_leader": move_leader,
     })
 }
 
 /// Restarts the control plane of `master` alone (stop, then start and wait until healthy).
 pub async fn restart_on(ctx: &mut Ctx, master: &Host) -> Result<(), String> {
     for action in [Action::Stop, Action::Start] {
-        let targets = ctx.targets(&[master], &vars(action));
+        let targets = ctx.targets(&[master], &vars(action, true));
         ctx.apply("static-pods", targets).await?;
     }
     Ok(())
