@@ -193,9 +193,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Plan { verb } => match verb {
             None => cluster::plan(ctx, false).await,
             Some(PlanVerb::Up { prune }) => cluster::plan(ctx, *prune).await,
-            Some(PlanVerb::RunPlaybook { playbook }) => {
-                plan_run_playbook(ctx, playbook).await
-            }
+            Some(PlanVerb::RunPlaybook { playbook }) => plan_run_playbook(ctx, playbook).await,
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
         Command::Verify => cluster::verify(ctx).await,

@@ -27,8 +27,8 @@ use secrecy::SecretString;
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::SshError;
-pub use stats::SshStats;
 pub use exec::{ExecOutput, ExecRequest, OutputSink, Privilege, Stream};
+pub use stats::SshStats;
 pub use upload::UploadRequest;
 
 /// What to do with a host key that known_hosts does not list yet.

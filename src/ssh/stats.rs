@@ -75,7 +75,9 @@ impl Counters {
     fn finish(&self, kind: Kind, started: Instant) {
         let now = Instant::now();
         let ms = now.duration_since(started).as_millis() as u64;
-        let Ok(mut st) = self.state.lock() else { return };
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
         match kind {
             Kind::Command => {
                 st.stats.round_trips += 1;
@@ -185,6 +187,9 @@ mod tests {
             busy_ms: 30,
         };
         let d = later.since(&earlier);
-        assert_eq!((d.round_trips, d.connections, d.remote_ms, d.busy_ms), (7, 0, 30, 18));
+        assert_eq!(
+            (d.round_trips, d.connections, d.remote_ms, d.busy_ms),
+            (7, 0, 30, 18)
+        );
     }
 }

@@ -60,7 +60,10 @@ impl Phase for RunPlaybook {
         Box::pin(async move {
             let fail = |m: String| PhaseError::new("Run playbook", m);
             let opts = self.options(ctx);
-            let playbook = opts.playbooks.load(&self.name).map_err(|e| fail(e.to_string()))?;
+            let playbook = opts
+                .playbooks
+                .load(&self.name)
+                .map_err(|e| fail(e.to_string()))?;
             let hosts: Vec<_> = ctx.usable(|_| true).collect();
             let targets = ctx.targets(&hosts, &json!({}));
             let reports = crate::playbook::run(&playbook, targets, &opts).await;
@@ -70,7 +73,10 @@ impl Phase for RunPlaybook {
                 return Err(fail(failed.join("; ")));
             }
             if !unreachable.is_empty() {
-                let names: Vec<_> = unreachable.iter().map(|(h, why)| format!("{h}: {why}")).collect();
+                let names: Vec<_> = unreachable
+                    .iter()
+                    .map(|(h, why)| format!("{h}: {why}"))
+                    .collect();
                 return Err(fail(names.join("; ")));
             }
             ctx.reporter.print(&format!(
