@@ -325,7 +325,7 @@ fn backup_then_destroyed_etcd_data_then_restore_brings_the_objects_back() {
 }
 
 #[test]
-fn certs_check_reads_expiries_and_renew_keeps_the_api_up() {
+fn certs_check_reads_expiries_and_renew_replaces_every_served_apiserver_certificate() {
     let Some((c, _guard)) = cluster() else { return };
     let table = c.installer_ok(&["certs", "check"]);
     eprintln!("{table}");

@@ -6,6 +6,7 @@
 //! Kubernetes: callers hand it a JSON context (inventory, host, facts, vars) for templates.
 
 mod model;
+mod prefetch;
 mod remote;
 mod render;
 mod runner;

@@ -2,6 +2,7 @@
 //! Hosts run in parallel (bounded by --forks) unless the playbook is serial.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -9,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::model::{Action, FileSpec, Playbook, Task};
+use super::prefetch::{self, Answer, Guard, Prefetched};
 use super::remote::{Remote, RemoteError};
 use super::render::Renderer;
 use super::source::Playbooks;
@@ -162,7 +164,10 @@ async fn run_host<R: Remote>(
         registered: serde_json::Map::new(),
         changed: serde_json::Map::new(),
     };
-    for task in &playbook.tasks {
+    let prefetched = prefetch_guards(playbook, &host, opts, renderer).await;
+    // Batched answers hold until something may have changed the host.
+    let mut pristine = true;
+    for (index, task) in playbook.tasks.iter().enumerate() {
         let mut ctx = host.context.clone();
         if let Value::Object(map) = &mut ctx {
             map.insert(
@@ -178,6 +183,9 @@ async fn run_host<R: Remote>(
             opts,
             renderer,
             ctx: &ctx,
+            index,
+            prefetched: pristine.then_some(&prefetched),
+            acted: AtomicBool::new(false),
         };
         opts.reporter.emit(Event::TaskStarted {
             host: host.name.clone(),
@@ -205,6 +213,9 @@ async fn run_host<R: Remote>(
                 }
             },
         };
+        if runner.acted.load(Ordering::SeqCst) || matches!(outcome, TaskOutcome::Failed(_)) {
+            pristine = false;
+        }
         // A dry run prints its own summary; per-task progress would read as real changes.
         if opts.mode.reports_progress() || matches!(outcome, TaskOutcome::Failed(_)) {
             opts.reporter.emit(Event::TaskFinished {
@@ -258,9 +269,54 @@ struct TaskRun<'a, R> {
     opts: &'a RunOptions,
     renderer: &'a Renderer,
     ctx: &'a Value,
+    /// This task's position in the playbook (batched guard answers are keyed by it).
+    index: usize,
+    /// Guard answers batched before the first task ran; `None` once an action has run.
+    prefetched: Option<&'a Prefetched>,
+    /// Whether this task ran something that may change the host (a command that is not a
+    /// check, an upload).
+    acted: AtomicBool,
+}
+
+/// Asks the guards of `playbook` on `host` in one round trip, before any task runs.
+async fn prefetch_guards<R: Remote>(
+    playbook: &Playbook,
+    host: &HostTarget<R>,
+    opts: &RunOptions,
+    renderer: &Renderer,
+) -> Prefetched {
+    let mut ctx = host.context.clone();
+    if let Value::Object(map) = &mut ctx {
+        map.insert("registered".into(), json!({}));
+        map.insert("changed".into(), json!({}));
+    }
+    let log = |text: &str| {
+        if let Some(logs) = &opts.logs {
+            logs.write(&host.name, text);
+        }
+    };
+    prefetch::prefetch(
+        playbook,
+        renderer,
+        &ctx,
+        &host.remote,
+        RUN_SCRIPT,
+        FILE_STATE,
+        log,
+    )
+    .await
 }
 
 impl<R: Remote> TaskRun<'_, R> {
+    /// The batched answer to `guard`, if it was batched and still holds.
+    fn prefetched(&self, guard: Guard) -> Option<&Answer> {
+        let answer = self.prefetched?.get(self.index, &guard);
+        if answer.is_some() {
+            self.log(&format!("$ [{guard:?}] answered by the batch: {answer:?}"));
+        }
+        answer
+    }
+
     /// Safe to run twice: it reads only, its guard notices work already done, or it lays down
     /// a file atomically.
     fn idempotent(&self) -> bool {
@@ -332,20 +388,29 @@ impl<R: Remote> TaskRun<'_, R> {
         }
         if let Some(path) = &self.task.creates {
             let path = self.renderer.render("creates", path, self.ctx)?;
-            let quoted = shlex::try_quote(&path).map_err(|e| e.to_string())?;
-            let out = self
-                .exec(&format!("test -e {quoted}"), None, "creates")
-                .await?;
-            if out.success() {
+            let exists = match self.prefetched(Guard::Creates(path.clone())) {
+                Some(Answer::Status(status)) => *status == 0,
+                _ => {
+                    let quoted = shlex::try_quote(&path).map_err(|e| e.to_string())?;
+                    self.exec(&format!("test -e {quoted}"), None, "creates")
+                        .await?
+                        .success()
+                }
+            };
+            if exists {
                 return Ok(Some(format!("{path} exists")));
             }
         }
         if let Some(cmd) = &self.task.unless {
             let cmd = self.renderer.render("unless", cmd, self.ctx)?;
-            let out = self
-                .exec(RUN_SCRIPT, Some(cmd.clone().into_bytes()), "unless")
-                .await?;
-            if out.success() {
+            let holds = match self.prefetched(Guard::Unless(cmd.clone())) {
+                Some(Answer::Status(status)) => *status == 0,
+                _ => self
+                    .exec(RUN_SCRIPT, Some(cmd.clone().into_bytes()), "unless")
+                    .await?
+                    .success(),
+            };
+            if holds {
                 return Ok(Some(format!("unless: {}", first_line(&cmd))));
             }
         }
@@ -356,6 +421,9 @@ impl<R: Remote> TaskRun<'_, R> {
         let script = self.renderer.render(&self.task.name, source, self.ctx)?;
         if self.opts.mode == Mode::Plan && !self.task.check {
             return Ok((TaskOutcome::Changed, String::new()));
+        }
+        if !self.task.check {
+            self.acted.store(true, Ordering::SeqCst);
         }
         let mut attempt = 0;
         let out = loop {
@@ -418,23 +486,30 @@ impl<R: Remote> TaskRun<'_, R> {
             spec.group,
             hex::encode(Sha256::digest(&body))
         );
-        let probe = format!("{FILE_STATE}\n");
-        let state = self
-            .exec(
-                &format!(
-                    "sh -s -- {}",
-                    shlex::try_quote(&dest).map_err(|e| e.to_string())?
-                ),
-                Some(probe.into_bytes()),
-                "file state",
-            )
-            .await?;
-        if state.success() && state.stdout.trim() == want {
+        let current = match self.prefetched(Guard::FileState(dest.clone())) {
+            Some(Answer::State(state)) => Some(state.trim().to_string()),
+            _ => {
+                let probe = format!("{FILE_STATE}\n");
+                let state = self
+                    .exec(
+                        &format!(
+                            "sh -s -- {}",
+                            shlex::try_quote(&dest).map_err(|e| e.to_string())?
+                        ),
+                        Some(probe.into_bytes()),
+                        "file state",
+                    )
+                    .await?;
+                state.success().then(|| state.stdout.trim().to_string())
+            }
+        };
+        if current.as_deref() == Some(want.as_str()) {
             return Ok((TaskOutcome::Ok, String::new()));
         }
         if self.opts.mode == Mode::Plan {
             return Ok((TaskOutcome::Changed, String::new()));
         }
+        self.acted.store(true, Ordering::SeqCst);
         self.log(&format!(
             "$ upload {dest} (mode {:o}, {}:{}, {} bytes)",
             mode,

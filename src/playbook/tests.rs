@@ -466,3 +466,129 @@ async fn dropped_connection_stops_an_unguarded_task_with_a_hint() {
         "{first}"
     );
 }
+
+/// LocalShell that counts the commands it runs (round trips, over SSH).
+#[derive(Clone, Default)]
+struct Counting {
+    execs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Remote for Counting {
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        privileged: bool,
+        timeout: std::time::Duration,
+    ) -> Result<RemoteOutput, RemoteError> {
+        self.execs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LocalShell.exec(command, stdin, privileged, timeout).await
+    }
+
+    async fn upload(
+        &self,
+        dest: &str,
+        contents: Vec<u8>,
+        mode: u32,
+        owner: &str,
+        group: &str,
+        privileged: bool,
+    ) -> Result<(), RemoteError> {
+        self.execs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LocalShell
+            .upload(dest, contents, mode, owner, group, privileged)
+            .await
+    }
+}
+
+async fn run_counting(books: &Playbooks) -> (HostReport, usize) {
+    let playbook = books.load("demo").expect("playbook loads");
+    let remote = Counting::default();
+    let host = HostTarget {
+        name: "local".into(),
+        remote: remote.clone(),
+        context: json!({}),
+    };
+    let report = run(&playbook, vec![host], &options(books, 1, Mode::Apply, None))
+        .await
+        .remove(0);
+    (
+        report,
+        remote.execs.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+#[tokio::test]
+async fn a_converged_host_answers_all_guards_in_one_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().display();
+    let (owner, group) = (whoami("-un"), whoami("-gn"));
+    let yaml = format!(
+        "name: demo
+tasks:
+  - name: config
+    copy: {{src: conf, dest: {d}/conf, owner: {owner}, group: {group}}}
+  - name: one
+    unless: test -f {d}/conf
+    shell: echo a > {d}/one
+  - name: two
+    creates: {d}/conf
+    shell: exit 1
+  - name: three
+    unless: test -s {d}/conf
+    shell: exit 1
+"
+    );
+    let books = playbooks(&tmp.path().join("pb"), &yaml, &[("conf", "x=1\n")]);
+    let (first, _) = run_counting(&books).await;
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    assert!(first.changed());
+    let (again, execs) = run_counting(&books).await;
+    assert!(again.failure.is_none(), "{:?}", again.failure);
+    assert!(!again.changed(), "{:?}", outcomes(&again));
+    assert_eq!(again.tasks[0].outcome, TaskOutcome::Ok);
+    assert!(matches!(again.tasks[1].outcome, TaskOutcome::Skipped(ref w) if w.contains("unless")));
+    assert!(matches!(again.tasks[2].outcome, TaskOutcome::Skipped(ref w) if w.contains("exists")));
+    // Three guards and a file state, asked one by one, were four round trips.
+    assert_eq!(execs, 1, "{:?}", outcomes(&again));
+}
+
+#[tokio::test]
+async fn a_guard_after_a_change_is_asked_again_not_taken_from_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().display();
+    // When the batch runs, `made` is absent: task two's batched answer says "run".
+    // Task one then makes it, so task two must see it and be skipped.
+    let yaml = format!(
+        "name: demo
+tasks:
+  - name: one
+    unless: test -e {d}/never
+    shell: touch {d}/made
+  - name: two
+    unless: test -e {d}/made
+    shell: touch {d}/wrong
+  - name: three
+    creates: {d}/made
+    shell: touch {d}/wrong-too
+"
+    );
+    let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
+    let (r, execs) = run_counting(&books).await;
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(r.tasks[0].outcome, TaskOutcome::Changed);
+    assert!(
+        matches!(r.tasks[1].outcome, TaskOutcome::Skipped(_)),
+        "{:?}",
+        outcomes(&r)
+    );
+    assert!(
+        matches!(r.tasks[2].outcome, TaskOutcome::Skipped(_)),
+        "{:?}",
+        outcomes(&r)
+    );
+    assert!(!tmp.path().join("wrong").exists());
+    assert!(!tmp.path().join("wrong-too").exists());
+    // The batch, task one's command, then tasks two's and three's guards live.
+    assert_eq!(execs, 4);
+}
