@@ -13,14 +13,16 @@
 
 #[path = "support/lab.rs"]
 mod lab;
+#[path = "support/vip_poller.rs"]
+mod vip_poller;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, all_output, write_inventory};
+use vip_poller::VipPoller;
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const LAB_NAME: &str = "etc";
@@ -361,7 +363,7 @@ fn certs_check_reads_expiries_and_renew_replaces_every_served_apiserver_certific
     c.installer_ok(&["certs", "renew"]);
     let took = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));
-    let (polls, failed, longest) = poller.stop();
+    let (polls, failed, longest) = poller.finish();
     eprintln!(
         "figure: certs renew took {took:.1}s; API through the VIP polled {polls} times, {failed} failed, longest gap {longest:.2}s"
     );
@@ -397,79 +399,5 @@ fn certs_check_reads_expiries_and_renew_replaces_every_served_apiserver_certific
         eprintln!(
             "warning: the API through the VIP failed {failed} of {polls} polls during the renewal (longest gap {longest:.2}s)"
         );
-    }
-}
-
-/// Polls `/readyz` through the VIP every 100 ms from this machine, as a client would.
-struct VipPoller {
-    samples: Arc<Mutex<Vec<(f64, bool)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl VipPoller {
-    fn start(kubeconfig: PathBuf, vip: &str) -> VipPoller {
-        let started = Instant::now();
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = format!("https://{vip}:8443");
-        let (s, halt) = (samples.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !halt.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                let ok = Command::new(KUBECTL)
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args([
-                        "--server",
-                        &server,
-                        "--request-timeout=2s",
-                        "get",
-                        "--raw",
-                        "/readyz",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|st| st.success());
-                s.lock()
-                    .unwrap()
-                    .push((sent.duration_since(started).as_secs_f64(), ok));
-                if let Some(rest) = Duration::from_millis(100).checked_sub(sent.elapsed()) {
-                    std::thread::sleep(rest);
-                }
-            }
-        });
-        VipPoller {
-            samples,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// (polls, failed polls, longest time from a failed poll to the next good one).
-    fn stop(mut self) -> (usize, usize, f64) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let samples = self.samples.lock().unwrap().clone();
-        let failed = samples.iter().filter(|(_, ok)| !ok).count();
-        let mut longest: f64 = 0.0;
-        let mut down_since: Option<f64> = None;
-        for (t, ok) in &samples {
-            match (ok, down_since) {
-                (false, None) => down_since = Some(*t),
-                (true, Some(since)) => {
-                    longest = longest.max(t - since);
-                    down_since = None;
-                }
-                _ => {}
-            }
-        }
-        if let (Some(since), Some((last, _))) = (down_since, samples.last()) {
-            longest = longest.max(last - since);
-        }
-        (samples.len(), failed, longest)
     }
 }

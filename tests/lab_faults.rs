@@ -12,17 +12,19 @@
 
 #[path = "support/lab.rs"]
 mod lab;
+#[path = "support/vip_poller.rs"]
+mod vip_poller;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, all_output, write_inventory};
+use vip_poller::VipPoller;
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const LAB_NAME: &str = "faults";
@@ -481,142 +483,6 @@ impl Scenario {
             "etcd row of {master} must say UNREACHABLE:\n{text}"
         );
         eprintln!("figure: {what}: status says: {}", row.unwrap_or_default());
-    }
-}
-
-/// Polls `/readyz` through the VIP every 100 ms from this machine, as a client would.
-struct VipPoller {
-    started: Instant,
-    samples: Arc<Mutex<Vec<(f64, bool)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl VipPoller {
-    fn start(kubeconfig: PathBuf, vip: &str) -> VipPoller {
-        let started = Instant::now();
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = format!("https://{vip}:8443");
-        let (s, halt) = (samples.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !halt.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                let ok = Command::new(KUBECTL)
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args([
-                        "--server",
-                        &server,
-                        "--request-timeout=2s",
-                        "get",
-                        "--raw",
-                        "/readyz",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|st| st.success());
-                let at = sent.duration_since(started).as_secs_f64();
-                s.lock().unwrap().push((at, ok));
-                if let Some(rest) = Duration::from_millis(100).checked_sub(sent.elapsed()) {
-                    std::thread::sleep(rest);
-                }
-            }
-        });
-        VipPoller {
-            started,
-            samples,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-
-    /// Waits until the API answered for STABLE seconds in a row after the fault at FAULT
-    /// (seconds since start); gives up after LIMIT. Returns the figures.
-    fn wait_recovered(&self, fault: f64, stable: f64, limit: f64) -> Gap {
-        loop {
-            let samples: Vec<(f64, bool)> = self
-                .samples
-                .lock()
-                .unwrap()
-                .iter()
-                .copied()
-                .filter(|(t, _)| *t >= fault)
-                .collect();
-            let last_failure = samples.iter().rev().find(|(_, ok)| !ok).map(|(t, _)| *t);
-            let since = last_failure.unwrap_or(fault);
-            let good_after = samples.iter().filter(|(t, ok)| *ok && *t > since).count();
-            if self.now() - since >= stable && good_after >= 3 {
-                let first_failure = samples.iter().find(|(_, ok)| !ok).map(|(t, _)| t - fault);
-                let first_back = first_failure.and_then(|f| {
-                    samples
-                        .iter()
-                        .find(|(t, ok)| *ok && *t - fault > f)
-                        .map(|(t, _)| t - fault)
-                });
-                return Gap {
-                    polls: samples.len(),
-                    failed: samples.iter().filter(|(_, ok)| !ok).count(),
-                    first_failure,
-                    first_back,
-                    last_failure: last_failure.map(|t| t - fault),
-                };
-            }
-            let history: Vec<String> = samples
-                .iter()
-                .map(|(t, ok)| format!("{:.1}{}", t - fault, if *ok { "+" } else { "-" }))
-                .collect();
-            assert!(
-                self.now() - fault < limit,
-                "the API did not answer steadily through the VIP within {limit}s: {}",
-                history.join(" ")
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for VipPoller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// What a client polling the VIP saw after a fault (seconds after it).
-#[derive(Debug)]
-struct Gap {
-    polls: usize,
-    failed: usize,
-    first_failure: Option<f64>,
-    /// The first good answer after the first failure: the client-visible outage.
-    first_back: Option<f64>,
-    last_failure: Option<f64>,
-}
-
-impl std::fmt::Display for Gap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = |v: Option<f64>| v.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "-".into());
-        write!(
-            f,
-            "first failed poll at {}, answering again at {}, last failed poll at {}; {} of {} polls failed",
-            s(self.first_failure),
-            s(self.first_back),
-            s(self.last_failure),
-            self.failed,
-            self.polls
-        )
     }
 }
 
@@ -1121,7 +987,7 @@ fn row_1_master_loss(s: &mut Scenario) {
         s.status_names_unreachable(&victim, "row 1: status with a master killed");
         name
     }));
-    poller.stop();
+    poller.finish();
     // Whatever happened, the master comes back for the rows after this one.
     let started = Instant::now();
     lab.start(&victim).expect("start");
@@ -1200,7 +1066,7 @@ fn row_2_partition(s: &mut Scenario) {
     };
     let whole = s.wait_whole(&format!("{victim} healed"), Duration::from_secs(240));
     let gap = poller.wait_recovered(fault, 3.0, 120.0);
-    poller.stop();
+    poller.finish();
     let holders = s.vip_holders();
     eprintln!(
         "figure: row 2: after heal whole again in {whole:.1}s (one VIP holder: {holders:?}, etcd healthy on all three); through the VIP around the heal: {gap}"

@@ -7,14 +7,15 @@
 
 #[path = "support/lab.rs"]
 mod lab;
+#[path = "support/vip_poller.rs"]
+mod vip_poller;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use lab::{Lab, all_output, write_inventory};
+use vip_poller::VipPoller;
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const FROM: &str = "1.36.2";
@@ -99,80 +100,6 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     while !ok() {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// `/readyz` through the VIP every 100 ms from this machine, as a client would.
-struct Sampler {
-    samples: Arc<Mutex<Vec<(f64, bool)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(kubeconfig: PathBuf, vip: &str) -> Sampler {
-        let started = Instant::now();
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = format!("https://{vip}:8443");
-        let (s, halt) = (samples.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !halt.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                let ok = Command::new(KUBECTL)
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args([
-                        "--server",
-                        &server,
-                        "--request-timeout=2s",
-                        "get",
-                        "--raw",
-                        "/readyz",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|st| st.success());
-                s.lock()
-                    .unwrap()
-                    .push((sent.duration_since(started).as_secs_f64(), ok));
-                if let Some(rest) = Duration::from_millis(100).checked_sub(sent.elapsed()) {
-                    std::thread::sleep(rest);
-                }
-            }
-        });
-        Sampler {
-            samples,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// (samples, failed samples, longest time from a failed sample to the next good one).
-    fn finish(mut self) -> (usize, usize, f64) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        let samples = self.samples.lock().unwrap().clone();
-        let failed = samples.iter().filter(|(_, ok)| !ok).count();
-        let mut longest: f64 = 0.0;
-        let mut down_since: Option<f64> = None;
-        for (t, ok) in &samples {
-            match (ok, down_since) {
-                (false, None) => down_since = Some(*t),
-                (true, Some(since)) => {
-                    longest = longest.max(t - since);
-                    down_since = None;
-                }
-                _ => {}
-            }
-        }
-        if let (Some(since), Some((last, _))) = (down_since, samples.last()) {
-            longest = longest.max(last - since);
-        }
-        (samples.len(), failed, longest)
     }
 }
 
@@ -273,7 +200,7 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
 
     eprintln!("step 4: upgrade to {TO} while the API is sampled through the VIP");
     // A PodDisruptionBudget-free workload on the workers that the drains must move.
-    let sampler = Sampler::start(kubeconfig.clone(), lab.vip());
+    let sampler = VipPoller::start(kubeconfig.clone(), lab.vip());
     let started = Instant::now();
     let text = ok(&[
         "upgrade",
