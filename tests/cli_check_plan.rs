@@ -266,16 +266,24 @@ fn plan_lists_tasks_with_guards_evaluated_and_changes_nothing() {
         &["plan", "--output", "json", "-i", inv.to_str().unwrap()],
         &[],
     );
-    let last = String::from_utf8_lossy(&json.stdout)
+    // Every line is one JSON document; the plan is one of them, the run's SSH summary last.
+    let stdout = String::from_utf8_lossy(&json.stdout).to_string();
+    let docs: Vec<serde_json::Value> = stdout
         .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    let doc: serde_json::Value =
-        serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}"));
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let plan = docs
+        .iter()
+        .find(|d| d.get("plan").is_some())
+        .unwrap_or_else(|| panic!("no plan document:\n{stdout}"));
     assert!(
-        doc["plan"].as_array().is_some_and(|a| !a.is_empty()),
-        "{doc}"
+        plan["plan"].as_array().is_some_and(|a| !a.is_empty()),
+        "{plan}"
+    );
+    assert!(
+        docs.last()
+            .is_some_and(|d| d["ssh"]["round_trips"].as_u64() > Some(0)),
+        "the run ends with its SSH summary:\n{stdout}"
     );
 }
 
