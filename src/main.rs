@@ -292,7 +292,7 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let code = runtime.block_on(dispatch(&cli.command, &mut ctx));
     reporter.finish();
-    reporter.ssh_summary(started.elapsed());
+    reporter.end_run(started.elapsed());
     code
 }
 

@@ -266,24 +266,23 @@ fn plan_lists_tasks_with_guards_evaluated_and_changes_nothing() {
         &["plan", "--output", "json", "-i", inv.to_str().unwrap()],
         &[],
     );
-    // Every line is one JSON document; the plan is one of them, the run's SSH summary last.
+    // One JSON document per line: the run's SSH summary, then the plan, last (scripts read
+    // a verb's result from the last line).
     let stdout = String::from_utf8_lossy(&json.stdout).to_string();
     let docs: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let plan = docs
-        .iter()
-        .find(|d| d.get("plan").is_some())
-        .unwrap_or_else(|| panic!("no plan document:\n{stdout}"));
+    let [.., summary, plan] = docs.as_slice() else {
+        panic!("fewer than two JSON lines:\n{stdout}")
+    };
     assert!(
         plan["plan"].as_array().is_some_and(|a| !a.is_empty()),
-        "{plan}"
+        "the plan is the last line:\n{stdout}"
     );
     assert!(
-        docs.last()
-            .is_some_and(|d| d["ssh"]["round_trips"].as_u64() > Some(0)),
-        "the run ends with its SSH summary:\n{stdout}"
+        summary["ssh"]["round_trips"].as_u64() > Some(0),
+        "the SSH summary comes before the result:\n{stdout}"
     );
 }
 

@@ -90,6 +90,9 @@ struct State {
     host_bars: HashMap<String, (ProgressBar, Instant)>,
     changed: usize,
     failed: usize,
+    /// JSON documents (a verb's result) held back so that they stay the last lines of the
+    /// run, after the SSH summary: scripts read the result from the last line.
+    results: Vec<String>,
 }
 
 impl Reporter {
@@ -192,9 +195,22 @@ impl Reporter {
         });
     }
 
-    /// The run's SSH work (round trips, time waiting on hosts) against its wall time: a
-    /// JSON line in json mode, a line on stderr with -v. Nothing when no host was reached.
-    pub fn ssh_summary(&self, wall: Duration) {
+    /// Ends the run: its SSH work (round trips, time waiting on hosts) against its wall time
+    /// (a JSON line in json mode, a line on stderr with -v; nothing when no host was
+    /// reached), then the verb's result documents, last.
+    pub fn end_run(&self, wall: Duration) {
+        self.ssh_summary(wall);
+        let results = match self.inner.state.lock() {
+            Ok(mut st) => std::mem::take(&mut st.results),
+            Err(_) => Vec::new(),
+        };
+        let mut out = std::io::stdout().lock();
+        for line in results {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    fn ssh_summary(&self, wall: Duration) {
         let ssh = crate::ssh::stats::snapshot();
         if ssh.connections == 0 && ssh.round_trips == 0 {
             return;
@@ -202,11 +218,14 @@ impl Reporter {
         let wall_ms = wall.as_millis() as u64;
         let orchestration_ms = wall_ms.saturating_sub(ssh.busy_ms);
         match self.inner.mode {
-            OutputMode::Json => self.print_json(&serde_json::json!({
-                "ssh": ssh,
-                "wall_ms": wall_ms,
-                "orchestration_ms": orchestration_ms,
-            })),
+            OutputMode::Json => {
+                let line = serde_json::json!({
+                    "ssh": ssh,
+                    "wall_ms": wall_ms,
+                    "orchestration_ms": orchestration_ms,
+                });
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
             OutputMode::Text if self.inner.verbose => {
                 self.finish();
                 let mut err = std::io::stderr().lock();
@@ -245,12 +264,14 @@ impl Reporter {
         }
     }
 
-    /// Prints one JSON document to stdout in json mode.
+    /// One JSON document (a verb's result) for stdout in json mode, printed by
+    /// [`Reporter::end_run`] after every event, in the order given.
     pub fn print_json(&self, value: &serde_json::Value) {
         if self.inner.mode == OutputMode::Json {
             let clean = self.inner.redactor.redact(&value.to_string());
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{clean}");
+            if let Ok(mut st) = self.inner.state.lock() {
+                st.results.push(clean);
+            }
         }
     }
 
