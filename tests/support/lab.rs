@@ -9,8 +9,9 @@
 //! let (status, out, _) = lab.exec("master-1", "sudo -n true");
 //! ```
 //!
-//! `Lab::up` reuses a running lab of that name when it has the right shape, else brings it up
-//! (the script builds the image and the mirror on first use). The lab is taken down when the
+//! `Lab::up` brings the lab up on fresh hosts, taking down a lab of that name left running by
+//! an earlier run (with `LAB_KEEP=1` it reuses one of the right shape instead); the script
+//! builds the image and the mirror on first use. The lab is taken down when the
 //! `Lab` is dropped and, as a safety net, when the test process exits (a watchdog process),
 //! unless `LAB_KEEP=1`. [`Lab::shared`] gives all tests of one binary the same lab.
 //! [`Options`] picks the hosts' OS (Debian 12, 13 or mixed) and the busy-apt host.
@@ -245,8 +246,8 @@ fn spawn_watchdog(name: &str) {
 }
 
 impl Lab {
-    /// Brings the lab NAME up with that many masters and workers, or reuses it when it already
-    /// runs with that shape (a lab of another shape is taken down first).
+    /// Brings the lab NAME up with that many masters and workers on fresh hosts (a lab of that
+    /// name still running is taken down first, unless `LAB_KEEP=1` and it has that shape).
     pub fn up(name: &str, masters: usize, workers: usize) -> Result<Lab, LabError> {
         Lab::up_with(name, masters, workers, &Options::default())
     }
@@ -259,11 +260,18 @@ impl Lab {
         options: &Options,
     ) -> Result<Lab, LabError> {
         let keep = keep();
-        let was_running = running_shape(name);
+        let mut was_running = running_shape(name);
+        // A test proves something only on fresh hosts: a lab left running by an earlier run
+        // (killed test, ended session) may hold a cluster, a VIP and old packages. LAB_KEEP=1
+        // is the developer's explicit wish to reuse one.
         if let Some(shape) = was_running
-            && shape != (masters, workers)
+            && (!keep || shape != (masters, workers))
         {
+            eprintln!(
+                "lab: {name} was left running by an earlier run; taking it down to start from fresh hosts"
+            );
             run_script(&["down", "--name", name])?;
+            was_running = None;
         }
         if !keep {
             spawn_watchdog(name);

@@ -119,6 +119,8 @@ struct NetworkProbes {
     /// Weave's UDP ports that neither answered nor were refused: probably filtered.
     udp_silent: HashMap<String, Vec<String>>,
     vip_answers: Option<bool>,
+    /// What answered on the VIP ("port 22 accepts connections, MAC ..."), to find the squatter.
+    vip_seen: String,
     probe_errors: HashMap<String, String>,
 }
 
@@ -129,6 +131,8 @@ struct NetworkView {
     #[serde(default)]
     udp_silent: Vec<String>,
     vip_answers: Option<bool>,
+    #[serde(default)]
+    vip_seen: String,
 }
 
 async fn network_probes(ctx: &Ctx) -> NetworkProbes {
@@ -144,6 +148,7 @@ async fn network_probes(ctx: &Ctx) -> NetworkProbes {
                 probes.udp_silent.insert(host, view.udp_silent);
                 if view.vip_answers.is_some() {
                     probes.vip_answers = view.vip_answers;
+                    probes.vip_seen = view.vip_seen;
                 }
             }
             Err(e) => {
@@ -310,9 +315,7 @@ fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
         && let ControlPlane::Vip { vip, .. } = ctx.inventory.cluster.control_plane
         && let Some(first) = verdicts.iter_mut().find(|v| v.roles.contains("master"))
     {
-        first.fail(format!(
-            "VIP {vip} already answers on the network but no master holds it; pick a free address"
-        ));
+        first.fail(vip_taken_message(vip, &net.vip_seen));
     }
     if let Some(holder) = vip_holder(ctx)
         && let Some(v) = verdicts.iter_mut().find(|v| v.host == holder)
@@ -320,6 +323,18 @@ fn judge(ctx: &Ctx, net: &NetworkProbes) -> Vec<HostVerdict> {
         v.reasons.push("holds the VIP".into());
     }
     verdicts
+}
+
+/// The refusal when another machine answers on the VIP, naming what answered.
+fn vip_taken_message(vip: impl std::fmt::Display, seen: &str) -> String {
+    let seen = if seen.is_empty() {
+        String::new()
+    } else {
+        format!(" ({seen})")
+    };
+    format!(
+        "VIP {vip} already answers on the network{seen} but no master holds it; pick a free address, or stop what holds it (a keepalived left from an earlier cluster, say)"
+    )
 }
 
 /// What preflight judges a host against: the run's settings, gathered before any host is
@@ -568,6 +583,51 @@ mod tests {
     use super::*;
     use crate::facts::InterfaceAddress;
     use crate::playbook::Playbooks;
+
+    /// Runs the VIP probe of the `preflight` playbook with the VIP on loopback and VIP_PORT as
+    /// the load balancer's port; what it leaves in `answers` and `seen`.
+    fn probe_vip_on_loopback(vip_port: u16) -> String {
+        let source = Playbooks::Embedded.read("preflight/probe-vip.sh").unwrap();
+        let vars = json!({"vars": {"vip": "127.0.0.1", "vip_port": vip_port}});
+        let script = crate::playbook::Renderer::new()
+            .render("probe-vip.sh", &source, &vars)
+            .unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{script}\nprintf '%s|%s' \"$answers\" \"$seen\""))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn vip_probe_names_the_port_that_answers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let out = probe_vip_on_loopback(open);
+        assert!(
+            out.starts_with("true|") && out.contains(&format!("port {open} accepts connections")),
+            "{out}"
+        );
+        drop(listener);
+        // Nothing listens there any more: the refusal is an answer too (the address is taken).
+        let out = probe_vip_on_loopback(open);
+        assert!(
+            out.starts_with("true|") && out.contains(&format!("port {open} refuses connections")),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_taken_vip_is_refused_with_what_answered() {
+        let message = vip_taken_message(
+            "10.0.0.100",
+            "port 22 accepts connections, MAC 0a:58:0a:f4:01:01",
+        );
+        assert!(message.contains("VIP 10.0.0.100 already answers on the network (port 22 accepts connections, MAC 0a:58:0a:f4:01:01)"), "{message}");
+        assert!(message.contains("pick a free address"), "{message}");
+        assert!(!vip_taken_message("10.0.0.100", "").contains("()"));
+    }
 
     fn families() -> OsFamilies {
         OsFamilies::load(&Playbooks::Embedded).unwrap()
