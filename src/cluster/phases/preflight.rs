@@ -619,6 +619,59 @@ mod tests {
     }
 
     #[test]
+    fn weave_probe_tells_a_listening_peer_a_refusing_one_and_silent_udp_apart() {
+        use std::net::{TcpListener, UdpSocket};
+        // Three peers on loopback addresses of their own. 127.0.0.2 listens on Weave's TCP
+        // port; 127.0.0.3 refuses it and its UDP ports; 127.0.0.4 refuses TCP, but one UDP
+        // port is bound and never answers (what a firewall dropping UDP looks like).
+        let tcp = TcpListener::bind("127.0.0.2:0").unwrap();
+        let tcp_port = tcp.local_addr().unwrap().port();
+        let silent = UdpSocket::bind("127.0.0.4:0").unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        let closed_port = UdpSocket::bind("127.0.0.4:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let peers: Vec<Value> = [
+            ("me", "127.0.0.1"),
+            ("peer-a", "127.0.0.2"),
+            ("peer-b", "127.0.0.3"),
+            ("peer-c", "127.0.0.4"),
+        ]
+        .iter()
+        .map(|(name, address)| json!({"name": name, "address": address}))
+        .collect();
+        let context = json!({
+            "host": {"name": "me"},
+            "masters": [],
+            "vars": {
+                "masters": [],
+                "master_ports": [],
+                "vip_prober": null,
+                "weave": {"peers": peers, "tcp": tcp_port, "udp": [silent_port, closed_port]},
+            },
+        });
+        let books = Playbooks::Embedded;
+        let tasks =
+            crate::playbook::render_all(&books.load("preflight").unwrap(), &context, &books)
+                .unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-ec")
+            .arg(&tasks[0].1)
+            .output()
+            .unwrap();
+        let answer: NetworkView = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert!(answer.unreachable.is_empty(), "{answer:?}");
+        assert_eq!(
+            answer.udp_silent,
+            [format!("peer-c 127.0.0.4:{silent_port}/udp")]
+        );
+        assert_eq!(answer.vip_answers, None);
+    }
+
+    #[test]
     fn a_taken_vip_is_refused_with_what_answered() {
         let message = vip_taken_message(
             "10.0.0.100",
