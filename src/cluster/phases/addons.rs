@@ -580,6 +580,19 @@ fn rook_nodes(ctx: &Ctx) -> Vec<RookNode> {
         .collect()
 }
 
+const POLL_MAX: Duration = Duration::from_secs(3);
+
+/// Pauses between readiness polls: short at first (what is already ready, as on a re-run,
+/// costs one short pause at most), then every 3 s.
+fn poll_pauses() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(POLL_MAX)
+        .without_max_times()
+        .build()
+}
+
 /// Polls `kubectl ARGS -o json` until `ready` accepts it; the last reason on timeout.
 async fn wait(
     ctx: &Ctx,
@@ -589,6 +602,7 @@ async fn wait(
     ready: impl Fn(&Value) -> Result<(), String>,
 ) -> Result<(), String> {
     let started = Instant::now();
+    let mut pauses = poll_pauses();
     let mut full: Vec<&str> = args.to_vec();
     full.extend(["-o", "json"]);
     loop {
@@ -608,13 +622,14 @@ async fn wait(
                 READY_TIMEOUT.as_secs()
             ));
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(pauses.next().unwrap_or(POLL_MAX)).await;
     }
 }
 
 /// With the CNI up, every node must turn Ready.
 async fn wait_nodes_ready(ctx: &Ctx, leader: &Host) -> Result<(), String> {
     let started = Instant::now();
+    let mut pauses = poll_pauses();
     loop {
         let nodes = kube::nodes(ctx, leader).await?;
         let not_ready: Vec<&str> = nodes
@@ -632,7 +647,7 @@ async fn wait_nodes_ready(ctx: &Ctx, leader: &Host) -> Result<(), String> {
                 not_ready.join(", ")
             ));
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(pauses.next().unwrap_or(POLL_MAX)).await;
     }
 }
 
@@ -668,6 +683,19 @@ async fn report_ceph_health(ctx: &Ctx, leader: &Host) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_polls_start_short_and_settle_at_three_seconds() {
+        let pauses: Vec<Duration> = poll_pauses().take(8).collect();
+        assert_eq!(pauses[0], Duration::from_millis(250));
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
+        assert_eq!(pauses[7], POLL_MAX);
+        // The first pauses add up to less than one old fixed 3 s pause.
+        assert!(
+            pauses[..3].iter().sum::<Duration>() < POLL_MAX,
+            "{pauses:?}"
+        );
+    }
 
     const LISTED: &str = "DaemonSet kube-system/kube-proxy
 DaemonSet kube-system/weave-net
