@@ -27,6 +27,28 @@ fn skip_reason(t: &Target) -> Option<String> {
     }
 }
 
+/// Why the drain of NODE (through master VIA) failed, and what to do: an API that never
+/// answered, evictions still refused when the timeout ran out (PodDisruptionBudgets, or pods
+/// that would not end), or anything else kubectl reported.
+fn drain_failure(node: &str, via: &str, timeout_secs: u64, why: &str) -> String {
+    if why.contains(API_ANSWERS_TASK) {
+        format!(
+            "{node} was not drained: the API did not answer through {via} ({why}); nothing was changed. Check the control plane with `installer status`, then run remove-node again"
+        )
+    } else if why.contains("global timeout reached") || why.contains("disruption budget") {
+        format!(
+            "{node} was not drained within {timeout_secs}s ({why}); it stays cordoned, nothing else was changed. A PodDisruptionBudget may forbid the evictions: check `kubectl get pdb -A`, then run remove-node again with a longer --drain-timeout, or with --force to remove it anyway"
+        )
+    } else {
+        format!(
+            "{node} was not drained ({why}); it may stay cordoned, nothing else was changed. Fix what kubectl reports, then run remove-node again, or with --force to remove it anyway"
+        )
+    }
+}
+
+/// The first task of `remove-node/drain`: the API must answer before anything is drained.
+const API_ANSWERS_TASK: &str = "The API answers through this master";
+
 impl Phase for DrainNode<'_> {
     fn title(&self) -> &'static str {
         "Drain the node"
@@ -59,11 +81,7 @@ impl Phase for DrainNode<'_> {
                 }
                 Err(why) => Err(PhaseError::new(
                     self.title(),
-                    format!(
-                        "{} was not drained within {}s ({why}); it stays cordoned, nothing else was changed. A PodDisruptionBudget may forbid the evictions: check `kubectl get pdb -A`, then run remove-node again with a longer --drain-timeout, or with --force to remove it anyway",
-                        t.name(),
-                        self.timeout_secs
-                    ),
+                    drain_failure(t.name(), &t.via.name, self.timeout_secs, &why),
                 )),
             }
         })
@@ -88,5 +106,59 @@ impl Phase for DrainNode<'_> {
 fn clear_failure(ctx: &mut Ctx, host: &str) {
     if let Some(state) = ctx.hosts.get_mut(host) {
         state.error = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_playbook_starts_with_the_api_check_the_message_looks_for() {
+        let playbook = crate::playbook::Playbooks::Embedded
+            .load("remove-node/drain")
+            .unwrap();
+        assert_eq!(playbook.tasks[0].name, API_ANSWERS_TASK);
+    }
+
+    #[test]
+    fn a_drain_failure_names_its_cause() {
+        let pdb = drain_failure(
+            "worker-2",
+            "master-1",
+            10,
+            "kubectl: error when evicting pods/\"pinned\" -n \"default\": global timeout reached: 10s",
+        );
+        assert!(
+            pdb.starts_with("worker-2 was not drained within 10s"),
+            "{pdb}"
+        );
+        assert!(
+            pdb.contains("kubectl get pdb -A") && pdb.contains("--force"),
+            "{pdb}"
+        );
+
+        let api = drain_failure(
+            "worker-2",
+            "master-1",
+            10,
+            "master-1: task 'The API answers through this master' failed after 30 tries: exit 1",
+        );
+        assert!(
+            api.contains("the API did not answer through master-1"),
+            "{api}"
+        );
+        assert!(!api.contains("PodDisruptionBudget"), "{api}");
+
+        let other = drain_failure(
+            "worker-2",
+            "master-1",
+            10,
+            "exit 1: error: nodes \"worker-2\" not found",
+        );
+        assert!(
+            !other.contains("PodDisruptionBudget") && other.contains("--force"),
+            "{other}"
+        );
     }
 }
