@@ -44,15 +44,26 @@ impl HostLogs {
     pub fn write(&self, host: &str, text: &str) {
         let clean = self.redactor.redact(text);
         let stamp = time::OffsetDateTime::now_utc();
+        // Milliseconds: most commands take less than a second, and the gaps between them are
+        // what someone reading a slow run looks for.
         let prefix = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
             stamp.year(),
             u8::from(stamp.month()),
             stamp.day(),
             stamp.hour(),
             stamp.minute(),
-            stamp.second()
+            stamp.second(),
+            stamp.millisecond()
         );
+        // One write per call: outputs of megabytes (a CRD list) were written line by line.
+        let mut stamped = String::with_capacity(clean.len() + clean.len() / 8);
+        for line in clean.lines() {
+            stamped.push_str(&prefix);
+            stamped.push(' ');
+            stamped.push_str(line);
+            stamped.push('\n');
+        }
         let Ok(mut files) = self.files.lock() else {
             return;
         };
@@ -71,9 +82,7 @@ impl HostLogs {
                 }
             }
         };
-        for line in clean.lines() {
-            let _ = writeln!(file, "{prefix} {line}");
-        }
+        let _ = file.write_all(stamped.as_bytes());
     }
 }
 
@@ -98,6 +107,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("$ kubeadm join --token [REDACTED]"), "{text}");
+        // Every line stamped to the millisecond: 2026-12-05T12:00:00.123Z
+        let stamp = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ").unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.lines().all(|l| stamp.is_match(l)), "{text}");
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&logs.path_for("master-1")), 0o600);
