@@ -14,7 +14,10 @@ use serde::Deserialize;
 use crate::playbook::Playbooks;
 
 pub use manifests::{RookNode, dashboard_admin, headlamp, rook_cluster, weave};
-pub use readiness::{CephHealth, ceph_health, crds_established, daemonset_ready, deployment_ready};
+pub use readiness::{
+    CRD_ESTABLISHED_JSONPATH, CephHealth, ceph_health, crds_established, daemonset_ready,
+    deployment_ready,
+};
 
 /// One release of one addon: where its files are and what they must hash to.
 #[derive(Debug, Clone, Deserialize)]

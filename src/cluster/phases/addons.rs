@@ -504,8 +504,9 @@ async fn install(
             wait_nodes_ready(ctx, leader).await
         }
         Addon::Rook => {
-            wait(ctx, leader, "Rook's CRDs", &["get", "crd"], |list| {
-                addons::crds_established(list, ".ceph.rook.io", 1)
+            let crds = ["get", "crd", "-o", addons::CRD_ESTABLISHED_JSONPATH];
+            wait_text(ctx, leader, "Rook's CRDs", &crds, |listing| {
+                addons::crds_established(listing, ".ceph.rook.io", 1)
             })
             .await?;
             wait(
@@ -601,18 +602,32 @@ async fn wait(
     args: &[&str],
     ready: impl Fn(&Value) -> Result<(), String>,
 ) -> Result<(), String> {
-    let started = Instant::now();
-    let mut pauses = poll_pauses();
     let mut full: Vec<&str> = args.to_vec();
     full.extend(["-o", "json"]);
+    wait_text(ctx, leader, what, &full, |out| {
+        match serde_json::from_str::<Value>(out) {
+            Ok(doc) => ready(&doc),
+            Err(e) => Err(format!("unexpected answer: {e}")),
+        }
+    })
+    .await
+}
+
+/// Polls `kubectl ARGS` until `ready` accepts its output; the last reason on timeout.
+async fn wait_text(
+    ctx: &Ctx,
+    leader: &Host,
+    what: &str,
+    args: &[&str],
+    ready: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut pauses = poll_pauses();
     loop {
-        let why = match kube::kubectl(ctx, leader, &full).await {
-            Ok(out) => match serde_json::from_str::<Value>(&out) {
-                Ok(doc) => match ready(&doc) {
-                    Ok(()) => return Ok(()),
-                    Err(why) => why,
-                },
-                Err(e) => format!("unexpected answer: {e}"),
+        let why = match kube::kubectl(ctx, leader, args).await {
+            Ok(out) => match ready(&out) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
             },
             Err(e) => e,
         };
