@@ -295,11 +295,25 @@ async fn etcd_and_via(
 /// quorum (or for want of a healthy master) stands only when it holds for this long.
 const SETTLE: Duration = Duration::from_secs(30);
 
+/// The etcd member of NAME, the master to work through, and the cluster's nodes. Right after
+/// a member is removed (a re-run of an interrupted removal), etcd elects a leader and the API
+/// answers "etcd unavailable" for a moment even once /readyz passed: the node list is read
+/// inside the same settling window.
+async fn etcd_via_and_nodes(
+    ctx: &Ctx,
+    name: &str,
+    inventory_host: Option<&Host>,
+) -> Result<(Option<EtcdMember>, Host, Vec<Node>), String> {
+    let (member, via) = etcd_and_via(ctx, name, inventory_host).await?;
+    let nodes = kube::nodes(ctx, &via).await?;
+    Ok((member, via, nodes))
+}
+
 async fn check(ctx: &mut Ctx, name: &str, force: bool) -> Result<Target, String> {
     let inventory_host = ctx.inventory.host(name).cloned();
     let started = Instant::now();
-    let (member, via) = loop {
-        match etcd_and_via(ctx, name, inventory_host.as_ref()).await {
+    let (member, via, nodes) = loop {
+        match etcd_via_and_nodes(ctx, name, inventory_host.as_ref()).await {
             Ok(found) => break found,
             Err(e) if started.elapsed() < SETTLE => {
                 ctx.reporter.info(format!(
@@ -310,7 +324,6 @@ async fn check(ctx: &mut Ctx, name: &str, force: bool) -> Result<Target, String>
             Err(e) => return Err(e),
         }
     };
-    let nodes = kube::nodes(ctx, &via).await?;
     let node = nodes.iter().find(|n| n.metadata.name == name);
     if node.is_none() && member.is_none() {
         let names: Vec<&str> = nodes.iter().map(|n| n.metadata.name.as_str()).collect();
