@@ -1,6 +1,7 @@
 //! `installer upgrade` end to end on the lab (lab `upg`, 3 masters + 2 workers, containerd):
 //! up at 1.36.2, an unsafe upgrade refused with nothing changed, `plan upgrade` changing
-//! nothing, the upgrade to 1.37.1 while a thread samples the API through the VIP every 100 ms,
+//! nothing, the upgrade to 1.37.1 while a thread samples the API through the VIP every 100 ms
+//! (not one sample may fail),
 //! then every node, static pod and package at 1.37.1 and held, a second run changing nothing,
 //! `up` refusing the old inventory and, with the new one, changing only containerd's pause
 //! image (then nothing on the run after).
@@ -200,7 +201,7 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
 
     eprintln!("step 4: upgrade to {TO} while the API is sampled through the VIP");
     // A PodDisruptionBudget-free workload on the workers that the drains must move.
-    let sampler = VipPoller::start(kubeconfig.clone(), lab.vip());
+    let sampler = VipPoller::start_patient(kubeconfig.clone(), lab.vip());
     let started = Instant::now();
     let text = ok(&[
         "upgrade",
@@ -214,7 +215,9 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
         "120",
     ]);
     let took = started.elapsed().as_secs_f64();
+    let failures = sampler.failures();
     let (samples, failed, longest) = sampler.finish();
+    eprintln!("{text}");
     eprintln!("figure: upgrade {FROM} -> {TO} on 3 masters + 2 workers took {took:.0} s");
     eprintln!(
         "figure: API through the VIP during the upgrade: {samples} samples, {failed} failed, longest gap {longest:.1} s"
@@ -228,9 +231,11 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
         "{text}"
     );
     assert!(samples > 50, "too few samples: {samples}");
-    assert!(
-        longest < 10.0,
-        "the API through the VIP was down for {longest:.1} s"
+    // Every master is out of haproxy's rotation while its control plane or kubelet restarts:
+    // no client of the VIP may see a failure (before that, 12-32 of 300-400 polls failed).
+    assert_eq!(
+        failed, 0,
+        "{failed} of {samples} polls of the API through the VIP failed during the upgrade (longest gap {longest:.1} s):\n{failures}"
     );
 
     eprintln!("step 5: every node, static pod and package at {TO}, held, uncordoned");
@@ -278,6 +283,38 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     let again = ok(&["upgrade", "-i", inv_s, "--to", TO]);
     assert!(again.contains("nothing changed"), "{again}");
     assert_eq!(after, states(lab), "the second upgrade changed a host");
+
+    eprintln!("step 6b: a master an interrupted run left drained is put back by the next run");
+    let haproxy = |host: &str, cmd: &str| {
+        lab.exec_ok(
+            host,
+            &format!("echo '{cmd}' | sudo socat stdio unix-connect:/run/haproxy-installer.sock"),
+        )
+    };
+    let master2_status = |host: &str| -> String {
+        haproxy(host, "show stat")
+            .lines()
+            .find(|l| l.starts_with("kube-apiserver,master-2,"))
+            .and_then(|l| l.split(',').nth(17))
+            .unwrap_or_default()
+            .to_string()
+    };
+    for m in MASTERS {
+        haproxy(m, "set server kube-apiserver/master-2 state drain");
+        assert_eq!(master2_status(m), "DRAIN", "{m}");
+    }
+    let again = ok(&["upgrade", "-i", inv_s, "--to", TO]);
+    assert!(
+        again.contains("Put API servers back into haproxy's rotation"),
+        "{again}"
+    );
+    for m in MASTERS {
+        assert_eq!(
+            master2_status(m),
+            "UP",
+            "{m}: master-2 still out of rotation"
+        );
+    }
 
     eprintln!("step 7: up refuses the old inventory, converges with the new version");
     let out = installer(&["up", "-i", inv_s]);

@@ -17,6 +17,7 @@ pub struct Defaults {
     pub images: Images,
     pub containerd: ContainerdNeeds,
     pub ports: Ports,
+    pub haproxy: Haproxy,
     pub bootstrap_token: TokenPolicy,
     pub runtimes: Runtimes,
     /// The patch an upgrade chain stops at when it passes through this minor.
@@ -113,6 +114,14 @@ pub struct Ports {
     pub scheduler: u16,
     pub weave_tcp: u16,
     pub weave_udp: Vec<u16>,
+}
+
+/// The load balancer's names the playbooks share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Haproxy {
+    pub backend: String,
+    pub admin_socket: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

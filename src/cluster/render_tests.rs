@@ -133,6 +133,9 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["aside"] = json!("/etc/kubernetes/installer-stopped-manifests");
     vars["lb_settle_seconds"] = json!(5);
     vars["move_leader"] = json!(true);
+    // api-backend
+    vars["backend"] = json!({"name": "master-2", "address": "10.0.0.12"});
+    vars["backends"] = json!([{"name": "master-1", "address": "10.0.0.11"}, {"name": "master-2", "address": "10.0.0.12"}]);
     vars["remote_dir"] = json!("/var/lib/installer/etcd-restore");
     let members: serde_json::Map<String, Value> = ctx
         .inventory

@@ -15,32 +15,54 @@ pub struct VipPoller {
     started: Instant,
     /// (seconds since start, answered ready).
     samples: Arc<Mutex<Vec<(f64, bool)>>>,
+    /// (seconds since start, what kubectl said) for each failed poll.
+    failures: Arc<Mutex<Vec<(f64, String)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl VipPoller {
-    /// Starts polling `https://VIP:8443/readyz` with the credentials of KUBECONFIG.
+    /// Starts polling `https://VIP:8443/readyz` with the credentials of KUBECONFIG; a poll
+    /// unanswered after 2 s fails (fault tests: how soon the VIP answers again).
     pub fn start(kubeconfig: PathBuf, vip: &str) -> VipPoller {
+        VipPoller::start_waiting(kubeconfig, vip, 2)
+    }
+
+    /// Like `start`, but a poll waits up to 10 s for its answer, as a client would: for the
+    /// tests that demand no failed poll at all, where an answer slowed by a busy test
+    /// machine is not an outage (an error answer, a refused or cut connection still fails).
+    pub fn start_patient(kubeconfig: PathBuf, vip: &str) -> VipPoller {
+        VipPoller::start_waiting(kubeconfig, vip, 10)
+    }
+
+    fn start_waiting(kubeconfig: PathBuf, vip: &str, timeout_secs: u64) -> VipPoller {
         let started = Instant::now();
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let server = format!("https://{vip}:8443");
-        let (s, halt) = (samples.clone(), stop.clone());
+        let (s, f, halt) = (samples.clone(), failures.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !halt.load(Ordering::Relaxed) {
                 let sent = Instant::now();
-                let ok = Command::new(KUBECTL)
+                let out = Command::new(KUBECTL)
                     .arg("--kubeconfig")
                     .arg(&kubeconfig)
-                    .args(["--server", &server, "--request-timeout=2s"])
+                    .args(["--server", &server])
+                    .arg(format!("--request-timeout={timeout_secs}s"))
                     .args(["get", "--raw", "/readyz"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|st| st.success());
+                    .stdin(Stdio::null())
+                    .output();
+                let ok = out.as_ref().is_ok_and(|o| o.status.success());
                 let at = sent.duration_since(started).as_secs_f64();
                 s.lock().unwrap().push((at, ok));
+                if !ok {
+                    let said = match &out {
+                        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    f.lock().unwrap().push((at, said));
+                }
                 if let Some(rest) = Duration::from_millis(100).checked_sub(sent.elapsed()) {
                     std::thread::sleep(rest);
                 }
@@ -49,6 +71,7 @@ impl VipPoller {
         VipPoller {
             started,
             samples,
+            failures,
             stop,
             thread: Some(thread),
         }
@@ -112,6 +135,16 @@ impl VipPoller {
         }
         let samples = self.samples.lock().unwrap().clone();
         longest_outage(&samples)
+    }
+
+    /// Each failed poll so far: "at 12.3s: what kubectl said", one per line.
+    pub fn failures(&self) -> String {
+        self.failures
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, said)| format!("at {t:.1}s: {said}\n"))
+            .collect()
     }
 }
 

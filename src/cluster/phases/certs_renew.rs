@@ -1,9 +1,11 @@
 //! `kubeadm certs renew all` on one master at a time, then that master's control plane
 //! restarted (the static pods read certificates only at start) and healthy before the next:
-//! the other masters keep serving the API through the endpoint meanwhile.
+//! the other masters keep serving the API through the endpoint meanwhile, and the master
+//! renewed is out of haproxy's rotation until it answers ready again.
 
 use serde_json::json;
 
+use super::api_backend;
 use super::static_pods::{self, CONTROL_PLANE};
 use crate::cluster::Ctx;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
@@ -48,6 +50,7 @@ impl Phase for CertsRenew {
 
     fn plan<'a>(&'a self, ctx: &'a mut Ctx) -> PlanFuture<'a> {
         Box::pin(async move {
+            let drained = api_backend::in_use(ctx);
             Ok(ctx
                 .inventory
                 .masters()
@@ -56,8 +59,10 @@ impl Phase for CertsRenew {
                         self.title(),
                         &m.name,
                         format!(
-                            "kubeadm certs renew all; restart {} (manifests out and back), wait until healthy; then the next master",
-                            CONTROL_PLANE.join(", ")
+                            "{}kubeadm certs renew all; restart {} (manifests out and back), wait until healthy{}; then the next master",
+                            if drained { "out of haproxy's rotation; " } else { "" },
+                            CONTROL_PLANE.join(", "),
+                            if drained { "; back in rotation" } else { "" }
                         ),
                     )
                 })

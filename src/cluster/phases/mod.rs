@@ -1,6 +1,7 @@
 //! One small file per phase.
 
 mod addons;
+mod api_backend;
 mod certs_check;
 mod certs_renew;
 mod connect;

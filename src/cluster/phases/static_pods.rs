@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use super::api_backend;
 use crate::cluster::Ctx;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::inventory::Host;
@@ -50,7 +51,7 @@ impl Phase for ControlPlanePods {
         Box::pin(async move {
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
             let hosts: Vec<&Host> = masters.iter().collect();
-            let targets = ctx.targets(&hosts, &vars(self.0, false));
+            let targets = ctx.targets(&hosts, &vars(self.0, false, 0));
             ctx.apply("static-pods", targets)
                 .await
                 .map_err(|m| PhaseError::new(self.title(), m))?;
@@ -79,26 +80,35 @@ impl Phase for ControlPlanePods {
 }
 
 /// Seconds haproxy needs to mark a stopped API server down (`fall 2` checks `inter 2s`
-/// apart in playbooks/load-balancer/haproxy.cfg.j2), plus a margin.
+/// apart in playbooks/load-balancer/haproxy.cfg.j2), plus a margin: waited after the API
+/// server stops when it could not be drained first (an endpoint the user runs).
 const LB_SETTLE_SECONDS: u64 = 5;
 
 /// `move_leader`: hand etcd's leadership to another member before this one stops (when the
-/// others keep running; pointless when every master stops).
-fn vars(action: Action, move_leader: bool) -> serde_json::Value {
+/// others keep running; pointless when every master stops). `settle`: seconds to wait after
+/// the API server stopped, for a load balancer to notice.
+fn vars(action: Action, move_leader: bool, settle: u64) -> serde_json::Value {
     json!({
         "action": action.word(),
         "pods": CONTROL_PLANE,
         "aside": ASIDE,
-        "lb_settle_seconds": LB_SETTLE_SECONDS,
+        "lb_settle_seconds": settle,
         "move_leader": move_leader,
     })
 }
 
-/// Restarts the control plane of `master` alone (stop, then start and wait until healthy).
+/// Restarts the control plane of `master` alone (stop, then start and wait until healthy),
+/// drained from haproxy's rotation meanwhile.
 pub async fn restart_on(ctx: &mut Ctx, master: &Host) -> Result<(), String> {
+    let settle = if api_backend::in_use(ctx) {
+        0
+    } else {
+        LB_SETTLE_SECONDS
+    };
+    api_backend::drain(ctx, master).await?;
     for action in [Action::Stop, Action::Start] {
-        let targets = ctx.targets(&[master], &vars(action, true));
+        let targets = ctx.targets(&[master], &vars(action, true, settle));
         ctx.apply("static-pods", targets).await?;
     }
-    Ok(())
+    api_backend::restore(ctx).await
 }

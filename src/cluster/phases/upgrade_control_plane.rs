@@ -6,6 +6,7 @@
 use semver::Version;
 use serde_json::json;
 
+use super::api_backend;
 use super::join_masters::run_playbook;
 use super::upgrade_preflight::read_versions;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
@@ -40,6 +41,8 @@ impl Phase for UpgradeControlPlane {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
             let masters = Self::masters(ctx).map_err(err)?;
+            let refs: Vec<&Host> = masters.iter().collect();
+            let versions = read_versions(ctx, &refs).await.map_err(err)?;
             let vars = json!({"ignore_preflight": kubeadm_config::ignore_preflight(ctx)});
             for (i, master) in masters.iter().enumerate() {
                 let playbook = if i == 0 {
@@ -47,9 +50,17 @@ impl Phase for UpgradeControlPlane {
                 } else {
                     "upgrade/node"
                 };
+                let on = |m: String| err(format!("{}: {m}", master.name));
+                let upgraded = versions
+                    .get(&master.name)
+                    .is_some_and(|h| h.control_plane_at(&self.version));
+                if !upgraded {
+                    api_backend::drain(ctx, master).await.map_err(on)?;
+                }
                 run_playbook(ctx, playbook, master, &vars)
                     .await
-                    .map_err(|m| err(format!("{}: {m}", master.name)))?;
+                    .map_err(on)?;
+                api_backend::restore(ctx).await.map_err(on)?;
             }
             Ok(())
         })
@@ -75,6 +86,11 @@ impl Phase for UpgradeControlPlane {
                         .get(&m.name)
                         .map(|h| h.control_plane.join(", "))
                         .unwrap_or_default();
+                    let step = if api_backend::in_use(ctx) {
+                        format!("{step}, drained from haproxy's rotation until it answers ready")
+                    } else {
+                        step
+                    };
                     if versions.get(&m.name).is_some_and(|h| h.control_plane_at(v)) {
                         PlannedStep::skip(
                             self.title(),

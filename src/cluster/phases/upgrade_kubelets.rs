@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use semver::Version;
 use serde_json::{Value, json};
 
+use super::api_backend;
 use super::join_masters::run_playbook;
 use super::upgrade_preflight::{parse, read_versions};
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
@@ -131,10 +132,19 @@ impl UpgradeKubelets {
                 .await
                 .map_err(|m| format!("draining {}: {m}; the node stays cordoned: look at what blocks the drain (a PodDisruptionBudget?), then run the upgrade again", node.name))?;
         }
+        // Should the kubelet's restart take the master's static pods down with it (the lab's
+        // kubelet does), no client of the VIP meets them restarting.
+        let masters: Vec<&Host> = batch.iter().filter(|h| h.is_master()).collect();
+        for master in &masters {
+            api_backend::drain(ctx, master).await?;
+        }
         let refs: Vec<&Host> = batch.iter().collect();
         let targets = ctx.targets(&refs, &vars);
         ctx.apply("upgrade/kubelet", targets).await?;
         self.wait_ready(ctx, leader, batch).await?;
+        if !masters.is_empty() {
+            api_backend::restore(ctx).await?;
+        }
         for node in batch {
             run_playbook(ctx, "upgrade/uncordon", leader, &json!({"node": node.name})).await?;
             ctx.reporter.host_info(

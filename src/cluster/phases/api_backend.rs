@@ -1,0 +1,47 @@
+//! A master's API server out of every haproxy's rotation while its control plane restarts
+//! (upgrade, certificate renewal) and back once it answers ready (`playbooks/api-backend`):
+//! clients of the VIP reach only API servers that can answer. Nothing to do without our
+//! load balancer (a single master, or an endpoint the user runs).
+
+use serde_json::json;
+
+use crate::cluster::Ctx;
+use crate::inventory::{ControlPlane, Host};
+
+/// Whether the cluster's endpoint is our haproxy with more than one backend to fall back on.
+pub fn in_use(ctx: &Ctx) -> bool {
+    matches!(
+        ctx.inventory.cluster.control_plane,
+        ControlPlane::Vip { .. }
+    ) && ctx.usable(Host::is_master).count() > 1
+}
+
+fn backend(h: &Host) -> serde_json::Value {
+    json!({"name": h.name, "address": h.address})
+}
+
+/// Drains MASTER in every master's haproxy (and moves its etcd leadership away).
+pub async fn drain(ctx: &mut Ctx, master: &Host) -> Result<(), String> {
+    if !in_use(ctx) {
+        return Ok(());
+    }
+    let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
+    let hosts: Vec<&Host> = masters.iter().collect();
+    let vars = json!({"action": "drain", "backend": backend(master)});
+    let targets = ctx.targets(&hosts, &vars);
+    ctx.apply("api-backend", targets).await.map(|_| ())
+}
+
+/// Puts every drained master back into rotation once it answers /readyz; changes nothing
+/// when none is drained (so it also finishes what an interrupted run left).
+pub async fn restore(ctx: &mut Ctx) -> Result<(), String> {
+    if !in_use(ctx) {
+        return Ok(());
+    }
+    let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
+    let hosts: Vec<&Host> = masters.iter().collect();
+    let backends: Vec<serde_json::Value> = masters.iter().map(backend).collect();
+    let vars = json!({"action": "ready", "backends": backends});
+    let targets = ctx.targets(&hosts, &vars);
+    ctx.apply("api-backend", targets).await.map(|_| ())
+}
