@@ -217,7 +217,6 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     let took = started.elapsed().as_secs_f64();
     let failures = sampler.failures();
     let (samples, failed, longest) = sampler.finish();
-    eprintln!("{text}");
     eprintln!("figure: upgrade {FROM} -> {TO} on 3 masters + 2 workers took {took:.0} s");
     eprintln!(
         "figure: API through the VIP during the upgrade: {samples} samples, {failed} failed, longest gap {longest:.1} s"

@@ -22,26 +22,23 @@ fn backend(h: &Host) -> serde_json::Value {
 
 /// Drains MASTER in every master's haproxy (and moves its etcd leadership away).
 pub async fn drain(ctx: &mut Ctx, master: &Host) -> Result<(), String> {
-    if !in_use(ctx) {
-        return Ok(());
-    }
-    let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
-    let hosts: Vec<&Host> = masters.iter().collect();
-    let vars = json!({"action": "drain", "backend": backend(master)});
-    let targets = ctx.targets(&hosts, &vars);
-    ctx.apply("api-backend", targets).await.map(|_| ())
+    on_every_master(ctx, json!({"action": "drain", "backend": backend(master)})).await
 }
 
 /// Puts every drained master back into rotation once it answers /readyz; changes nothing
 /// when none is drained (so it also finishes what an interrupted run left).
 pub async fn restore(ctx: &mut Ctx) -> Result<(), String> {
+    let backends: Vec<serde_json::Value> = ctx.usable(Host::is_master).map(backend).collect();
+    on_every_master(ctx, json!({"action": "ready", "backends": backends})).await
+}
+
+/// `playbooks/api-backend` with VARS on every master's haproxy, when there is one to drive.
+async fn on_every_master(ctx: &mut Ctx, vars: serde_json::Value) -> Result<(), String> {
     if !in_use(ctx) {
         return Ok(());
     }
     let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
     let hosts: Vec<&Host> = masters.iter().collect();
-    let backends: Vec<serde_json::Value> = masters.iter().map(backend).collect();
-    let vars = json!({"action": "ready", "backends": backends});
     let targets = ctx.targets(&hosts, &vars);
     ctx.apply("api-backend", targets).await.map(|_| ())
 }

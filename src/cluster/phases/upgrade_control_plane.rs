@@ -44,6 +44,9 @@ impl Phase for UpgradeControlPlane {
             let refs: Vec<&Host> = masters.iter().collect();
             let versions = read_versions(ctx, &refs).await.map_err(err)?;
             let vars = json!({"ignore_preflight": kubeadm_config::ignore_preflight(ctx)});
+            // A master an interrupted run left drained is back in rotation before another
+            // one leaves it.
+            api_backend::restore(ctx).await.map_err(err)?;
             for (i, master) in masters.iter().enumerate() {
                 let playbook = if i == 0 {
                     "upgrade/apply"
@@ -60,7 +63,9 @@ impl Phase for UpgradeControlPlane {
                 run_playbook(ctx, playbook, master, &vars)
                     .await
                     .map_err(on)?;
-                api_backend::restore(ctx).await.map_err(on)?;
+                if !upgraded {
+                    api_backend::restore(ctx).await.map_err(on)?;
+                }
             }
             Ok(())
         })
