@@ -56,6 +56,22 @@ pub enum WatchEvent {
     Delete(Kv, i64),
 }
 
+/// gRPC's codes.Unavailable, as the JSON gateway reports it in an error body.
+const GRPC_UNAVAILABLE: i64 = 14;
+
+/// How one pass over the endpoints failed.
+enum Attempt {
+    /// etcd answered codes.Unavailable (an election, a leadership transfer): worth a retry.
+    Unavailable(String),
+    /// Anything else: no endpoint reachable, a TLS error, a non-transient error.
+    Failed(String),
+}
+
+/// Whether a gateway error body carries codes.Unavailable.
+fn says_unavailable(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|v| v["code"].as_i64() == Some(GRPC_UNAVAILABLE))
+}
+
 #[derive(Clone)]
 pub struct Etcd {
     http: reqwest::Client,
@@ -125,10 +141,35 @@ impl Etcd {
         })
     }
 
+    /// One gateway call. Reads (`kv/range`) are retried the way clientv3's retry interceptor
+    /// retries a repeatable RPC: while etcd answers codes.Unavailable (14: "leader changed",
+    /// "no leader" during an election or a leadership transfer), every 25 ms, at most 100
+    /// times (client/v3 options.go `defaultUnaryMaxRetries`, `defaultBackoffWaitBetween`;
+    /// retry_interceptor.go `isSafeRetryImmutableRPC`). Writes are never retried.
     async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        const MAX_RETRIES: usize = 100;
+        const WAIT: Duration = Duration::from_millis(25);
+        let repeatable = path == "kv/range";
+        let mut retries = 0;
+        loop {
+            match self.call_once(path, &body).await {
+                Err(Attempt::Unavailable(_)) if repeatable && retries < MAX_RETRIES => {
+                    retries += 1;
+                    tokio::time::sleep(WAIT).await;
+                }
+                Err(Attempt::Unavailable(e) | Attempt::Failed(e)) => {
+                    return Err(EtcdError::Unavailable(e));
+                }
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    async fn call_once(&self, path: &str, body: &Value) -> Result<Value, Attempt> {
         let n = self.endpoints.len();
         let start = self.preferred.load(Ordering::Relaxed);
         let mut last_err = String::new();
+        let mut unavailable = false;
         for i in 0..n {
             let idx = (start + i) % n;
             let url = format!("{}/v3/{path}", self.endpoints[idx].trim_end_matches('/'));
@@ -136,26 +177,29 @@ impl Etcd {
                 .http
                 .post(&url)
                 .timeout(Duration::from_secs(5))
-                .json(&body)
+                .json(body)
                 .send()
                 .await;
             match res {
                 Ok(r) if r.status().is_success() => {
                     self.preferred.store(idx, Ordering::Relaxed);
-                    return r
-                        .json()
-                        .await
-                        .map_err(|e| EtcdError::Unavailable(e.to_string()));
+                    return r.json().await.map_err(|e| Attempt::Failed(e.to_string()));
                 }
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
+                    // The gateway's error body carries the gRPC code.
+                    unavailable |= says_unavailable(&text);
                     last_err = format!("{url}: {status} {text}");
                 }
                 Err(e) => last_err = format!("{url}: {e}"),
             }
         }
-        Err(EtcdError::Unavailable(last_err))
+        Err(if unavailable {
+            Attempt::Unavailable(last_err)
+        } else {
+            Attempt::Failed(last_err)
+        })
     }
 
     /// Linearizable read of the cluster revision: fails without quorum (used by /readyz).
@@ -359,6 +403,19 @@ impl Etcd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unavailable_answer_makes_a_read_worth_retrying() {
+        // etcd 3.4's gateway body during a leadership transfer, and during an election.
+        let changed = r#"{"error":"etcdserver: leader changed","message":"etcdserver: leader changed","code":14}"#;
+        let no_leader =
+            r#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#;
+        assert!(says_unavailable(changed) && says_unavailable(no_leader));
+        let compacted =
+            r#"{"error":"etcdserver: mvcc: required revision has been compacted","code":11}"#;
+        assert!(!says_unavailable(compacted));
+        assert!(!says_unavailable("502 Bad Gateway"));
+    }
 
     #[test]
     fn prefix_end_increments_last_byte() {

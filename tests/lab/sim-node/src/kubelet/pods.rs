@@ -308,7 +308,7 @@ fn start(name: &str, hash: &str, pod: &Value) -> Result<Child> {
         );
     }
     if exe_name == "etcd" {
-        argv = etcd_args_for(&exe, argv);
+        argv = etcd_args_for(&exe, c["image"].as_str().unwrap_or_default(), argv);
     }
     let log_dir = p(paths::LOG_DIR);
     std::fs::create_dir_all(&log_dir)?;
@@ -350,8 +350,9 @@ fn start(name: &str, hash: &str, pod: &Value) -> Result<Child> {
 /// The lab's etcd "image" is Debian's etcd 3.4, while kubeadm writes the flag names of the
 /// etcd its image tag names (3.6+: `--feature-gates=InitialCorruptCheck=true`,
 /// `--watch-progress-notify-interval`). A real image would carry a matching binary; here the
-/// flags are translated to the 3.4 names when the binary is older than 3.6.
-fn etcd_args_for(exe: &Path, argv: Vec<String>) -> Vec<String> {
+/// flags are translated to the 3.4 names when the binary is older than 3.6, and the image's
+/// defaults that 3.4 lacks are given explicitly (`etcd_image_defaults`).
+fn etcd_args_for(exe: &Path, image: &str, argv: Vec<String>) -> Vec<String> {
     let version = Command::new(exe)
         .arg("--version")
         .output()
@@ -361,11 +362,37 @@ fn etcd_args_for(exe: &Path, argv: Vec<String>) -> Vec<String> {
                 .lines()
                 .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
         });
-    let old = version
-        .as_deref()
-        .map(|v| !crate::images::etcd_tag_at_least_3_6(v))
-        .unwrap_or(false);
-    if old { etcd_34_args(argv) } else { argv }
+    let Some(binary) = version else {
+        return argv;
+    };
+    let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+    let argv = etcd_image_defaults(&binary, tag, argv);
+    if crate::images::etcd_tag_at_least_3_6(&binary) {
+        argv
+    } else {
+        etcd_34_args(argv)
+    }
+}
+
+/// etcd 3.5 turned `--pre-vote` on by default (server/embed/config.go `NewConfig`: `PreVote:
+/// true`); 3.4 defaults it to false. Without pre-vote a member that restarts and misses the
+/// leader's first heartbeats campaigns with a higher term and deposes a healthy leader, so
+/// every member's linearizable reads (the API servers' /readyz) fail for a moment. An image
+/// of 3.5 or newer run by the 3.4 binary gets `--pre-vote=true` unless the manifest sets it.
+pub fn etcd_image_defaults(binary: &str, image_tag: &str, mut argv: Vec<String>) -> Vec<String> {
+    let minor = |v: &str| {
+        let mut it = v.trim_start_matches('v').split(['.', '-']);
+        let major: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let minor: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        (major, minor)
+    };
+    let set = argv
+        .iter()
+        .any(|a| a == "--pre-vote" || a.starts_with("--pre-vote="));
+    if minor(binary) < (3, 5) && minor(image_tag) >= (3, 5) && !set {
+        argv.push("--pre-vote=true".into());
+    }
+    argv
 }
 
 /// Renames etcd 3.6 flags to their etcd 3.4 (`--experimental-*`) names.
@@ -413,6 +440,23 @@ mod tests {
                 "--experimental-watch-progress-notify-interval=5s"
             ]
         );
+    }
+
+    #[test]
+    fn an_etcd_3_5_or_newer_image_run_by_etcd_3_4_gets_pre_vote_as_its_default() {
+        let argv = vec!["--name=m1".to_string()];
+        assert_eq!(
+            etcd_image_defaults("3.4.23", "3.6.8-0", argv.clone()),
+            ["--name=m1", "--pre-vote=true"]
+        );
+        // The manifest's own choice stands; a 3.4 image keeps 3.4's default.
+        let off = vec!["--pre-vote=false".to_string()];
+        assert_eq!(etcd_image_defaults("3.4.23", "3.6.8-0", off.clone()), off);
+        assert_eq!(
+            etcd_image_defaults("3.4.23", "3.4.13-0", argv.clone()),
+            argv
+        );
+        assert_eq!(etcd_image_defaults("3.6.8", "3.6.8-0", argv.clone()), argv);
     }
 
     #[test]
