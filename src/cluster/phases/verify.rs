@@ -20,15 +20,30 @@ impl Phase for Verify {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let leader = ctx.leader().map_err(|m| PhaseError::new(self.title(), m))?;
+            // Every check only reads, so they all ask at once: one round trip of wall time.
+            let (nodes, etcd, api, static_pods) = futures::join!(
+                kube::nodes(ctx, &leader),
+                read_etcd(ctx),
+                check_api(ctx, &leader),
+                check_static_pods(ctx, &leader),
+            );
             let mut problems = Vec::new();
-            let outside = nodes_outside_inventory(ctx, &leader).await;
+            let outside = match &nodes {
+                Ok(nodes) => nodes_outside_inventory(ctx, nodes),
+                Err(e) => {
+                    problems.push(e.clone());
+                    Vec::new()
+                }
+            };
             if !outside.is_empty() {
                 ctx.reporter.warn(outside_warning(ctx, &outside));
             }
-            problems.extend(check_nodes(ctx, &leader).await);
-            problems.extend(check_etcd(ctx, &outside).await);
-            problems.extend(check_api(ctx, &leader).await);
-            problems.extend(check_static_pods(ctx, &leader).await);
+            if let Ok(nodes) = &nodes {
+                problems.extend(check_nodes(ctx, nodes));
+            }
+            problems.extend(check_etcd(ctx, etcd, &outside));
+            problems.extend(api);
+            problems.extend(static_pods);
             if problems.is_empty() {
                 ctx.reporter.info("verified: nodes registered, etcd members healthy, API answers through the endpoint and on every master");
                 Ok(())
@@ -50,11 +65,7 @@ impl Phase for Verify {
     }
 }
 
-async fn check_nodes(ctx: &Ctx, leader: &Host) -> Vec<String> {
-    let nodes = match kube::nodes(ctx, leader).await {
-        Ok(n) => n,
-        Err(e) => return vec![e],
-    };
+fn check_nodes(ctx: &Ctx, nodes: &[kube::Node]) -> Vec<String> {
     let want = format!("v{}", ctx.inventory.cluster.kubernetes);
     let mut problems = Vec::new();
     // Hosts left behind earlier in the run are named by `up` itself.
@@ -78,13 +89,10 @@ async fn check_nodes(ctx: &Ctx, leader: &Host) -> Vec<String> {
 }
 
 /// Nodes the cluster has that the inventory does not name: reported, never removed.
-async fn nodes_outside_inventory(ctx: &Ctx, leader: &Host) -> Vec<String> {
-    let Ok(nodes) = kube::nodes(ctx, leader).await else {
-        return Vec::new(); // check_nodes says why
-    };
+fn nodes_outside_inventory(ctx: &Ctx, nodes: &[kube::Node]) -> Vec<String> {
     nodes
-        .into_iter()
-        .map(|n| n.metadata.name)
+        .iter()
+        .map(|n| n.metadata.name.clone())
         .filter(|n| ctx.inventory.host(n).is_none())
         .collect()
 }
@@ -97,14 +105,26 @@ fn outside_warning(ctx: &Ctx, names: &[String]) -> String {
     )
 }
 
+type EtcdAnswer = Result<(Vec<kube::EtcdMember>, bool), String>;
+
+/// Each master's view of etcd (members, local health), asked of all masters at once.
+async fn read_etcd(ctx: &Ctx) -> Vec<(Host, EtcdAnswer)> {
+    let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
+    let answers =
+        futures::future::join_all(masters.iter().map(|m| kube::etcd_status(ctx, m))).await;
+    masters.into_iter().zip(answers).collect()
+}
+
 /// `outside`: nodes not in the inventory (already warned about); their etcd members are not
 /// counted as a mismatch.
-async fn check_etcd(ctx: &Ctx, outside: &[String]) -> Vec<String> {
-    let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
-    let want: BTreeSet<String> = masters.iter().map(|m| m.name.clone()).collect();
+fn check_etcd(ctx: &Ctx, answers: Vec<(Host, EtcdAnswer)>, outside: &[String]) -> Vec<String> {
+    let want: BTreeSet<String> = ctx
+        .usable(Host::is_master)
+        .map(|m| m.name.clone())
+        .collect();
     let mut problems = Vec::new();
-    for (i, m) in masters.iter().enumerate() {
-        match kube::etcd_status(ctx, m).await {
+    for (i, (m, answer)) in answers.into_iter().enumerate() {
+        match answer {
             Err(e) => problems.push(e),
             Ok((members, healthy)) => {
                 if !healthy {
@@ -143,19 +163,26 @@ async fn check_api(ctx: &Ctx, leader: &Host) -> Vec<String> {
         ctx.usable(Host::is_master)
             .map(|m| format!("https://{}:{}", m.address, ctx.defaults.ports.apiserver)),
     );
-    let mut problems = Vec::new();
-    for server in servers {
-        if let Err(e) = kube::kubectl(
-            ctx,
-            leader,
-            &["--server", &server, "get", "--raw", "/readyz"],
-        )
-        .await
-        {
-            problems.push(format!("the API does not answer at {server}: {e}"));
-        }
+    // A few at a time: each is a session on the leader's connection, and sshd allows ten
+    // (MaxSessions) while the other checks hold theirs.
+    let mut answers = Vec::new();
+    for chunk in servers.chunks(4) {
+        let asks: Vec<[&str; 5]> = chunk
+            .iter()
+            .map(|server| ["--server", server, "get", "--raw", "/readyz"])
+            .collect();
+        let asked = asks.iter().map(|args| kube::kubectl(ctx, leader, args));
+        answers.extend(futures::future::join_all(asked).await);
     }
-    problems
+    servers
+        .iter()
+        .zip(answers)
+        .filter_map(|(server, answer)| {
+            answer
+                .err()
+                .map(|e| format!("the API does not answer at {server}: {e}"))
+        })
+        .collect()
 }
 
 async fn check_static_pods(ctx: &Ctx, leader: &Host) -> Vec<String> {
