@@ -175,6 +175,22 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     wait_until("worker-2 Ready again", Duration::from_secs(120), || {
         nodes(&kubeconfig).iter().all(|(_, _, ready, _)| *ready)
     });
+    // A haproxy whose configuration predates the runtime socket cannot take a master out of
+    // rotation: refused before any package moves, saying what to run.
+    let socket = "/run/haproxy-installer.sock";
+    lab.exec_ok("master-2", &format!("sudo mv {socket} {socket}.aside"));
+    let out = installer(&["upgrade", "-i", inv_s, "--to", TO]);
+    lab.exec_ok("master-2", &format!("sudo mv {socket}.aside {socket}"));
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in [
+        "master-2",
+        "has no runtime API socket",
+        "run `installer up` once",
+        "nothing was changed",
+    ] {
+        assert!(text.contains(want), "lacks {want:?}:\n{text}");
+    }
     assert_eq!(before, states(lab), "a refused upgrade changed a host");
 
     eprintln!("step 3: plan upgrade shows the step and changes nothing");

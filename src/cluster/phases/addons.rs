@@ -47,12 +47,31 @@ impl Phase for Addons {
             let err = |m: String| PhaseError::new(self.title(), m);
             let catalog = Catalog::load(&ctx.playbooks).map_err(err)?;
             let leader = ctx.leader().map_err(err)?;
+            let mut releases = Vec::new();
             for addon in wanted(ctx) {
-                install(ctx, &catalog, &leader, addon)
+                let release = release_of(ctx, &catalog, addon)
+                    .map_err(|m| err(format!("{}: {m}", addon.name())))?;
+                releases.push((addon, release));
+            }
+            // Every file first: a changed upstream file stops the phase before anything
+            // is applied, and a converged cluster answers for all of them at once.
+            let cached = fetch(ctx, &leader, &releases).await.map_err(err)?;
+            // What the cluster runs now, read once and all at once; an addon whose manifests
+            // change nothing takes its readiness from here instead of asking again.
+            let checks: Vec<Readiness> = releases
+                .iter()
+                .flat_map(|(addon, release)| readiness(*addon, release))
+                .collect();
+            let (mut answers, off) = futures::join!(
+                Answers::read(ctx, &leader, &checks),
+                switched_off(ctx, &leader)
+            );
+            let off = off.map_err(err)?;
+            for ((addon, release), cached) in releases.iter().zip(cached) {
+                install(ctx, &leader, *addon, release, &cached, &mut answers)
                     .await
                     .map_err(|m| err(format!("{}: {m}", addon.name())))?;
             }
-            let off = switched_off(ctx, &leader).await.map_err(err)?;
             for addon in off {
                 if self.prune {
                     remove(ctx, &catalog, &leader, addon)
@@ -359,8 +378,20 @@ fn fetch_list(ctx: &Ctx, release: &Release) -> (Vec<Fetch>, Vec<String>) {
     (files, paths)
 }
 
-async fn fetch(ctx: &mut Ctx, leader: &Host, release: &Release) -> Result<Vec<String>, String> {
-    let (files, paths) = fetch_list(ctx, release);
+/// Fetches (or verifies the cached copies of) every release's files in one run on the
+/// leader; the cached paths, per release.
+async fn fetch(
+    ctx: &mut Ctx,
+    leader: &Host,
+    releases: &[(Addon, Release)],
+) -> Result<Vec<Vec<String>>, String> {
+    let mut files = Vec::new();
+    let mut paths = Vec::new();
+    for (_, release) in releases {
+        let (f, p) = fetch_list(ctx, release);
+        files.extend(f);
+        paths.push(p);
+    }
     run_playbook(ctx, "addons-fetch", leader, &json!({ "files": files })).await?;
     Ok(paths)
 }
@@ -467,89 +498,234 @@ async fn read(ctx: &Ctx, leader: &Host, path: &str) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| format!("{path}: {e}"))
 }
 
-/// Applies the manifest at `path` on the master, or `content` written there first.
+/// Applies the manifest at `path` on the master, or `content` written there first; whether
+/// that changed anything.
 async fn apply(
     ctx: &mut Ctx,
     leader: &Host,
     path: &str,
     content: Option<String>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let vars = json!({ "path": path, "content": content });
-    run_playbook(ctx, "addons-apply", leader, &vars).await
+    let targets = ctx.targets(&[leader], &vars);
+    let reports = ctx.apply("addons-apply", targets).await?;
+    Ok(reports.iter().any(|r| r.changed()))
 }
 
+/// Applies the addon's manifests, then waits until its own objects are ready (a CephCluster
+/// only once the operator is).
 async fn install(
     ctx: &mut Ctx,
-    catalog: &Catalog,
     leader: &Host,
     addon: Addon,
+    release: &Release,
+    cached: &[String],
+    answers: &mut Answers,
 ) -> Result<(), String> {
-    let release = release_of(ctx, catalog, addon)?;
-    let cached = fetch(ctx, leader, &release).await?;
-    let all = manifests(ctx, leader, addon, &release, &cached).await?;
+    let all = manifests(ctx, leader, addon, release, cached).await?;
     let (later, now): (Vec<Manifest>, Vec<Manifest>) = all.into_iter().partition(|m| m.after_ready);
     for m in now {
-        apply(ctx, leader, &m.path, m.content).await?;
+        if apply(ctx, leader, &m.path, m.content).await? {
+            answers.forget();
+        }
     }
+    for check in readiness(addon, release) {
+        wait(ctx, leader, &check, answers).await?;
+    }
+    if addon != Addon::Rook {
+        return Ok(());
+    }
+    let nodes = rook_nodes(ctx);
+    if nodes.is_empty() {
+        ctx.reporter.warn("Rook-Ceph: no host lists `storage` disks; the operator runs but no CephCluster is created");
+        return Ok(());
+    }
+    if nodes.len() < 3 {
+        ctx.reporter.warn(format!(
+            "Rook-Ceph: {} storage node(s): one monitor and no replication (three storage nodes make it highly available)",
+            nodes.len()
+        ));
+    }
+    for m in later {
+        if apply(ctx, leader, &m.path, m.content).await? {
+            answers.forget();
+        }
+    }
+    report_ceph_health(ctx, leader).await;
+    Ok(())
+}
+
+/// One readiness check of an addon: what kubectl reads, and when that counts as ready.
+struct Readiness {
+    what: &'static str,
+    args: Vec<&'static str>,
+    judge: fn(&str) -> Result<(), String>,
+    /// Where to look when it never turns ready.
+    hint: &'static str,
+}
+
+const PODS_HINT: &str = "look at `kubectl get pods -A` and the pods' events";
+
+/// What must be ready once the addon is applied, in order: Weave's pods on every node and then
+/// every node Ready; Rook's CRDs established and its operator available; the dashboard.
+fn readiness(addon: Addon, release: &Release) -> Vec<Readiness> {
     match addon {
-        Addon::Weave => {
-            wait(
-                ctx,
-                leader,
-                "weave-net pods on every node",
-                &["-n", "kube-system", "get", "daemonset", "weave-net"],
-                addons::daemonset_ready,
-            )
-            .await?;
-            wait_nodes_ready(ctx, leader).await
-        }
-        Addon::Rook => {
-            let crds = ["get", "crd", "-o", addons::CRD_ESTABLISHED_JSONPATH];
-            wait_text(ctx, leader, "Rook's CRDs", &crds, |listing| {
-                addons::crds_established(listing, ".ceph.rook.io", 1)
-            })
-            .await?;
-            wait(
-                ctx,
-                leader,
-                "the Rook operator",
-                &["-n", "rook-ceph", "get", "deployment", "rook-ceph-operator"],
-                addons::deployment_ready,
-            )
-            .await?;
-            let nodes = rook_nodes(ctx);
-            if nodes.is_empty() {
-                ctx.reporter.warn("Rook-Ceph: no host lists `storage` disks; the operator runs but no CephCluster is created");
-                return Ok(());
-            }
-            if nodes.len() < 3 {
-                ctx.reporter.warn(format!(
-                    "Rook-Ceph: {} storage node(s): one monitor and no replication (three storage nodes make it highly available)",
-                    nodes.len()
-                ));
-            }
-            for m in later {
-                apply(ctx, leader, &m.path, m.content).await?;
-            }
-            report_ceph_health(ctx, leader).await;
-            Ok(())
-        }
+        Addon::Weave => vec![
+            Readiness {
+                what: "weave-net pods on every node",
+                args: vec![
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "daemonset",
+                    "weave-net",
+                    "-o",
+                    "json",
+                ],
+                judge: |out| json_ready(out, addons::daemonset_ready),
+                hint: PODS_HINT,
+            },
+            Readiness {
+                what: "the nodes",
+                args: vec!["get", "nodes", "-o", "json"],
+                judge: nodes_ready,
+                hint: "look at `kubectl describe node` (conditions) there",
+            },
+        ],
+        Addon::Rook => vec![
+            Readiness {
+                what: "Rook's CRDs",
+                args: vec!["get", "crd", "-o", addons::CRD_ESTABLISHED_JSONPATH],
+                judge: |listing| addons::crds_established(listing, ".ceph.rook.io", 1),
+                hint: PODS_HINT,
+            },
+            Readiness {
+                what: "the Rook operator",
+                args: vec![
+                    "-n",
+                    "rook-ceph",
+                    "get",
+                    "deployment",
+                    "rook-ceph-operator",
+                    "-o",
+                    "json",
+                ],
+                judge: |out| json_ready(out, addons::deployment_ready),
+                hint: PODS_HINT,
+            },
+        ],
         Addon::Dashboard(_) => {
-            let namespace = dashboard_namespace(&release);
-            let deployment = if release.image.is_some() {
-                "headlamp"
-            } else {
-                "kubernetes-dashboard"
+            let (namespace, deployment) = match release.image {
+                Some(_) => (dashboard_namespace(release), "headlamp"),
+                None => (dashboard_namespace(release), "kubernetes-dashboard"),
             };
-            wait(
-                ctx,
-                leader,
-                "the dashboard",
-                &["-n", namespace, "get", "deployment", deployment],
-                addons::deployment_ready,
-            )
-            .await
+            vec![Readiness {
+                what: "the dashboard",
+                args: vec![
+                    "-n",
+                    namespace,
+                    "get",
+                    "deployment",
+                    deployment,
+                    "-o",
+                    "json",
+                ],
+                judge: |out| json_ready(out, addons::deployment_ready),
+                hint: PODS_HINT,
+            }]
         }
+    }
+}
+
+fn json_ready(out: &str, ready: fn(&Value) -> Result<(), String>) -> Result<(), String> {
+    match serde_json::from_str::<Value>(out) {
+        Ok(doc) => ready(&doc),
+        Err(e) => Err(format!("unexpected answer: {e}")),
+    }
+}
+
+/// With the CNI up, every node must turn Ready.
+fn nodes_ready(out: &str) -> Result<(), String> {
+    let list: kube::NodeList = serde_json::from_str(out)
+        .map_err(|e| format!("unexpected `kubectl get nodes` output: {e}"))?;
+    let not_ready: Vec<&str> = list
+        .items
+        .iter()
+        .filter(|n| !n.ready())
+        .map(|n| n.metadata.name.as_str())
+        .collect();
+    if not_ready.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not Ready: {}", not_ready.join(", ")))
+    }
+}
+
+/// kubectl's answers to the readiness checks, read all at once when the phase starts. They
+/// stand for the cluster as it is until an apply changes something ([`Answers::forget`]);
+/// each answers one check once, and every later poll asks the cluster.
+struct Answers {
+    held: Vec<(Vec<&'static str>, String)>,
+}
+
+impl Answers {
+    async fn read(ctx: &Ctx, leader: &Host, checks: &[Readiness]) -> Answers {
+        // A few at a time: each is a session on the leader's connection (sshd's MaxSessions).
+        let mut held = Vec::new();
+        for chunk in checks.chunks(4) {
+            let asked = chunk.iter().map(|c| kube::kubectl(ctx, leader, &c.args));
+            let answers = futures::future::join_all(asked).await;
+            for (check, answer) in chunk.iter().zip(answers) {
+                if let Ok(out) = answer {
+                    held.push((check.args.clone(), out));
+                }
+            }
+        }
+        Answers { held }
+    }
+
+    fn take(&mut self, args: &[&'static str]) -> Option<String> {
+        let i = self.held.iter().position(|(a, _)| a == args)?;
+        Some(self.held.swap_remove(i).1)
+    }
+
+    fn forget(&mut self) {
+        self.held.clear();
+    }
+}
+
+/// Polls `kubectl` until `check` accepts its answer (the first one may be held in `answers`);
+/// the last reason on timeout.
+async fn wait(
+    ctx: &Ctx,
+    leader: &Host,
+    check: &Readiness,
+    answers: &mut Answers,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut pauses = poll_pauses();
+    let mut held = answers.take(&check.args);
+    loop {
+        let answer = match held.take() {
+            Some(out) => Ok(out),
+            None => kube::kubectl(ctx, leader, &check.args).await,
+        };
+        let why = match answer {
+            Ok(out) => match (check.judge)(&out) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            },
+            Err(e) => e,
+        };
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "{} not ready after {}s: {why}; {}",
+                check.what,
+                READY_TIMEOUT.as_secs(),
+                check.hint
+            ));
+        }
+        tokio::time::sleep(pauses.next().unwrap_or(POLL_MAX)).await;
     }
 }
 
@@ -592,78 +768,6 @@ fn poll_pauses() -> impl Iterator<Item = Duration> {
         .with_max_delay(POLL_MAX)
         .without_max_times()
         .build()
-}
-
-/// Polls `kubectl ARGS -o json` until `ready` accepts it; the last reason on timeout.
-async fn wait(
-    ctx: &Ctx,
-    leader: &Host,
-    what: &str,
-    args: &[&str],
-    ready: impl Fn(&Value) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["-o", "json"]);
-    wait_text(ctx, leader, what, &full, |out| {
-        match serde_json::from_str::<Value>(out) {
-            Ok(doc) => ready(&doc),
-            Err(e) => Err(format!("unexpected answer: {e}")),
-        }
-    })
-    .await
-}
-
-/// Polls `kubectl ARGS` until `ready` accepts its output; the last reason on timeout.
-async fn wait_text(
-    ctx: &Ctx,
-    leader: &Host,
-    what: &str,
-    args: &[&str],
-    ready: impl Fn(&str) -> Result<(), String>,
-) -> Result<(), String> {
-    let started = Instant::now();
-    let mut pauses = poll_pauses();
-    loop {
-        let why = match kube::kubectl(ctx, leader, args).await {
-            Ok(out) => match ready(&out) {
-                Ok(()) => return Ok(()),
-                Err(why) => why,
-            },
-            Err(e) => e,
-        };
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "{what} not ready after {}s: {why}; look at `kubectl get pods -A` and the pods' events",
-                READY_TIMEOUT.as_secs()
-            ));
-        }
-        tokio::time::sleep(pauses.next().unwrap_or(POLL_MAX)).await;
-    }
-}
-
-/// With the CNI up, every node must turn Ready.
-async fn wait_nodes_ready(ctx: &Ctx, leader: &Host) -> Result<(), String> {
-    let started = Instant::now();
-    let mut pauses = poll_pauses();
-    loop {
-        let nodes = kube::nodes(ctx, leader).await?;
-        let not_ready: Vec<&str> = nodes
-            .iter()
-            .filter(|n| !n.ready())
-            .map(|n| n.metadata.name.as_str())
-            .collect();
-        if not_ready.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "nodes not Ready after {}s: {}; look at `kubectl describe node` (conditions) there",
-                READY_TIMEOUT.as_secs(),
-                not_ready.join(", ")
-            ));
-        }
-        tokio::time::sleep(pauses.next().unwrap_or(POLL_MAX)).await;
-    }
 }
 
 /// Ceph's health is reported, not waited for: a new cluster takes minutes to settle.

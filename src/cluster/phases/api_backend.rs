@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use crate::cluster::Ctx;
+use crate::cluster::probe::probe_text_many;
 use crate::inventory::{ControlPlane, Host};
 
 /// Whether the cluster's endpoint is our haproxy with more than one backend to fall back on.
@@ -18,6 +19,25 @@ pub fn in_use(ctx: &Ctx) -> bool {
 
 fn backend(h: &Host) -> serde_json::Value {
     json!({"name": h.name, "address": h.address})
+}
+
+/// Refuses, naming each master and why, when haproxy's runtime API does not answer on every
+/// master: asked before anything changes, so a verb that drains masters never stops halfway.
+pub async fn check(ctx: &Ctx) -> Result<(), String> {
+    if !in_use(ctx) {
+        return Ok(());
+    }
+    let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
+    let failed: Vec<String> = probe_text_many(ctx, "api-backend-check", &masters, &json!({}))
+        .await
+        .into_iter()
+        .filter_map(|(_, answer)| answer.err().map(|e| e.to_string()))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 /// Drains MASTER in every master's haproxy (and moves its etcd leadership away).

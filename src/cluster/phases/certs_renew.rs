@@ -21,6 +21,12 @@ impl Phase for CertsRenew {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
+            api_backend::check(ctx).await.map_err(|e| {
+                PhaseError::new(
+                    self.title(),
+                    format!("each master leaves haproxy's rotation while it restarts, and cannot: {e}; nothing was changed"),
+                )
+            })?;
             if masters.len() == 1 {
                 ctx.reporter.warn(
                     "one master: the API is down while its control plane restarts with the new certificates",

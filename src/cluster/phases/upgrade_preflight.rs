@@ -198,6 +198,9 @@ impl UpgradePreflight {
         };
         let masters: Vec<&Host> = ctx.usable(Host::is_master).collect();
         let versions = read_versions(ctx, &masters).await?;
+        super::api_backend::check(ctx).await.map_err(|e| {
+            format!("each master leaves haproxy's rotation while it is upgraded, and cannot: {e}; nothing was changed")
+        })?;
         for (name, v) in &versions {
             if let Some(cp) = v.control_plane_version() {
                 observed.control_planes.push((name.clone(), cp));
