@@ -804,6 +804,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_held_answer_serves_its_check_once_and_none_after_a_change() {
+        let args = vec!["get", "nodes", "-o", "json"];
+        let mut answers = Answers {
+            held: vec![
+                (args.clone(), "{}".into()),
+                (vec!["get", "crd"], "x".into()),
+            ],
+        };
+        assert_eq!(answers.take(&args).as_deref(), Some("{}"));
+        assert_eq!(answers.take(&args), None, "a later poll asks the cluster");
+        answers.forget();
+        assert_eq!(answers.take(&["get", "crd"]), None);
+    }
+
+    #[test]
+    fn nodes_are_ready_only_when_every_node_is() {
+        let node = |name: &str, ready: &str| {
+            json!({"metadata": {"name": name},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+        };
+        let list = |items: Vec<Value>| json!({"items": items}).to_string();
+        assert!(nodes_ready(&list(vec![node("m1", "True"), node("w1", "True")])).is_ok());
+        assert_eq!(
+            nodes_ready(&list(vec![node("m1", "True"), node("w1", "False")])).unwrap_err(),
+            "not Ready: w1"
+        );
+        assert!(nodes_ready("not json").is_err());
+    }
+
+    #[test]
     fn readiness_polls_start_short_and_settle_at_three_seconds() {
         let pauses: Vec<Duration> = poll_pauses().take(8).collect();
         assert_eq!(pauses[0], Duration::from_millis(250));
