@@ -115,7 +115,6 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["purge"] = json!(true);
     vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
     vars["content"] = json!("{\"kind\": \"List\"}");
-    vars["markers"] = json!(["DaemonSet kube-system/weave-net"]);
     vars["paths"] = json!(["/etc/kubernetes/installer/addons/weave.json"]);
     vars["namespace"] = json!("installer-smoke-test");
     vars["manifest"] = json!("/etc/kubernetes/installer/smoke-test.yaml");

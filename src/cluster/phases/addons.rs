@@ -56,19 +56,33 @@ impl Phase for Addons {
             // Every file first: a changed upstream file stops the phase before anything
             // is applied, and a converged cluster answers for all of them at once.
             let cached = fetch(ctx, &leader, &releases).await.map_err(err)?;
-            // What the cluster runs now, read once and all at once; an addon whose manifests
-            // change nothing takes its readiness from here instead of asking again.
-            let checks: Vec<Readiness> = releases
-                .iter()
-                .flat_map(|(addon, release)| readiness(*addon, release))
-                .collect();
-            let (mut answers, off) = futures::join!(
-                Answers::read(ctx, &leader, &checks),
-                switched_off(ctx, &leader)
-            );
-            let off = off.map_err(err)?;
+            let mut prepared = Vec::new();
             for ((addon, release), cached) in releases.iter().zip(cached) {
-                install(ctx, &leader, *addon, release, &cached, &mut answers)
+                let all = manifests(ctx, &leader, *addon, release, &cached)
+                    .await
+                    .map_err(|m| err(format!("{}: {m}", addon.name())))?;
+                prepared.push((*addon, all));
+            }
+            // What the cluster runs now, read once and all at once: each addon's readiness,
+            // and which manifests an apply would not change. An addon that changes nothing
+            // takes both from here instead of asking again, one after the other.
+            let checks: Vec<Readiness> = prepared
+                .iter()
+                .flat_map(|(addon, _)| readiness(*addon))
+                .collect();
+            let applies: Vec<&Manifest> = prepared
+                .iter()
+                .flat_map(|(_, all)| all.iter().filter(|m| !m.after_ready))
+                .collect();
+            let (listed, mut answers) = futures::join!(
+                workloads(ctx, &leader),
+                Answers::read(ctx, &leader, &checks, &applies)
+            );
+            let listed = listed.map_err(err)?;
+            answers.hold_listed(&checks, &listed);
+            let off = switched_off(ctx, &listed);
+            for (addon, all) in prepared {
+                install(ctx, &leader, addon, all, &mut answers)
                     .await
                     .map_err(|m| err(format!("{}: {m}", addon.name())))?;
             }
@@ -114,7 +128,10 @@ impl Phase for Addons {
             }
             // Before `kubeadm init` there is no API to ask, and nothing installed.
             if let Some(leader) = &leader {
-                let off = switched_off(ctx, leader).await.unwrap_or_default();
+                let off = match workloads(ctx, leader).await {
+                    Ok(listed) => switched_off(ctx, &listed),
+                    Err(_) => Vec::new(),
+                };
                 for addon in off {
                     let step = format!("{}: off in the inventory, installed", addon.name());
                     steps.push(if self.prune {
@@ -226,15 +243,14 @@ impl Addon {
         }
     }
 
-    /// The workload whose presence says the addon is installed (`namespace/name` as listed
-    /// by the `addons-installed` probe).
-    fn marker(self) -> &'static str {
+    /// The workload whose presence says the addon is installed: kind, namespace, name.
+    fn marker(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Addon::Weave => "DaemonSet kube-system/weave-net",
-            Addon::Rook => "Deployment rook-ceph/rook-ceph-operator",
-            Addon::Dashboard(DashboardKind::Headlamp) => "Deployment kube-system/headlamp",
+            Addon::Weave => ("DaemonSet", "kube-system", "weave-net"),
+            Addon::Rook => ("Deployment", "rook-ceph", "rook-ceph-operator"),
+            Addon::Dashboard(DashboardKind::Headlamp) => ("Deployment", "kube-system", "headlamp"),
             Addon::Dashboard(DashboardKind::KubernetesDashboard) => {
-                "Deployment kubernetes-dashboard/kubernetes-dashboard"
+                ("Deployment", "kubernetes-dashboard", "kubernetes-dashboard")
             }
         }
     }
@@ -299,29 +315,50 @@ fn wanted(ctx: &Ctx) -> Vec<Addon> {
         .collect()
 }
 
-/// The addons the inventory does not want but the cluster runs, decided from the markers the
-/// `addons-installed` probe lists.
-fn off_but_installed(wanted: &[Addon], installed: &str) -> Vec<Addon> {
-    let present: std::collections::BTreeSet<&str> = installed.lines().map(str::trim).collect();
-    ALL.into_iter()
-        .filter(|a| !wanted.contains(a) && present.contains(a.marker()))
-        .collect()
+/// `kubectl get` of every DaemonSet and Deployment: each addon's own workload is among them
+/// (its marker, and the readiness of Weave's, Rook's operator and the dashboard).
+const WORKLOADS: [&str; 5] = [
+    "get",
+    "daemonsets,deployments",
+    "--all-namespaces",
+    "-o",
+    "json",
+];
+
+async fn workloads(ctx: &Ctx, leader: &Host) -> Result<Value, String> {
+    let out = kube::kubectl(ctx, leader, &WORKLOADS).await?;
+    serde_json::from_str(&out).map_err(|e| format!("unexpected `kubectl get` output: {e}"))
 }
 
-/// Removal goes backwards: what depends on the others first, the CNI last.
-async fn switched_off(ctx: &Ctx, leader: &Host) -> Result<Vec<Addon>, String> {
-    let markers: Vec<&str> = ALL.iter().map(|a| a.marker()).collect();
-    let installed = probe_text(
-        ctx,
-        "addons-installed",
-        leader,
-        &json!({ "markers": markers }),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut off = off_but_installed(&wanted(ctx), &installed);
+/// The listed workload `kind namespace/name`, if it is there.
+fn listed_workload<'a>(
+    list: &'a Value,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<&'a Value> {
+    list["items"].as_array()?.iter().find(|item| {
+        item["kind"] == kind
+            && item["metadata"]["namespace"] == namespace
+            && item["metadata"]["name"] == name
+    })
+}
+
+/// The addons the inventory does not want but the cluster runs (its marker workload is
+/// listed), in removal order: what depends on the others first, the CNI last.
+fn switched_off(ctx: &Ctx, list: &Value) -> Vec<Addon> {
+    let mut off = off_but_installed(&wanted(ctx), list);
     off.reverse();
-    Ok(off)
+    off
+}
+
+fn off_but_installed(wanted: &[Addon], list: &Value) -> Vec<Addon> {
+    ALL.into_iter()
+        .filter(|a| {
+            let (kind, namespace, name) = a.marker();
+            !wanted.contains(a) && listed_workload(list, kind, namespace, name).is_some()
+        })
+        .collect()
 }
 
 fn kept_message(addon: Addon) -> String {
@@ -518,18 +555,19 @@ async fn install(
     ctx: &mut Ctx,
     leader: &Host,
     addon: Addon,
-    release: &Release,
-    cached: &[String],
+    all: Vec<Manifest>,
     answers: &mut Answers,
 ) -> Result<(), String> {
-    let all = manifests(ctx, leader, addon, release, cached).await?;
     let (later, now): (Vec<Manifest>, Vec<Manifest>) = all.into_iter().partition(|m| m.after_ready);
     for m in now {
+        if answers.settled(&m.path) {
+            continue;
+        }
         if apply(ctx, leader, &m.path, m.content).await? {
             answers.forget();
         }
     }
-    for check in readiness(addon, release) {
+    for check in readiness(addon) {
         wait(ctx, leader, &check, answers).await?;
     }
     if addon != Addon::Rook {
@@ -559,6 +597,9 @@ async fn install(
 struct Readiness {
     what: &'static str,
     args: Vec<&'static str>,
+    /// The workload (kind, namespace, name) `args` reads, when it is one: its first answer
+    /// comes from the phase's one listing of every DaemonSet and Deployment.
+    listed: Option<(&'static str, &'static str, &'static str)>,
     judge: fn(&str) -> Result<(), String>,
     /// Where to look when it never turns ready.
     hint: &'static str,
@@ -568,26 +609,14 @@ const PODS_HINT: &str = "look at `kubectl get pods -A` and the pods' events";
 
 /// What must be ready once the addon is applied, in order: Weave's pods on every node and then
 /// every node Ready; Rook's CRDs established and its operator available; the dashboard.
-fn readiness(addon: Addon, release: &Release) -> Vec<Readiness> {
+fn readiness(addon: Addon) -> Vec<Readiness> {
     match addon {
         Addon::Weave => vec![
-            Readiness {
-                what: "weave-net pods on every node",
-                args: vec![
-                    "-n",
-                    "kube-system",
-                    "get",
-                    "daemonset",
-                    "weave-net",
-                    "-o",
-                    "json",
-                ],
-                judge: |out| json_ready(out, addons::daemonset_ready),
-                hint: PODS_HINT,
-            },
+            workload("weave-net pods on every node", addon.marker()),
             Readiness {
                 what: "the nodes",
                 args: vec!["get", "nodes", "-o", "json"],
+                listed: None,
                 judge: nodes_ready,
                 hint: "look at `kubectl describe node` (conditions) there",
             },
@@ -596,44 +625,36 @@ fn readiness(addon: Addon, release: &Release) -> Vec<Readiness> {
             Readiness {
                 what: "Rook's CRDs",
                 args: vec!["get", "crd", "-o", addons::CRD_ESTABLISHED_JSONPATH],
+                listed: None,
                 judge: |listing| addons::crds_established(listing, ".ceph.rook.io", 1),
                 hint: PODS_HINT,
             },
-            Readiness {
-                what: "the Rook operator",
-                args: vec![
-                    "-n",
-                    "rook-ceph",
-                    "get",
-                    "deployment",
-                    "rook-ceph-operator",
-                    "-o",
-                    "json",
-                ],
-                judge: |out| json_ready(out, addons::deployment_ready),
-                hint: PODS_HINT,
-            },
+            workload("the Rook operator", addon.marker()),
         ],
-        Addon::Dashboard(_) => {
-            let (namespace, deployment) = match release.image {
-                Some(_) => (dashboard_namespace(release), "headlamp"),
-                None => (dashboard_namespace(release), "kubernetes-dashboard"),
-            };
-            vec![Readiness {
-                what: "the dashboard",
-                args: vec![
-                    "-n",
-                    namespace,
-                    "get",
-                    "deployment",
-                    deployment,
-                    "-o",
-                    "json",
-                ],
-                judge: |out| json_ready(out, addons::deployment_ready),
-                hint: PODS_HINT,
-            }]
-        }
+        Addon::Dashboard(_) => vec![workload("the dashboard", addon.marker())],
+    }
+}
+
+/// The readiness of one workload (kind, namespace, name): a DaemonSet's pods on every node,
+/// a Deployment's replicas available.
+fn workload(what: &'static str, marker: (&'static str, &'static str, &'static str)) -> Readiness {
+    let (kind, namespace, name) = marker;
+    let resource = if kind == "DaemonSet" {
+        "daemonset"
+    } else {
+        "deployment"
+    };
+    let judge: fn(&str) -> Result<(), String> = if kind == "DaemonSet" {
+        |out| json_ready(out, addons::daemonset_ready)
+    } else {
+        |out| json_ready(out, addons::deployment_ready)
+    };
+    Readiness {
+        what,
+        args: vec!["-n", namespace, "get", resource, name, "-o", "json"],
+        listed: Some(marker),
+        judge,
+        hint: PODS_HINT,
     }
 }
 
@@ -661,27 +682,68 @@ fn nodes_ready(out: &str) -> Result<(), String> {
     }
 }
 
-/// kubectl's answers to the readiness checks, read all at once when the phase starts. They
-/// stand for the cluster as it is until an apply changes something ([`Answers::forget`]);
-/// each answers one check once, and every later poll asks the cluster.
+/// The cluster as the phase found it, read all at once: kubectl's answers to the readiness
+/// checks, and the manifests whose apply would change nothing (`addons-apply` dry-run). Both
+/// stand for the cluster only until an apply changes something ([`Answers::forget`]); a held
+/// answer serves its check once, and every later poll asks the cluster.
 struct Answers {
     held: Vec<(Vec<&'static str>, String)>,
+    /// Paths of the manifests found applied and unchanged.
+    settled: Vec<String>,
 }
 
 impl Answers {
-    async fn read(ctx: &Ctx, leader: &Host, checks: &[Readiness]) -> Answers {
+    async fn read(
+        ctx: &Ctx,
+        leader: &Host,
+        checks: &[Readiness],
+        applies: &[&Manifest],
+    ) -> Answers {
         // A few at a time: each is a session on the leader's connection (sshd's MaxSessions).
-        let mut held = Vec::new();
-        for chunk in checks.chunks(4) {
-            let asked = chunk.iter().map(|c| kube::kubectl(ctx, leader, &c.args));
-            let answers = futures::future::join_all(asked).await;
-            for (check, answer) in chunk.iter().zip(answers) {
-                if let Ok(out) = answer {
-                    held.push((check.args.clone(), out));
+        let readiness = async {
+            let mut held = Vec::new();
+            let unlisted: Vec<&Readiness> = checks.iter().filter(|c| c.listed.is_none()).collect();
+            for chunk in unlisted.chunks(3) {
+                let asked = chunk.iter().map(|c| kube::kubectl(ctx, leader, &c.args));
+                let answers = futures::future::join_all(asked).await;
+                for (check, answer) in chunk.iter().zip(answers) {
+                    if let Ok(out) = answer {
+                        held.push((check.args.clone(), out));
+                    }
                 }
             }
+            held
+        };
+        let unchanged = async {
+            let mut settled = Vec::new();
+            for chunk in applies.chunks(3) {
+                let asked = chunk.iter().map(|m| {
+                    let vars = json!({ "path": m.path, "content": m.content });
+                    async move { dry_run(ctx, "addons-apply", leader, &vars).await }
+                });
+                let answers = futures::future::join_all(asked).await;
+                for (m, would_change) in chunk.iter().zip(answers) {
+                    if would_change == Some(false) {
+                        settled.push(m.path.clone());
+                    }
+                }
+            }
+            settled
+        };
+        let (held, settled) = futures::join!(readiness, unchanged);
+        Answers { held, settled }
+    }
+
+    /// The first answers of the checks that read one workload, from the listing of them all.
+    fn hold_listed(&mut self, checks: &[Readiness], list: &Value) {
+        for check in checks {
+            let Some((kind, namespace, name)) = check.listed else {
+                continue;
+            };
+            if let Some(item) = listed_workload(list, kind, namespace, name) {
+                self.held.push((check.args.clone(), item.to_string()));
+            }
         }
-        Answers { held }
     }
 
     fn take(&mut self, args: &[&'static str]) -> Option<String> {
@@ -689,8 +751,13 @@ impl Answers {
         Some(self.held.swap_remove(i).1)
     }
 
+    fn settled(&self, path: &str) -> bool {
+        self.settled.iter().any(|p| p == path)
+    }
+
     fn forget(&mut self) {
         self.held.clear();
+        self.settled.clear();
     }
 }
 
@@ -804,18 +871,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_answer_serves_its_check_once_and_none_after_a_change() {
+    fn held_answers_serve_once_and_none_after_a_change() {
         let args = vec!["get", "nodes", "-o", "json"];
         let mut answers = Answers {
             held: vec![
                 (args.clone(), "{}".into()),
                 (vec!["get", "crd"], "x".into()),
             ],
+            settled: vec!["/etc/kubernetes/installer/addons/weave.json".into()],
         };
         assert_eq!(answers.take(&args).as_deref(), Some("{}"));
         assert_eq!(answers.take(&args), None, "a later poll asks the cluster");
+        assert!(answers.settled("/etc/kubernetes/installer/addons/weave.json"));
         answers.forget();
         assert_eq!(answers.take(&["get", "crd"]), None);
+        assert!(!answers.settled("/etc/kubernetes/installer/addons/weave.json"));
     }
 
     #[test]
@@ -846,18 +916,32 @@ mod tests {
         );
     }
 
-    const LISTED: &str = "DaemonSet kube-system/kube-proxy
-DaemonSet kube-system/weave-net
-Deployment kube-system/coredns
-Deployment kube-system/headlamp
-Deployment rook-ceph/rook-ceph-operator
-";
+    /// A `kubectl get daemonsets,deployments -A -o json` answer listing these workloads.
+    fn listing(workloads: &[(&str, &str, &str)]) -> Value {
+        let items: Vec<Value> = workloads
+            .iter()
+            .map(|(kind, namespace, name)| {
+                json!({"kind": kind, "metadata": {"namespace": namespace, "name": name}})
+            })
+            .collect();
+        json!({"kind": "List", "items": items})
+    }
+
+    fn listed() -> Value {
+        listing(&[
+            ("DaemonSet", "kube-system", "kube-proxy"),
+            ("DaemonSet", "kube-system", "weave-net"),
+            ("Deployment", "kube-system", "coredns"),
+            ("Deployment", "kube-system", "headlamp"),
+            ("Deployment", "rook-ceph", "rook-ceph-operator"),
+        ])
+    }
 
     #[test]
     fn only_installed_addons_the_inventory_turned_off_are_named() {
         let wanted = [Addon::Weave, Addon::Dashboard(DashboardKind::Headlamp)];
-        assert_eq!(off_but_installed(&wanted, LISTED), vec![Addon::Rook]);
-        assert_eq!(off_but_installed(&ALL, LISTED), vec![]);
+        assert_eq!(off_but_installed(&wanted, &listed()), vec![Addon::Rook]);
+        assert_eq!(off_but_installed(&ALL, &listed()), vec![]);
     }
 
     #[test]
@@ -868,15 +952,35 @@ Deployment rook-ceph/rook-ceph-operator
             Addon::Dashboard(DashboardKind::KubernetesDashboard),
         ];
         assert_eq!(
-            off_but_installed(&wanted, LISTED),
+            off_but_installed(&wanted, &listed()),
             vec![Addon::Dashboard(DashboardKind::Headlamp)]
         );
     }
 
     #[test]
-    fn a_workload_of_the_same_name_elsewhere_is_not_an_addon() {
-        let listed = "Deployment default/headlamp\nDaemonSet default/weave-net\n";
-        assert_eq!(off_but_installed(&[], listed), vec![]);
+    fn a_workload_of_the_same_name_elsewhere_or_of_another_kind_is_not_an_addon() {
+        let elsewhere = listing(&[
+            ("Deployment", "default", "headlamp"),
+            ("DaemonSet", "default", "weave-net"),
+            ("Deployment", "kube-system", "weave-net"),
+        ]);
+        assert_eq!(off_but_installed(&[], &elsewhere), vec![]);
+    }
+
+    #[test]
+    fn a_listed_workload_answers_its_readiness_check_as_its_own_get_would() {
+        let list = listed();
+        let mut answers = Answers {
+            held: Vec::new(),
+            settled: Vec::new(),
+        };
+        let checks = readiness(Addon::Rook);
+        answers.hold_listed(&checks, &list);
+        let operator = &checks[1];
+        let held: Value = serde_json::from_str(&answers.take(&operator.args).unwrap()).unwrap();
+        assert_eq!(held["metadata"]["name"], "rook-ceph-operator");
+        // Rook's CRDs are not a workload: asked on their own.
+        assert_eq!(answers.take(&checks[0].args), None);
     }
 
     fn weave(version: &str) -> Release {
