@@ -8,112 +8,21 @@
 
 #[path = "support/lab.rs"]
 mod lab;
+#[path = "support/upgrade.rs"]
+mod upgrade;
 #[path = "support/vip_poller.rs"]
 mod vip_poller;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use lab::{Lab, all_output, write_inventory};
+use upgrade::{installer, lay_cni_config, nodes, ok, wait_until};
 use vip_poller::VipPoller;
 
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const FROM: &str = "1.36.2";
 const TO: &str = "1.37.1";
 const HOSTS: [&str; 5] = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
 const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
-
-fn installer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_installer"))
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run installer")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = installer(args);
-    let text = all_output(&out);
-    assert!(out.status.success(), "installer {args:?} failed:\n{text}");
-    text
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        all_output(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Packages, holds, package sources, Kubernetes files and their content, services.
-fn host_state(lab: &Lab, host: &str) -> String {
-    lab.exec_ok(
-        host,
-        "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sha256sum; apt-mark showhold; \
-         cat /etc/apt/sources.list.d/kubernetes.list; \
-         sudo find /etc/kubernetes -type f -not -path '*/tmp/*' -exec sha256sum {} + 2>/dev/null | sort; \
-         systemctl is-active kubelet haproxy keepalived containerd 2>&1",
-    )
-}
-
-fn states(lab: &Lab) -> Vec<String> {
-    HOSTS.iter().map(|h| host_state(lab, h)).collect()
-}
-
-/// The nodes as (name, kubeletVersion, Ready, unschedulable).
-fn nodes(kubeconfig: &Path) -> Vec<(String, String, bool, bool)> {
-    let doc: serde_json::Value =
-        serde_json::from_str(&kubectl(kubeconfig, &["get", "nodes", "-o", "json"])).unwrap();
-    doc["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let ready = n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            (
-                n["metadata"]["name"].as_str().unwrap().to_string(),
-                n["status"]["nodeInfo"]["kubeletVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                ready,
-                n["spec"]["unschedulable"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect()
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// A CNI configuration of the user's own (the addons are off in this inventory), so the
-/// kubelets report Ready as they would with any CNI.
-fn lay_cni_config(lab: &Lab) {
-    for h in HOSTS {
-        lab.exec_ok(
-            h,
-            "sudo mkdir -p /etc/cni/net.d && printf '%s\\n' '{\"cniVersion\": \"1.0.0\", \"name\": \"lab\", \"plugins\": [{\"type\": \"bridge\", \"bridge\": \"cni0\", \"ipam\": {\"type\": \"host-local\", \"subnet\": \"10.244.0.0/16\"}}]}' | sudo tee /etc/cni/net.d/10-lab.conflist >/dev/null",
-        );
-    }
-}
 
 #[test]
 fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
@@ -138,14 +47,14 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
         "figure: up at {FROM} on 3+2 took {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    lay_cni_config(lab);
+    lay_cni_config(lab, &HOSTS);
     wait_until("every node Ready", Duration::from_secs(120), || {
         let n = nodes(&kubeconfig);
         n.len() == HOSTS.len() && n.iter().all(|(_, _, ready, _)| *ready)
     });
 
     eprintln!("step 2: unsafe upgrades are refused and change nothing");
-    let before = states(lab);
+    let before = upgrade::states(lab, &HOSTS);
     let out = installer(&["upgrade", "-i", inv_s, "--to", "1.36.1"]);
     let text = all_output(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -191,7 +100,11 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     ] {
         assert!(text.contains(want), "lacks {want:?}:\n{text}");
     }
-    assert_eq!(before, states(lab), "a refused upgrade changed a host");
+    assert_eq!(
+        before,
+        upgrade::states(lab, &HOSTS),
+        "a refused upgrade changed a host"
+    );
 
     eprintln!("step 3: plan upgrade shows the step and changes nothing");
     let planned = ok(&[
@@ -213,7 +126,7 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     ] {
         assert!(planned.contains(want), "plan lacks {want:?}:\n{planned}");
     }
-    assert_eq!(before, states(lab), "plan changed a host");
+    assert_eq!(before, upgrade::states(lab, &HOSTS), "plan changed a host");
 
     eprintln!("step 4: upgrade to {TO} while the API is sampled through the VIP");
     // A PodDisruptionBudget-free workload on the workers that the drains must move.
@@ -294,10 +207,14 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     }
 
     eprintln!("step 6: a second upgrade changes nothing");
-    let after = states(lab);
+    let after = upgrade::states(lab, &HOSTS);
     let again = ok(&["upgrade", "-i", inv_s, "--to", TO]);
     assert!(again.contains("nothing changed"), "{again}");
-    assert_eq!(after, states(lab), "the second upgrade changed a host");
+    assert_eq!(
+        after,
+        upgrade::states(lab, &HOSTS),
+        "the second upgrade changed a host"
+    );
 
     eprintln!("step 6b: a master an interrupted run left drained is put back by the next run");
     let haproxy = |host: &str, cmd: &str| {

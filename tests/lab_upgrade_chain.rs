@@ -5,83 +5,18 @@
 
 #[path = "support/lab.rs"]
 mod lab;
+#[path = "support/upgrade.rs"]
+mod upgrade;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use lab::{Lab, all_output, write_inventory};
+use lab::{Lab, write_inventory};
+use upgrade::{lay_cni_config, nodes, ok, states, wait_until};
 
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const FROM: &str = "1.35.4";
 const VIA: &str = "1.36.2";
 const TO: &str = "1.37.1";
 const HOSTS: [&str; 2] = ["master-1", "worker-1"];
-
-fn installer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_installer"))
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run installer")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = installer(args);
-    let text = all_output(&out);
-    assert!(out.status.success(), "installer {args:?} failed:\n{text}");
-    text
-}
-
-/// (name, kubeletVersion, Ready) of every node.
-fn nodes(kubeconfig: &Path) -> Vec<(String, String, bool)> {
-    let out = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["get", "nodes", "-o", "json"])
-        .output()
-        .expect("run kubectl");
-    assert!(out.status.success(), "{}", all_output(&out));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    doc["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let ready = n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            let version = n["status"]["nodeInfo"]["kubeletVersion"]
-                .as_str()
-                .unwrap_or_default();
-            (
-                n["metadata"]["name"].as_str().unwrap().to_string(),
-                version.to_string(),
-                ready,
-            )
-        })
-        .collect()
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Packages, holds, the package source and the Kubernetes files: what an upgrade changes.
-fn host_state(lab: &Lab, host: &str) -> String {
-    lab.exec_ok(
-        host,
-        "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sha256sum; apt-mark showhold; \
-         cat /etc/apt/sources.list.d/kubernetes.list; \
-         sudo find /etc/kubernetes -type f -not -path '*/tmp/*' -exec sha256sum {} + 2>/dev/null | sort",
-    )
-}
 
 #[test]
 fn a_two_minor_upgrade_is_planned_as_two_steps_and_walks_them() {
@@ -102,20 +37,14 @@ fn a_two_minor_upgrade_is_planned_as_two_steps_and_walks_them() {
 
     eprintln!("step 1: up at {FROM}");
     ok(&["up", "-i", inv_s]);
-    // The addons are off: a CNI configuration of the user's own lets the kubelets be Ready.
-    for h in HOSTS {
-        lab.exec_ok(
-            h,
-            "sudo mkdir -p /etc/cni/net.d && printf '%s\\n' '{\"cniVersion\": \"1.0.0\", \"name\": \"lab\", \"plugins\": [{\"type\": \"bridge\", \"bridge\": \"cni0\", \"ipam\": {\"type\": \"host-local\", \"subnet\": \"10.244.0.0/16\"}}]}' | sudo tee /etc/cni/net.d/10-lab.conflist >/dev/null",
-        );
-    }
+    lay_cni_config(&lab, &HOSTS);
     wait_until("every node Ready", Duration::from_secs(120), || {
         let n = nodes(&kubeconfig);
-        n.len() == HOSTS.len() && n.iter().all(|(_, _, ready)| *ready)
+        n.len() == HOSTS.len() && n.iter().all(|(_, _, ready, _)| *ready)
     });
 
     eprintln!("step 2: plan upgrade --to {TO} shows both steps and changes nothing");
-    let before: Vec<String> = HOSTS.iter().map(|h| host_state(&lab, h)).collect();
+    let before = states(&lab, &HOSTS);
     let planned = ok(&["plan", "upgrade", "-i", inv_s, "--to", TO]);
     for want in [
         &format!("upgrade in 2 step(s): {VIA} → {TO}"),
@@ -125,8 +54,7 @@ fn a_two_minor_upgrade_is_planned_as_two_steps_and_walks_them() {
     ] {
         assert!(planned.contains(want), "plan lacks {want:?}:\n{planned}");
     }
-    let after: Vec<String> = HOSTS.iter().map(|h| host_state(&lab, h)).collect();
-    assert_eq!(before, after, "plan changed a host");
+    assert_eq!(before, states(&lab, &HOSTS), "plan changed a host");
 
     eprintln!("step 3: upgrade --to {TO} walks {VIA}, then {TO}");
     let started = Instant::now();
@@ -145,7 +73,7 @@ fn a_two_minor_upgrade_is_planned_as_two_steps_and_walks_them() {
     let n = nodes(&kubeconfig);
     assert!(
         n.iter()
-            .all(|(_, v, ready)| v == &format!("v{TO}") && *ready),
+            .all(|(_, v, ready, _)| v == &format!("v{TO}") && *ready),
         "every node Ready at v{TO}: {n:?}"
     );
     for h in HOSTS {
