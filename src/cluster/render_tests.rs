@@ -368,7 +368,8 @@ fn preflight_probe_renders_with_weave_off_and_on() {
             .unwrap_or_else(|e| panic!("weave enabled: {weave}: {e}"));
         let script: String = tasks.iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!(
-            script.contains("10.0.0.11/6783"),
+            script.contains("probe_peer master-1 10.0.0.11 2")
+                && script.contains("/dev/tcp/$2/6783"),
             weave == "true",
             "Weave's port probed only when Weave is on:\n{script}"
         );

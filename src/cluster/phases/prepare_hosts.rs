@@ -65,47 +65,84 @@ impl PrepareHosts {
         ["os", "repos", runtime, "kube-packages"]
     }
 
-    /// Runs the preparation playbooks in `mode`, in order, on every usable host.
+    /// Runs the preparation playbooks in `mode`, in order, on every usable host. Each host
+    /// goes through them at its own pace (up to --forks hosts at once): no host waits for the
+    /// slowest one between playbooks, and a host stops at its first failure. The reports come
+    /// back playbook by playbook, as if each had run on every host in turn.
     async fn each_playbook(
         &self,
         ctx: &mut Ctx,
         mode: Mode,
     ) -> Result<Vec<HostReport>, PhaseError> {
         let err = |m: String| PhaseError::new(self.title(), m);
-        let hosts: Vec<Host> = ctx.usable(|_| true).cloned().collect();
+        let hosts: Vec<Host> = ctx
+            .usable(|_| true)
+            .filter(|h| ctx.hosts.get(&h.name).is_some_and(|s| s.error.is_none()))
+            .cloned()
+            .collect();
         let mut vars = Vec::new();
         for host in &hosts {
             let v = prepare_vars(ctx, host).map_err(err)?;
             vars.push(serde_json::to_value(v).map_err(|e| err(e.to_string()))?);
         }
         self.warn_unverified(ctx, &vars);
-        let mut all = Vec::new();
+        let mut playbooks = Vec::new();
         for name in Self::playbooks(ctx) {
-            let playbook = ctx.playbooks.load(name).map_err(|e| err(e.to_string()))?;
-            // A host that failed an earlier playbook is left out of the later ones.
-            let targets = hosts
-                .iter()
-                .zip(&vars)
-                .filter(|(h, _)| ctx.hosts.get(&h.name).is_some_and(|s| s.error.is_none()))
-                .flat_map(|(h, v)| ctx.targets(&[h], v))
-                .collect();
-            let reports = crate::playbook::run(&playbook, targets, &ctx.run_options(mode)).await;
-            if mode != Mode::Apply {
-                ctx.absorb(&reports);
-            } else {
-                // A failed worker is left behind; a failed master stops the run.
-                let fatal = ctx.absorb_leaving_workers(self.title(), &reports);
-                if !fatal.is_empty() {
-                    return Err(err(format!(
-                        "{} failed on: {}",
-                        playbook.name,
-                        fatal.join("; ")
-                    )));
-                }
-            }
-            all.extend(reports);
+            playbooks.push(ctx.playbooks.load(name).map_err(|e| err(e.to_string()))?);
         }
-        Ok(all)
+        let shared: &Ctx = ctx;
+        let opts = shared.run_options(mode);
+        let forks = tokio::sync::Semaphore::new(opts.forks.max(1));
+        let chains = hosts.iter().zip(&vars).map(|(host, vars)| {
+            let (playbooks, opts, forks) = (&playbooks, &opts, &forks);
+            async move {
+                let _permit = forks.acquire().await.ok();
+                let mut done = Vec::new();
+                for (index, playbook) in playbooks.iter().enumerate() {
+                    let targets = shared.targets(&[host], vars);
+                    let reports = crate::playbook::run(playbook, targets, opts).await;
+                    let failed = reports.iter().any(|r| r.failure.is_some());
+                    done.extend(reports.into_iter().map(|r| (index, r)));
+                    if failed {
+                        break;
+                    }
+                }
+                done
+            }
+        });
+        let mut all: Vec<(usize, HostReport)> = futures::future::join_all(chains)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        // Stable: within a playbook, hosts stay in inventory order.
+        all.sort_by_key(|(index, _)| *index);
+        let reports: Vec<HostReport> = all.iter().map(|(_, r)| r.clone()).collect();
+        if mode != Mode::Apply {
+            ctx.absorb(&reports);
+            return Ok(reports);
+        }
+        // A failed worker is left behind; a failed master stops the run.
+        let fatal = ctx.absorb_leaving_workers(self.title(), &reports);
+        if !fatal.is_empty() {
+            let mut failed_in: Vec<&str> = all
+                .iter()
+                .filter(|(_, r)| {
+                    r.failure.is_some()
+                        && fatal
+                            .iter()
+                            .any(|f| f.starts_with(&format!("{}: ", r.host)))
+                })
+                .map(|(index, _)| playbooks[*index].name.as_str())
+                .collect();
+            failed_in.dedup();
+            return Err(err(format!(
+                "{} failed on: {}",
+                failed_in.join(", "),
+                fatal.join("; ")
+            )));
+        }
+        Ok(reports)
     }
 }
 
