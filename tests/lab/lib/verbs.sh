@@ -117,6 +117,14 @@ verb_up() { # LAB [--masters N] [--workers M] [--os OS] [--host-os HOST=OS]... [
 		sysctl -qw fs.inotify.max_user_instances=8192 2>/dev/null ||
 			warn "could not raise fs.inotify.max_user_instances; large labs may boot degraded"
 	fi
+	# The kernel's ARP table is one for all network namespaces (gc_thresh3 1024 entries by
+	# default): every host knowing every other host overflows it past ~32 hosts
+	# ("neighbour: arp_cache: neighbor table overflow!"), and probes fail as unreachable.
+	if [ "$(sysctl -n net.ipv4.neigh.default.gc_thresh3)" -lt 16384 ]; then
+		sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 \
+			net.ipv4.neigh.default.gc_thresh3=16384 2>/dev/null ||
+			warn "could not raise the ARP table's size; labs past ~32 hosts will lose neighbours"
+	fi
 	boot_hosts "$lab"
 	log "lab '$lab' is up: $((LAB_MASTERS + LAB_WORKERS)) hosts ready in $(elapsed "$t") (whole run $(elapsed "$start"))"
 	verb_status "$lab" >&2
