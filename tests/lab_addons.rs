@@ -4,6 +4,8 @@
 //! container writes the CNI configuration through its hostPath mount, which is what turns the
 //! nodes Ready; other pods wait for the network and get addresses from their node's podCIDR.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/lab.rs"]
 mod lab;
 
@@ -13,10 +15,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cluster::{installer, kubectl};
 use lab::Lab;
 use serde_json::Value;
 
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const POD_SUBNET: &str = "10.244.0.0/16";
 const HEADLAMP_SHA256: &str = "9a893b6ce1f14660f76c5d79848e64979944125406e762f76278143cd2b863a2";
 
@@ -50,31 +52,12 @@ fn write_inventory(lab: &Lab, path: &Path, edit: impl Fn(&str) -> String) -> Pat
     path.to_path_buf()
 }
 
-fn installer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_installer"))
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run installer")
-}
-
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl");
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn json(kubeconfig: &Path, args: &[&str]) -> Value {

@@ -2,45 +2,23 @@
 //! keepalived and etcd; kubeadm, kubelet and the API server are the lab's simulators.
 //! One test per runtime, each walking the acceptance list in order.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/lab.rs"]
 mod lab;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cluster::{installer, kubectl, wait_until};
 use lab::{Lab, all_output, write_inventory};
-
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-
-fn installer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_installer"))
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run installer")
-}
 
 fn up(inv: &Path) -> String {
     let out = installer(&["up", "-i", inv.to_str().unwrap()]);
     let text = all_output(&out);
     assert!(out.status.success(), "installer up failed:\n{text}");
     text
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        all_output(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn checks_on_hosts(lab: &Lab, masters: &[&str], workers: &[&str], version: &str) {
@@ -158,14 +136,6 @@ fn plan(inv: &Path) -> String {
 
 /// The tests of this file each boot a lab of their own; one at a time is enough for two cores.
 static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[test]
 fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {

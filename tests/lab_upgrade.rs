@@ -6,17 +6,17 @@
 //! `up` refusing the old inventory and, with the new one, changing only containerd's pause
 //! image (then nothing on the run after).
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/lab.rs"]
 mod lab;
-#[path = "support/upgrade.rs"]
-mod upgrade;
 #[path = "support/vip_poller.rs"]
 mod vip_poller;
 
 use std::time::{Duration, Instant};
 
+use cluster::{installer, lay_cni_config, nodes, ok, wait_until};
 use lab::{Lab, all_output, write_inventory};
-use upgrade::{installer, lay_cni_config, nodes, ok, wait_until};
 use vip_poller::VipPoller;
 
 const FROM: &str = "1.36.2";
@@ -54,7 +54,7 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     });
 
     eprintln!("step 2: unsafe upgrades are refused and change nothing");
-    let before = upgrade::states(lab, &HOSTS);
+    let before = cluster::states(lab, &HOSTS);
     let out = installer(&["upgrade", "-i", inv_s, "--to", "1.36.1"]);
     let text = all_output(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -102,7 +102,7 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     }
     assert_eq!(
         before,
-        upgrade::states(lab, &HOSTS),
+        cluster::states(lab, &HOSTS),
         "a refused upgrade changed a host"
     );
 
@@ -126,7 +126,7 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     ] {
         assert!(planned.contains(want), "plan lacks {want:?}:\n{planned}");
     }
-    assert_eq!(before, upgrade::states(lab, &HOSTS), "plan changed a host");
+    assert_eq!(before, cluster::states(lab, &HOSTS), "plan changed a host");
 
     eprintln!("step 4: upgrade to {TO} while the API is sampled through the VIP");
     // A PodDisruptionBudget-free workload on the workers that the drains must move.
@@ -207,12 +207,12 @@ fn upgrade_from_1_36_to_1_37_keeps_the_api_up_and_converges() {
     }
 
     eprintln!("step 6: a second upgrade changes nothing");
-    let after = upgrade::states(lab, &HOSTS);
+    let after = cluster::states(lab, &HOSTS);
     let again = ok(&["upgrade", "-i", inv_s, "--to", TO]);
     assert!(again.contains("nothing changed"), "{again}");
     assert_eq!(
         after,
-        upgrade::states(lab, &HOSTS),
+        cluster::states(lab, &HOSTS),
         "the second upgrade changed a host"
     );
 

@@ -3,15 +3,15 @@
 //! changes nothing, then `upgrade --to 1.37.1` walks both steps and leaves every node, package
 //! and static pod at 1.37.1 — one minor at a time, as kubeadm's skew rules demand.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/lab.rs"]
 mod lab;
-#[path = "support/upgrade.rs"]
-mod upgrade;
 
 use std::time::{Duration, Instant};
 
+use cluster::{lay_cni_config, nodes, ok, states, wait_until};
 use lab::{Lab, write_inventory};
-use upgrade::{lay_cni_config, nodes, ok, states, wait_until};
 
 const FROM: &str = "1.35.4";
 const VIA: &str = "1.36.2";

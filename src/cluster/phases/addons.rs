@@ -593,6 +593,9 @@ async fn install(
     Ok(())
 }
 
+/// Whether kubectl's answer counts as ready (else why not).
+type Judge = fn(&str) -> Result<(), String>;
+
 /// One readiness check of an addon: what kubectl reads, and when that counts as ready.
 struct Readiness {
     what: &'static str,
@@ -600,7 +603,7 @@ struct Readiness {
     /// The workload (kind, namespace, name) `args` reads, when it is one: its first answer
     /// comes from the phase's one listing of every DaemonSet and Deployment.
     listed: Option<(&'static str, &'static str, &'static str)>,
-    judge: fn(&str) -> Result<(), String>,
+    judge: Judge,
     /// Where to look when it never turns ready.
     hint: &'static str,
 }
@@ -639,15 +642,12 @@ fn readiness(addon: Addon) -> Vec<Readiness> {
 /// a Deployment's replicas available.
 fn workload(what: &'static str, marker: (&'static str, &'static str, &'static str)) -> Readiness {
     let (kind, namespace, name) = marker;
-    let resource = if kind == "DaemonSet" {
-        "daemonset"
+    let (resource, judge): (&str, Judge) = if kind == "DaemonSet" {
+        ("daemonset", |out| json_ready(out, addons::daemonset_ready))
     } else {
-        "deployment"
-    };
-    let judge: fn(&str) -> Result<(), String> = if kind == "DaemonSet" {
-        |out| json_ready(out, addons::daemonset_ready)
-    } else {
-        |out| json_ready(out, addons::deployment_ready)
+        ("deployment", |out| {
+            json_ready(out, addons::deployment_ready)
+        })
     };
     Readiness {
         what,

@@ -125,13 +125,14 @@ impl PrepareHosts {
         // A failed worker is left behind; a failed master stops the run.
         let fatal = ctx.absorb_leaving_workers(self.title(), &reports);
         if !fatal.is_empty() {
+            // The playbooks the run stops on, by the same rule as `absorb_leaving_workers`.
             let mut failed_in: Vec<&str> = all
                 .iter()
+                .filter(|(_, r)| r.failure.is_some())
                 .filter(|(_, r)| {
-                    r.failure.is_some()
-                        && fatal
-                            .iter()
-                            .any(|f| f.starts_with(&format!("{}: ", r.host)))
+                    ctx.inventory
+                        .host(&r.host)
+                        .is_none_or(crate::cluster::context::failure_stops_the_run)
                 })
                 .map(|(index, _)| playbooks[*index].name.as_str())
                 .collect();

@@ -1,4 +1,4 @@
-//! What the upgrade lab tests share: running the installer and the real kubectl, reading the
+//! What the cluster lab tests share: running the installer and the real kubectl, reading the
 //! nodes and a host's upgrade-relevant state, waiting, and a CNI configuration of their own.
 #![allow(dead_code)] // each test binary uses part of it
 
