@@ -97,7 +97,7 @@ enum Command {
         #[command(subcommand)]
         action: EtcdAction,
     },
-    /// Certificates kubeadm manages: expiry, renewal.
+    /// Certificates kubeadm manages: expiry, renewal, rotation of the Kubernetes CA.
     Certs {
         #[command(subcommand)]
         action: CertsAction,
@@ -147,6 +147,8 @@ enum PlanVerb {
     EtcdRestore { file: PathBuf },
     /// What `certs renew` would do.
     CertsRenew,
+    /// What `certs rotate-ca` would do (and, for an interrupted rotation, what is left).
+    CertsRotateCa,
     /// What `run-playbook PLAYBOOK` would do.
     #[command(hide = true)]
     RunPlaybook {
@@ -214,6 +216,12 @@ enum CertsAction {
     /// kubeadm certs renew all, one master at a time, its control plane restarted before
     /// the next; the admin kubeconfig refreshed.
     Renew,
+    /// Rotate the Kubernetes CA: a new CA trusted beside the old one everywhere, then
+    /// signing every certificate (kubeadm's, the kubelets'), then trusted alone; masters one
+    /// at a time with the API up through the VIP; every Deployment, DaemonSet and
+    /// StatefulSet restarted once both CAs are trusted. Run it again to finish an
+    /// interrupted rotation.
+    RotateCa,
 }
 
 #[derive(Subcommand)]
@@ -321,6 +329,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
             }
             Some(PlanVerb::EtcdRestore { file }) => cluster::plan_etcd_restore(ctx, file).await,
             Some(PlanVerb::CertsRenew) => cluster::plan_certs_renew(ctx).await,
+            Some(PlanVerb::CertsRotateCa) => cluster::plan_certs_rotate_ca(ctx).await,
             Some(PlanVerb::RunPlaybook { playbook }) => plan_run_playbook(ctx, playbook).await,
         },
         Command::Up { prune } => cluster::up(ctx, *prune).await,
@@ -356,6 +365,7 @@ async fn dispatch(command: &Command, ctx: &mut Ctx) -> ExitCode {
         Command::Certs { action } => match action {
             CertsAction::Check { warn_days } => cluster::certs_check(ctx, *warn_days).await,
             CertsAction::Renew => cluster::certs_renew(ctx).await,
+            CertsAction::RotateCa => cluster::certs_rotate_ca(ctx).await,
         },
         Command::RunPlaybook { playbook } => cluster::run_playbook(ctx, playbook).await,
         Command::Version | Command::Completions { .. } => Ok(()),

@@ -399,3 +399,215 @@ fn certs_check_reads_expiries_and_renew_replaces_every_served_apiserver_certific
         "{failed} of {polls} polls of the API through the VIP failed during the renewal (longest gap {longest:.2}s):\n{failures}"
     );
 }
+
+/// SHA-256 (openssl's colon form) of the certificate in the PEM file at `pem_path`.
+fn fingerprint_of(pem_path: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem_path)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "{}", all_output(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through_the_vip() {
+    let Some((c, _guard)) = cluster() else { return };
+    let pki = c.state_dir().join("pki");
+    let old_ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let old_fp = fingerprint_of(&pki.join("ca.crt"));
+    let old_kubeconfig = c.dir.join("kubeconfig-before-rotation");
+    std::fs::copy(c.state_dir().join("kubeconfig"), &old_kubeconfig).unwrap();
+
+    // plan: every stage on every host, and nothing made.
+    let plan = c.installer_ok(&["plan", "certs-rotate-ca"]);
+    for stage in ["trust both", "sign with the new CA", "drop the old CA"] {
+        assert!(
+            plan.contains(stage),
+            "{stage} missing from the plan:\n{plan}"
+        );
+    }
+    for h in HOSTS {
+        assert!(plan.contains(h), "{h} missing from the plan:\n{plan}");
+    }
+    assert!(!pki.join("next").exists(), "plan made the next CA");
+
+    let poller = VipPoller::start_patient(c.state_dir().join("kubeconfig"), c.lab.vip());
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+
+    // An interrupted rotation (killed 40 s in) is in progress: `up` refuses, `plan` shows
+    // what is left, and running it again finishes it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_installer"))
+        .args(["certs", "rotate-ca", "-i"])
+        .arg(&c.inv)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(40));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        pki.join("next/ca.crt").exists(),
+        "no rotation in progress after the kill"
+    );
+    let out = c.installer(&["up"]);
+    let text = all_output(&out);
+    assert!(!out.status.success(), "up ran during a rotation:\n{text}");
+    assert!(
+        text.contains("rotation of the Kubernetes CA is in progress"),
+        "{text}"
+    );
+    let plan = c.installer_ok(&["plan", "certs-rotate-ca"]);
+    assert!(plan.contains("resume the rotation"), "{plan}");
+
+    c.installer_ok(&["certs", "rotate-ca"]);
+    let took = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let failures = poller.failures();
+    let (polls, failed, longest) = poller.finish();
+    eprintln!(
+        "figure: certs rotate-ca (interrupted once) took {took:.1}s; API through the VIP polled {polls} times, {failed} failed, longest gap {longest:.2}s"
+    );
+
+    // The state directory holds the new CA alone; the rotation is over.
+    assert!(!pki.join("next").exists(), "the rotation did not finish");
+    let new_ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    assert_ne!(new_ca, old_ca);
+    let new_fp = fingerprint_of(&pki.join("ca.crt"));
+    for h in HOSTS {
+        c.lab
+            .exec_ok(h, &format!("cat > /tmp/new-ca.crt <<'PEM'\n{new_ca}PEM"));
+        c.lab
+            .exec_ok(h, &format!("cat > /tmp/old-ca.crt <<'PEM'\n{old_ca}PEM"));
+        // Every node trusts the new CA alone.
+        let trusted = c.lab.exec_ok(h, "sudo -n cat /etc/kubernetes/pki/ca.crt");
+        assert_eq!(
+            trusted.matches("BEGIN CERTIFICATE").count(),
+            1,
+            "{h}: {trusted}"
+        );
+        let fp = c.lab.exec_ok(
+            h,
+            "sudo -n openssl x509 -noout -fingerprint -sha256 -in /etc/kubernetes/pki/ca.crt",
+        );
+        assert_eq!(fp.trim(), new_fp, "{h}: ca.crt is not the new CA");
+        // The kubelet's client certificate is signed by the new CA, not the old.
+        c.lab.exec_ok(h, "sudo -n openssl verify -CAfile /tmp/new-ca.crt /var/lib/kubelet/pki/kubelet-client-current.pem");
+        let (rc, _, _) = c.lab.exec(h, "sudo -n openssl verify -CAfile /tmp/old-ca.crt /var/lib/kubelet/pki/kubelet-client-current.pem");
+        assert_ne!(
+            rc, 0,
+            "{h}: the kubelet's certificate still verifies with the old CA"
+        );
+        let conf = c.lab.exec_ok(
+            h,
+            "sudo -n grep certificate-authority-data /etc/kubernetes/kubelet.conf",
+        );
+        assert_eq!(
+            conf.split_whitespace().nth(1),
+            Some(b64(&new_ca).as_str()),
+            "{h}: kubelet.conf does not trust the new CA alone"
+        );
+    }
+    for m in MASTERS {
+        assert!(
+            c.lab
+                .exec_ok(m, "sudo -n ls /etc/kubernetes/pki")
+                .lines()
+                .all(|f| f != "ca-signer.crt"),
+            "{m}: ca-signer.crt left behind"
+        );
+        c.lab.exec_ok(m, "sudo -n grep -q -- '--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt$' /etc/kubernetes/manifests/kube-controller-manager.yaml");
+        // The API server serves a certificate of the new CA.
+        let address = c.lab.host(m).address.clone();
+        let served = c.lab.exec_ok(
+            m,
+            &format!("echo | openssl s_client -connect {address}:6443 -CAfile /tmp/new-ca.crt 2>/dev/null | grep 'Verify return code'"),
+        );
+        assert!(served.contains("0 (ok)"), "{m}: {served}");
+        for conf in ["admin", "controller-manager", "scheduler"] {
+            let line = c.lab.exec_ok(
+                m,
+                &format!("sudo -n grep certificate-authority-data /etc/kubernetes/{conf}.conf"),
+            );
+            assert_eq!(
+                line.split_whitespace().nth(1),
+                Some(b64(&new_ca).as_str()),
+                "{m}: {conf}.conf does not trust the new CA alone"
+            );
+        }
+    }
+    // Clients: the refreshed kubeconfig works; one from before the rotation is refused.
+    let nodes = c.kubectl_ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}"]);
+    for h in HOSTS {
+        assert!(nodes.contains(&format!("{h}=True")), "{nodes}");
+    }
+    let stale = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&old_kubeconfig)
+        .args(["--request-timeout=10s", "get", "nodes"])
+        .output()
+        .unwrap();
+    assert!(
+        !stale.status.success(),
+        "a kubeconfig of the old CA still works"
+    );
+    let root_ca = c.kubectl_ok(&[
+        "-n",
+        "default",
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    assert_eq!(
+        root_ca.trim(),
+        new_ca.trim(),
+        "kube-root-ca.crt is not the new CA alone"
+    );
+    let cluster_info = c.kubectl_ok(&[
+        "-n",
+        "kube-public",
+        "get",
+        "configmap",
+        "cluster-info",
+        "-o",
+        "jsonpath={.data.kubeconfig}",
+    ]);
+    assert!(
+        cluster_info.contains(&b64(&new_ca)),
+        "cluster-info does not carry the new CA:\n{cluster_info}"
+    );
+
+    // up with the new CA set changes nothing it should not, and succeeds.
+    c.installer_ok(&["up"]);
+    assert!(polls > 20, "the poller hardly ran: {polls}");
+    assert_ne!(old_fp, new_fp);
+    assert_eq!(
+        failed, 0,
+        "{failed} of {polls} polls of the API through the VIP failed during the rotation (longest gap {longest:.2}s):\n{failures}"
+    );
+}
+
+fn b64(text: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

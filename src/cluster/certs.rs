@@ -1,10 +1,13 @@
 //! `installer certs check` (expiry of every kubeadm certificate and kubeconfig per master,
 //! one table; exit 1 when one expires within --warn-days) and `installer certs renew`
 //! (kubeadm certs renew all, one master at a time, control plane restarted before the next;
-//! the admin kubeconfig in the state directory refreshed).
+//! the admin kubeconfig in the state directory refreshed) and `installer certs rotate-ca`
+//! (a new Kubernetes CA: trusted beside the old one, then signing, then alone).
 
+use super::ca_rotation::Stage;
 use super::phases::{
-    CertRow, CertsCheck, CertsRenew, Connect, GatherFacts, Kubeconfig, cert_residual,
+    CaRotationStage, CertRow, CertsCheck, CertsRenew, Connect, FinishCaRotation, GatherFacts,
+    Kubeconfig, RestartWorkloads, StartCaRotation, cert_residual,
 };
 use super::{Ctx, Phase, PhaseError, connect_to_leader, plan_verb, run_phases};
 
@@ -80,6 +83,42 @@ pub async fn certs_renew(ctx: &mut Ctx) -> Result<(), PhaseError> {
 pub async fn plan_certs_renew(ctx: &mut Ctx) -> Result<(), PhaseError> {
     connect_to_leader(ctx).await?;
     plan_verb(ctx, &renew_phases()).await
+}
+
+/// The Kubernetes CA rotation, in order. Each stage visits the masters one at a time (control
+/// plane restarted out of haproxy's rotation, then the kubelet), then the workers' kubelets.
+/// The admin kubeconfig is refreshed after each stage: it must trust both CAs before any API
+/// server serves a certificate of the new one, and carry a new client certificate before the
+/// old CA is dropped.
+fn rotate_ca_phases() -> [&'static dyn Phase; 9] {
+    [
+        &StartCaRotation,
+        &CaRotationStage(Stage::Trust),
+        &Kubeconfig,
+        &RestartWorkloads,
+        &CaRotationStage(Stage::Sign),
+        &Kubeconfig,
+        &CaRotationStage(Stage::Drop),
+        &FinishCaRotation,
+        &Kubeconfig,
+    ]
+}
+
+pub async fn certs_rotate_ca(ctx: &mut Ctx) -> Result<(), PhaseError> {
+    let _lock = super::lock::lock_cluster(ctx).map_err(|m| PhaseError::new("Lock", m))?;
+    connect_to_leader(ctx).await?;
+    run_phases(ctx, &rotate_ca_phases()).await?;
+    ctx.reporter.print(
+        "the Kubernetes CA is rotated: every certificate and kubeconfig is signed by and trusts the new CA alone; `installer certs check` shows the new expiry",
+    );
+    ctx.reporter
+        .print_json(&serde_json::json!({"certs_rotate_ca": "ok"}));
+    Ok(())
+}
+
+pub async fn plan_certs_rotate_ca(ctx: &mut Ctx) -> Result<(), PhaseError> {
+    connect_to_leader(ctx).await?;
+    plan_verb(ctx, &rotate_ca_phases()).await
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! work, does it on the hosts it concerns, and reports per host.
 
 pub mod addons;
+mod ca_rotation;
 mod certs;
 mod check;
 mod context;
@@ -32,7 +33,9 @@ mod up;
 pub mod upgrade;
 mod verify;
 
-pub use certs::{certs_check, certs_renew, plan_certs_renew};
+pub use certs::{
+    certs_check, certs_renew, certs_rotate_ca, plan_certs_renew, plan_certs_rotate_ca,
+};
 pub use check::{check, render_table};
 pub use context::{Ctx, HostState, Options};
 pub use dashboard::dashboard;

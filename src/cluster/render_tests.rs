@@ -149,6 +149,22 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["initial_cluster"] = json!("m1=https://10.0.0.11:2380");
     vars["snapshot"] = json!("/var/lib/installer/etcd-restore/snapshot-20261205T000000Z.db");
     vars["stamp"] = json!("20261205T000000Z");
+    // ca-rotation: what the stage phase really builds (the sign stage carries every variable)
+    let old = crate::pki::ClusterCa::generate().unwrap();
+    let next = old.with_new_kubernetes_ca().unwrap();
+    let fingerprint = next.kubernetes_fingerprint().unwrap();
+    let kubelet_client = next.kubelet_client_pem("worker-1").unwrap();
+    let rotation = super::ca_rotation::Rotation {
+        old,
+        next,
+        fingerprint,
+    };
+    let stage = super::ca_rotation::Stage::Sign;
+    for (k, v) in rotation.vars(stage, "control-plane").as_object().unwrap() {
+        vars[k] = v.clone();
+    }
+    vars["kubelet_client"] = json!(kubelet_client.as_str());
+    vars["workloads"] = json!([{"namespace": "kube-system", "names": ["deployment/coredns"]}]);
     vars
 }
 

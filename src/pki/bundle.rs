@@ -73,7 +73,7 @@ pub const SHARED_FILES: [&str; 8] = [
 ];
 
 /// PEM text of a private key: wiped on drop, never shown by `Debug`.
-struct KeyPem(Zeroizing<String>);
+pub(super) struct KeyPem(pub(super) Zeroizing<String>);
 
 impl fmt::Debug for KeyPem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,20 +82,20 @@ impl fmt::Debug for KeyPem {
 }
 
 #[derive(Debug)]
-struct CaPair {
-    cert: String,
-    key: KeyPem,
+pub(super) struct CaPair {
+    pub(super) cert: String,
+    pub(super) key: KeyPem,
 }
 
 /// The cluster's shared CA material, validated: each certificate is an unexpired CA whose
 /// key belongs to it, and `sa.pub` is the public half of `sa.key`.
 #[derive(Debug)]
 pub struct ClusterCa {
-    kubernetes: CaPair,
-    front_proxy: CaPair,
-    etcd: CaPair,
-    sa_key: KeyPem,
-    sa_pub: String,
+    pub(super) kubernetes: CaPair,
+    pub(super) front_proxy: CaPair,
+    pub(super) etcd: CaPair,
+    pub(super) sa_key: KeyPem,
+    pub(super) sa_pub: String,
 }
 
 /// One file to place under [`KUBEADM_PKI_DIR`] on a master. `Debug` hides secret contents.
@@ -247,7 +247,7 @@ impl ClusterCa {
     }
 }
 
-fn generate_ca(kind: CaKind, now: OffsetDateTime) -> Result<CaPair, PkiError> {
+pub(super) fn generate_ca(kind: CaKind, now: OffsetDateTime) -> Result<CaPair, PkiError> {
     let fail = |reason| PkiError::Generate {
         what: kind.common_name(),
         reason,

@@ -17,7 +17,7 @@ pub(crate) const CA_VALIDITY: Duration = Duration::days(3650);
 
 /// Starts validity a little in the past so a master whose clock lags ours still accepts
 /// the CA straight away.
-const BACKDATE: Duration = Duration::minutes(5);
+pub(crate) const BACKDATE: Duration = Duration::minutes(5);
 
 /// A self-signed CA like kubeadm's: CN (and a DNS SAN) `common_name`, CA:TRUE and key
 /// usages digitalSignature, keyEncipherment, keyCertSign (both critical), a subject key
@@ -51,7 +51,7 @@ pub(crate) fn self_signed_ca(
 }
 
 /// 16 random bytes, top bit clear so the DER INTEGER stays positive and 16 bytes long.
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut bytes: [u8; 16] = rand::random();
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     SerialNumber::from_slice(&bytes)

@@ -11,6 +11,7 @@ mod bundle;
 mod cert;
 mod error;
 mod pem;
+mod rotation;
 mod rsa;
 mod store;
 mod token;
@@ -18,6 +19,7 @@ mod token;
 pub use bundle::{CaKind, ClusterCa, KUBEADM_PKI_DIR, SHARED_FILES, SharedFile};
 pub use cert::{cert_expiry, days_left, discovery_hash};
 pub use error::PkiError;
+pub use rotation::ca_bundle;
 pub use token::BootstrapToken;
 
 #[cfg(test)]

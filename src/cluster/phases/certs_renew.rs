@@ -20,6 +20,8 @@ impl Phase for CertsRenew {
 
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
+            crate::cluster::ca_rotation::refuse_while_rotating(ctx)
+                .map_err(|e| PhaseError::new(self.title(), format!("{e}; nothing was changed")))?;
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
             api_backend::check(ctx).await.map_err(|e| {
                 PhaseError::new(

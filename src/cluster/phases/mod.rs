@@ -2,6 +2,10 @@
 
 mod addons;
 mod api_backend;
+mod ca_rotation_finish;
+mod ca_rotation_stage;
+mod ca_rotation_start;
+mod ca_rotation_workloads;
 mod certs_check;
 mod certs_renew;
 mod connect;
@@ -35,6 +39,10 @@ mod verify;
 mod wait_healthy;
 
 pub use addons::Addons;
+pub use ca_rotation_finish::FinishCaRotation;
+pub use ca_rotation_stage::CaRotationStage;
+pub use ca_rotation_start::StartCaRotation;
+pub use ca_rotation_workloads::RestartWorkloads;
 pub use certs_check::{CertRow, CertsCheck, residual as cert_residual};
 pub use certs_renew::CertsRenew;
 pub use connect::Connect;
@@ -58,6 +66,7 @@ pub use remove_etcd_member::RemoveEtcdMember;
 pub use reset_removed_host::ResetRemovedHost;
 pub use run_playbook::RunPlaybook;
 pub use smoke_test::SmokeTest;
+pub use static_pods::ASIDE as STOPPED_MANIFESTS;
 pub use static_pods::{Action as StaticPodAction, ControlPlanePods};
 pub use update_load_balancer::UpdateLoadBalancer;
 pub use upgrade_control_plane::UpgradeControlPlane;

@@ -180,6 +180,8 @@ impl UpgradePreflight {
     }
 
     async fn check(&self, ctx: &mut Ctx) -> Result<(), String> {
+        crate::cluster::ca_rotation::refuse_while_rotating(ctx)
+            .map_err(|e| format!("{e}; nothing was changed"))?;
         let mut observed = Observed {
             unreachable: ctx
                 .inventory
