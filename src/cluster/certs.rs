@@ -25,7 +25,7 @@ pub async fn certs_check(ctx: &mut Ctx, warn_days: i64) -> Result<(), PhaseError
         return Err(PhaseError::new(
             "Certificate expiry",
             format!(
-                "{} expire(s) within {warn_days} days: {}; run `installer certs renew` (CAs: see README, Certificate authority rotation)",
+                "{} expire(s) within {warn_days} days: {}; run `installer certs renew` (a CA: `installer certs rotate-ca`)",
                 soon.len(),
                 soon.join(", ")
             ),
