@@ -44,6 +44,34 @@ impl Settings {
 pub struct Controllers {
     pub c: Client,
     pub s: Settings,
+    /// csrsigning's CA, loaded when the controllers start (`start_csr_signer`); None: the
+    /// controller is off or no signing files were given.
+    pub signer: Option<crate::csr::Signer>,
+}
+
+/// What csrsigning does when kube-controller-manager starts its controllers (after winning
+/// the leader election): unless both `--cluster-signing-cert-file` and
+/// `--cluster-signing-key-file` are given it is skipped ("Skipping CSR signer controller
+/// because no csr cert/key was specified"); otherwise the CA must load (one certificate, a
+/// matching key), or the controller fails to start with the signer's name in front of the
+/// error, like cmd/kube-controller-manager/app/certificates.go, whose first signer is
+/// kubernetes.io/kubelet-serving.
+pub fn start_csr_signer(s: &Settings) -> Result<Option<crate::csr::Signer>, String> {
+    if !s.enabled("csrsigning") {
+        return Ok(None);
+    }
+    let (cert, key) = (
+        s.signing_cert.as_deref().unwrap_or(""),
+        s.signing_key.as_deref().unwrap_or(""),
+    );
+    // Only the global pair is simulated, so "missing one of them" means "no signer files".
+    if cert.is_empty() || key.is_empty() {
+        eprintln!("Skipping CSR signer controller because no csr cert/key was specified");
+        return Ok(None);
+    }
+    crate::csr::Signer::start(cert, key).map(Some).map_err(|e| {
+        format!("failed to start kubernetes.io/kubelet-serving certificate controller: {e}")
+    })
 }
 
 fn owner_uid(o: &Value) -> Option<&str> {
@@ -187,7 +215,7 @@ impl Controllers {
     }
 
     async fn csr_sign(&self) -> Result<(), CallError> {
-        let (Some(cert), Some(key)) = (&self.s.signing_cert, &self.s.signing_key) else {
+        let Some(signer) = &self.signer else {
             return Ok(());
         };
         let p = path(
@@ -211,10 +239,30 @@ impl Controllers {
             if !approved || done || csr["status"]["certificate"].is_string() {
                 continue;
             }
+            // The request is checked before the CA is consulted (signer.go `handle`).
+            let outcome = match crate::csr::validate(&csr) {
+                Ok(false) => continue,
+                Err(why) => Err(why),
+                Ok(true) => {
+                    match signer.with_ca(|ca| crate::csr::sign(&csr, ca, self.s.signing_duration)) {
+                        // The CA cannot be used (a bundle in the cert file): nothing is signed,
+                        // the CSR stays pending and is retried (certificate_controller.go).
+                        Err(e) => {
+                            eprintln!(
+                                "E0000 kube-controller-manager: Sync {} failed with : error auto signing csr: {e}",
+                                obj::name(&csr)
+                            );
+                            continue;
+                        }
+                        Ok(Ok(Some(pem))) => Ok(pem),
+                        Ok(Ok(None)) => continue,
+                        Ok(Err(why)) => Err(why),
+                    }
+                }
+            };
             let mut upd = csr.clone();
-            match crate::csr::sign(&csr, cert, key, self.s.signing_duration) {
-                Ok(Some(pem)) => upd["status"]["certificate"] = json!(B64.encode(pem)),
-                Ok(None) => continue,
+            match outcome {
+                Ok(pem) => upd["status"]["certificate"] = json!(B64.encode(pem)),
                 Err(why) => {
                     let mut c = conds.clone();
                     c.push(json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure", "message": why,

@@ -97,3 +97,131 @@ pub fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+/// Whether the first certificate of `leaf_pem` verifies as a client certificate against the
+/// CA bundle `ca_pem` (what the API server's `--client-ca-file` check does).
+#[cfg(test)]
+pub fn client_cert_verifies(leaf_pem: &[u8], ca_pem: &[u8]) -> bool {
+    let leaf = certs_from_pem(leaf_pem).expect("leaf");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem).expect("roots")),
+        provider(),
+    )
+    .build()
+    .expect("verifier");
+    verifier
+        .verify_client_cert(&leaf[0], &leaf[1..], rustls::pki_types::UnixTime::now())
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, SanType,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A self-signed CA with the subject kubeadm gives the cluster CA: (cert PEM, key).
+    fn kubernetes_ca() -> (String, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, "kubernetes");
+        (p.self_signed(&key).unwrap().pem(), key)
+    }
+
+    fn leaf(ca: &(String, KeyPair), cn: &str, server: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if server {
+            p.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        } else {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        let issuer = Issuer::from_ca_cert_pem(&ca.0, &ca.1).unwrap();
+        (
+            p.signed_by(&key, &issuer).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    }
+
+    /// Two CAs with the same subject (CN=kubernetes) in one bundle, leaves signed by the
+    /// SECOND: webpki tries every trust anchor whose subject matches the issuer, so both the
+    /// server certificate (client side) and the client certificate (the API server's
+    /// `--client-ca-file`) verify, as with Go's crypto/x509 pools.
+    #[test]
+    fn leaves_of_the_second_ca_in_a_bundle_with_equal_subjects_verify() {
+        let a = kubernetes_ca();
+        let b = kubernetes_ca();
+        let bundle = format!("{}{}", a.0, b.0);
+        let (server_cert, server_key) = leaf(&b, "kube-apiserver", true);
+        let (client_cert, client_key) = leaf(&b, "kubernetes-admin", false);
+        assert!(client_cert_verifies(
+            client_cert.as_bytes(),
+            bundle.as_bytes()
+        ));
+        assert!(!client_cert_verifies(
+            client_cert.as_bytes(),
+            a.0.as_bytes()
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, data: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, data).unwrap();
+            p.to_string_lossy().into_owned()
+        };
+        let (sc, sk, ca) = (
+            w("apiserver.crt", &server_cert),
+            w("apiserver.key", &server_key),
+            w("ca.crt", &bundle),
+        );
+        let server = Arc::new(server_config(&sc, &sk, Some(&ca)).unwrap());
+        let identity = (
+            certs_from_pem(client_cert.as_bytes()).unwrap(),
+            PrivateKeyDer::from_pem_slice(client_key.as_bytes()).unwrap(),
+        );
+        let client = Arc::new(client_config_from(Some(bundle.as_bytes()), Some(identity)).unwrap());
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (c_io, s_io) = tokio::io::duplex(64 * 1024);
+            let accept = tokio::spawn(async move {
+                let mut tls = tokio_rustls::TlsAcceptor::from(server)
+                    .accept(s_io)
+                    .await
+                    .expect("server handshake");
+                let peer = tls.get_ref().1.peer_certificates().map(|c| c.len());
+                let mut buf = [0u8; 4];
+                tls.read_exact(&mut buf).await.unwrap();
+                tls.write_all(b"pong").await.unwrap();
+                tls.flush().await.unwrap();
+                peer
+            });
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(client)
+                .connect(name, c_io)
+                .await
+                .expect("client handshake");
+            tls.write_all(b"ping").await.unwrap();
+            tls.flush().await.unwrap();
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"pong");
+            assert_eq!(
+                accept.await.unwrap(),
+                Some(1),
+                "the client certificate was verified"
+            );
+        });
+    }
+}

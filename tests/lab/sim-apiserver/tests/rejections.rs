@@ -44,6 +44,145 @@ fn unknown_flags_are_rejected_like_the_real_binaries() {
     }
 }
 
+/// A self-signed CA as kubeadm names it (CN=kubernetes): (certificate PEM, key PEM).
+fn kubernetes_ca() -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("keygen");
+    let mut p = rcgen::CertificateParams::default();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "kubernetes");
+    (
+        p.self_signed(&key).expect("self-sign").pem(),
+        key.serialize_pem(),
+    )
+}
+
+/// kube-controller-manager without leader election (the controllers start at once) and
+/// without an API server: what it does with the given signing files.
+fn controller_manager_with_signing_files(
+    dir: &std::path::Path,
+    cert: &str,
+    key: &str,
+) -> std::process::Child {
+    let w = |name: &str, data: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, data).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let kc = w(
+        "kc.conf",
+        &json!({"apiVersion": "v1", "kind": "Config", "current-context": "x",
+            "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:1"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "x", "user": "u"}}],
+            "users": [{"name": "u", "user": {}}]})
+        .to_string(),
+    );
+    let (c, k) = (w("ca.crt", cert), w("ca.key", key));
+    Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
+        .args([
+            format!("--kubeconfig={kc}"),
+            "--leader-elect=false".into(),
+            "--secure-port=0".into(),
+            format!("--cluster-signing-cert-file={c}"),
+            format!("--cluster-signing-key-file={k}"),
+            format!("--root-ca-file={c}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run")
+}
+
+/// pkg/controller/certificates/signer ca_provider.go `setCA` ("expected 1 certificate") and
+/// dynamiccertificates `loadCertKeyPair` (tls.X509KeyPair): the csrsigning controller fails to
+/// start, and with it kube-controller-manager (exit 1), so the kubelet restarts it in a loop.
+#[test]
+fn controller_manager_exits_when_the_signing_cert_file_is_a_bundle_or_the_key_does_not_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, a_key) = kubernetes_ca();
+    let (b, b_key) = kubernetes_ca();
+    let cases = [
+        (
+            format!("{a}{b}"),
+            a_key.clone(),
+            "expected 1 certificate, found 2",
+        ),
+        (
+            a.clone(),
+            b_key.clone(),
+            "tls: private key does not match public key",
+        ),
+    ];
+    for (cert, key, why) in cases {
+        let mut child = controller_manager_with_signing_files(dir.path(), &cert, &key);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().expect("try_wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().expect("wait");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "still running after 10 s: {err}");
+        assert!(
+            err.contains("\"Error starting controller\" err=\"failed to start kubernetes.io/kubelet-serving certificate controller: error reading CA cert file \\\""),
+            "{err}"
+        );
+        assert!(err.contains(why), "{err}");
+    }
+    // One certificate and its key: the controllers run (here without an API server).
+    let mut child = controller_manager_with_signing_files(dir.path(), &a, &a_key);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let o = child.wait_with_output().expect("wait");
+    assert!(running, "exited: {}", stderr(&o));
+}
+
+/// The other side of the signing-file rule: CA bundles are fine everywhere else. ca.crt
+/// becomes [another CA with the same subject CN=kubernetes, the cluster CA], so every
+/// certificate in use is signed by the bundle's SECOND certificate: a second API server
+/// replica takes the bundle as `--client-ca-file` and kubectl (kubeconfig
+/// certificate-authority-data = the bundle) works through it; the controller-manager
+/// publishes `--root-ca-file` as it is in kube-root-ca.crt.
+#[test]
+fn ca_bundles_are_trusted_as_client_ca_kubeconfig_ca_and_root_ca() {
+    let mut c = Cluster::start();
+    let single = String::from_utf8(c.read("ca.crt")).expect("utf8");
+    std::fs::write(c.p("ca-single.crt"), &single).expect("write");
+    let (other, _) = kubernetes_ca();
+    let bundle = format!("{other}{single}");
+    std::fs::write(c.p("ca.crt"), &bundle).expect("write");
+    let port = common::free_port();
+    c.start_apiserver("apiserver-bundle", port);
+    c.wait_ready(port);
+    let kc = c.write_kubeconfig(
+        "bundle.conf",
+        port,
+        json!({"client-certificate-data": B64.encode(c.read("admin.crt")), "client-key-data": B64.encode(c.read("admin.key"))}),
+    );
+    let o = c.kubectl_with(
+        &kc,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), c.logs());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "kubernetes-admin");
+    let signing = format!("--cluster-signing-cert-file={}", c.p("ca-single.crt"));
+    c.start_controllers(&[&signing]);
+    c.eventually(30, "kube-root-ca.crt holds the bundle", || {
+        c.try_json(&["get", "configmap", "kube-root-ca.crt", "-n", "default"])
+            .is_some_and(|cm| cm["data"]["ca.crt"] == bundle.as_str())
+    });
+}
+
 /// GET as an anonymous client (kubectl would prompt for a username without credentials).
 fn anonymous_get(c: &Cluster, path: &str) -> (u16, Value) {
     let kc = c.write_kubeconfig("anon.conf", c.port, json!({}));

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
-    PKCS_RSA_SHA256, PublicKeyData, RsaKeySize, SanType, SerialNumber,
+    PKCS_RSA_SHA256, RsaKeySize, SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -92,10 +92,15 @@ pub struct Ca {
 }
 
 impl Ca {
+    /// kubeadm's `LoadCertificateAuthority` (cmd/kubeadm/app/phases/certs/certs.go) with
+    /// pkiutil `TryLoadCertAndKeyFromDisk`: the FIRST certificate of `base.crt` (a bundle of
+    /// several is fine: `certs[0]`), the key from `base.key`, the certificate must be a CA.
+    /// Like upstream it does NOT check that the key belongs to the certificate: a wrong key
+    /// signs leaves that later fail verification against the certificate.
     pub fn load(dir: &Path, base: &str) -> Result<Self> {
         let crt = dir.join(format!("{base}.crt"));
         let key = dir.join(format!("{base}.key"));
-        let cert_pem = std::fs::read_to_string(&crt).with_context(|| {
+        let file_pem = std::fs::read_to_string(&crt).with_context(|| {
             format!(
                 "failure loading {base} certificate authority: couldn't load the certificate file {}",
                 crt.display()
@@ -107,22 +112,27 @@ impl Ca {
                 key.display()
             )
         })?;
+        let first = certs_from_pem(&file_pem)
+            .with_context(|| {
+                format!(
+                    "failure loading {base} certificate authority: couldn't load the certificate file {}",
+                    crt.display()
+                )
+            })?
+            .swap_remove(0);
         let key = load_key(&key_pem).with_context(|| format!("parsing {}", key.display()))?;
         let info =
-            CertInfo::parse(&cert_pem).with_context(|| format!("parsing {}", crt.display()))?;
+            CertInfo::from_der(&first).with_context(|| format!("parsing {}", crt.display()))?;
         if !info.is_ca {
             bail!(
                 "{} is not a CA certificate (basicConstraints CA:TRUE missing)",
                 crt.display()
             );
         }
-        if info.spki_der != key.subject_public_key_info() {
-            bail!(
-                "{} does not match the private key in {base}.key",
-                crt.display()
-            );
-        }
-        Ok(Self { cert_pem, key })
+        Ok(Self {
+            cert_pem: encode_cert_pem(&first),
+            key,
+        })
     }
 
     /// Loads `base.crt/key` from `dir`, generating a self-signed CA when both are absent.
@@ -350,6 +360,52 @@ pub fn pem_first(pem: &str) -> Result<Vec<u8>> {
     bail!("no PEM block found")
 }
 
+/// Every CERTIFICATE block of a PEM text, as DER, in file order (client-go's
+/// `cert.ParseCertsPEM`, which `CertsFromFile` uses); at least one.
+pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>> {
+    use base64::Engine;
+    let mut out = vec![];
+    let mut block: Option<(String, String)> = None;
+    for line in pem.lines() {
+        let line = line.trim();
+        if let Some(t) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|r| r.strip_suffix("-----"))
+        {
+            block = Some((t.to_string(), String::new()));
+        } else if line.starts_with("-----END ") {
+            if let Some((t, body)) = block.take()
+                && t == "CERTIFICATE"
+            {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(body.as_bytes())
+                    .context("malformed PEM")?;
+                CertInfo::from_der(&der)?;
+                out.push(der);
+            }
+        } else if let Some((_, body)) = block.as_mut() {
+            body.push_str(line);
+        }
+    }
+    if out.is_empty() {
+        bail!("data does not contain any valid RSA or ECDSA certificates");
+    }
+    Ok(out)
+}
+
+/// One certificate as PEM, the way Go's `pem.Encode` writes it (64-column base64, LF).
+pub fn encode_cert_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
 /// The algorithm of an existing key, so that renewals keep it.
 pub fn key_algo(kp: &KeyPair) -> KeyAlgo {
     if kp.algorithm() == &PKCS_ECDSA_P256_SHA256 {
@@ -395,7 +451,7 @@ pub fn load_or_generate_sa(dir: &Path, algo: KeyAlgo) -> Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -422,21 +478,72 @@ mod tests {
         assert_eq!(ca.cert_pem, again.cert_pem);
     }
 
-    #[test]
-    fn ca_key_that_does_not_match_the_certificate_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        Ca::load_or_generate(
-            dir.path(),
-            "ca",
-            "kubernetes",
-            KeyAlgo::EcdsaP256,
-            CA_VALIDITY,
+    /// Whether `leaf_pem` carries a valid ECDSA P-256 signature by the first certificate of
+    /// `ca_pem`.
+    pub(crate) fn signed_by(leaf_pem: &str, ca_pem: &str) -> bool {
+        use x509_parser::prelude::*;
+        let (leaf_der, ca_der) = (pem_first(leaf_pem).unwrap(), pem_first(ca_pem).unwrap());
+        let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
+        let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            ca.public_key().subject_public_key.data.as_ref(),
         )
-        .unwrap();
+        .verify(
+            leaf.tbs_certificate.as_ref(),
+            leaf.signature_value.data.as_ref(),
+        )
+        .is_ok()
+    }
+
+    fn generate_ca(dir: &Path) -> Ca {
+        Ca::load_or_generate(dir, "ca", "kubernetes", KeyAlgo::EcdsaP256, CA_VALIDITY)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn ca_key_is_not_checked_against_the_certificate_like_load_certificate_authority() {
+        // cmd/kubeadm/app/phases/certs/certs.go LoadCertificateAuthority loads the pair and
+        // checks IsCA only; leaves signed with a foreign key then fail verification.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = generate_ca(dir.path());
         let other = KeyAlgo::EcdsaP256.generate().unwrap();
         write_file(&dir.path().join("ca.key"), other.serialize_pem(), 0o600).unwrap();
-        let err = Ca::load(dir.path(), "ca").err().unwrap();
-        assert!(err.to_string().contains("does not match"), "{err:#}");
+        let loaded = Ca::load(dir.path(), "ca").unwrap();
+        assert_eq!(loaded.cert_pem, ca.cert_pem);
+        let (leaf, _) = loaded
+            .issue(
+                &CertSpec::client("kubernetes-admin", &[]),
+                KeyAlgo::EcdsaP256,
+            )
+            .unwrap();
+        assert!(!signed_by(&leaf, &ca.cert_pem));
+    }
+
+    #[test]
+    fn first_certificate_of_a_ca_bundle_is_the_ca_like_try_load_cert_from_disk() {
+        // pkiutil TryLoadCertFromDisk: CertsFromFile, then certs[0].
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate_ca(dir.path());
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = generate_ca(b_dir.path());
+        let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
+        write_file(&dir.path().join("ca.crt"), &bundle, 0o644).unwrap();
+        let loaded = Ca::load(dir.path(), "ca").unwrap();
+        assert_eq!(loaded.cert_pem, a.cert_pem, "only the first certificate");
+        let (leaf, _) = loaded
+            .issue(
+                &CertSpec::client("kubernetes-admin", &[]),
+                KeyAlgo::EcdsaP256,
+            )
+            .unwrap();
+        assert!(signed_by(&leaf, &a.cert_pem));
+        assert_eq!(certs_from_pem(&bundle).unwrap().len(), 2);
+        assert_eq!(
+            certs_from_pem("").unwrap_err().to_string(),
+            "data does not contain any valid RSA or ECDSA certificates"
+        );
     }
 
     #[test]

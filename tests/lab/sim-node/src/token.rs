@@ -5,6 +5,7 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 pub const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
@@ -180,9 +181,53 @@ pub fn parse_ca_hash(h: &str) -> Result<String> {
     Ok(format!("sha256:{}", hex::encode(bytes)))
 }
 
+/// pubkeypin `Set.CheckAny` (cmd/kubeadm/app/util/pubkeypin): discovery trusts the CA data of
+/// cluster-info when ANY of its certificates (a bundle may hold several) has a pinned
+/// public key; otherwise every certificate's hash is listed, joined by ":".
+pub fn check_any_pin(ca_pem: &str, pinned: &[String]) -> Result<()> {
+    let mut hashes = vec![];
+    for der in crate::pki::certs_from_pem(ca_pem)? {
+        let info = crate::pki::CertInfo::from_der(&der)?;
+        let hash = format!("sha256:{}", hex::encode(Sha256::digest(&info.spki_der)));
+        if pinned.contains(&hash) {
+            return Ok(());
+        }
+        hashes.push(hash);
+    }
+    bail!("none of the public keys {:?} are pinned", hashes.join(":"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_certificate_of_a_cluster_info_bundle_may_carry_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = |d: &std::path::Path| {
+            crate::pki::Ca::load_or_generate(
+                d,
+                "ca",
+                "kubernetes",
+                crate::pki::KeyAlgo::EcdsaP256,
+                crate::pki::CA_VALIDITY,
+            )
+            .unwrap()
+            .0
+        };
+        let a = ca(dir.path());
+        let other = tempfile::tempdir().unwrap();
+        let b = ca(other.path());
+        let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
+        let (pa, pb) = (a.pin().unwrap(), b.pin().unwrap());
+        assert!(check_any_pin(&bundle, std::slice::from_ref(&pb)).is_ok());
+        assert!(check_any_pin(&bundle, std::slice::from_ref(&pa)).is_ok());
+        let err = check_any_pin(&bundle, &[format!("sha256:{}", "00".repeat(32))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("none of the public keys \"{pa}:{pb}\" are pinned")
+        );
+    }
 
     #[test]
     fn token_format_is_enforced() {

@@ -4,12 +4,27 @@
 use std::time::Duration;
 
 use sim_apiserver::client::{self, Client, parse_duration};
-use sim_apiserver::controllers::{Controllers, Settings};
+use sim_apiserver::controllers::{Controllers, Settings, start_csr_signer};
 use sim_apiserver::{admission, flags};
 
 fn fail(msg: String) -> ! {
     eprintln!("E0000 kube-controller-manager: {msg}");
     std::process::exit(1);
+}
+
+/// A string quoted the way klog prints structured values (Go's strconv.Quote).
+fn go_quote(s: &str) -> String {
+    let mut q = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
 }
 
 fn node_cidrs(f: &flags::Flags) -> Option<((u32, u8), u8)> {
@@ -70,12 +85,6 @@ fn main() {
         node_grace: dur("node-monitor-grace-period", "40s"),
         node_cidrs: node_cidrs(&f),
     };
-    if s.signing_cert.is_some() != s.signing_key.is_some() {
-        fail(
-            "--cluster-signing-cert-file and --cluster-signing-key-file must be set together"
-                .into(),
-        );
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +104,21 @@ fn main() {
                 .unwrap_or("kube-controller-manager");
             client::lead(&c, name, &id, 15).await;
         }
-        let ctl = Controllers { c, s };
+        // The controllers start once this process leads (or at once without leader
+        // election); a controller that fails to start stops the process, like the real
+        // StartControllers ("Error starting controllers", exit 1), and the kubelet restarts it.
+        let signer = start_csr_signer(&s).unwrap_or_else(|e| {
+            eprintln!(
+                "E0000 kube-controller-manager: \"Error starting controller\" err={} controller=\"certificatesigningrequest-signing-controller\"",
+                go_quote(&e)
+            );
+            eprintln!(
+                "E0000 kube-controller-manager: \"Error starting controllers\" err={}",
+                go_quote(&e)
+            );
+            std::process::exit(1);
+        });
+        let ctl = Controllers { c, s, signer };
         let mut tick = 0u64;
         loop {
             ctl.pass(tick).await;

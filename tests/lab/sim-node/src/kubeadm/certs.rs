@@ -454,12 +454,118 @@ fn expires(t: time::OffsetDateTime) -> String {
     )
 }
 
-fn conf_cert(path: &Path) -> Result<CertInfo> {
-    let creds = KubeConfig::load(path)?.credentials()?;
-    let pem = creds
-        .cert_pem
-        .ok_or_else(|| anyhow!("{} has no client certificate", path.display()))?;
-    CertInfo::parse(&pem)
+/// A kubeconfig `certs check-expiration` and `certs renew` work on, read the way kubeadm's
+/// `kubeConfigReadWriter.Read` reads it (cmd/kubeadm/app/phases/certs/renewal/readwriter.go):
+/// the first certificate of `<pki>/ca.crt` (`rw.caCert = caCerts[0]`), then the current
+/// context, its cluster with embedded CA data and its user with an embedded client
+/// certificate.
+struct ConfRead {
+    kc: KubeConfig,
+    cluster: usize,
+    user: usize,
+    /// The first certificate of ca.crt, PEM-encoded alone.
+    ca_cert_pem: String,
+    client_cert: CertInfo,
+}
+
+impl ConfRead {
+    fn read(path: &Path, pki: &Path) -> Result<Self> {
+        let kc = KubeConfig::load(path)
+            .with_context(|| format!("failed to load kubeConfig file {}", path.display()))?;
+        let ca_file = pki.join("ca.crt");
+        let ca_certs = std::fs::read_to_string(&ca_file)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    anyhow!("open {}: no such file or directory", ca_file.display())
+                }
+                _ => anyhow!("open {}: {e}", ca_file.display()),
+            })
+            .and_then(|pem| crate::pki::certs_from_pem(&pem))
+            .context("failed to load existing certificate ca")?;
+        let ca_cert_pem = crate::pki::encode_cert_pem(&ca_certs[0]);
+        let shown = path.display();
+        let ctx = kc
+            .contexts
+            .iter()
+            .find(|c| c.name == kc.current_context)
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid kubeConfig file {shown}: missing context {}",
+                    kc.current_context
+                )
+            })?;
+        let cluster = kc
+            .clusters
+            .iter()
+            .position(|c| c.name == ctx.context.cluster)
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid kubeConfig file {shown}: missing cluster {}",
+                    ctx.context.cluster
+                )
+            })?;
+        if kc.clusters[cluster].cluster.ca_data.trim().is_empty() {
+            bail!("kubeConfig file {shown} does not have an embedded server certificate");
+        }
+        let user = kc
+            .users
+            .iter()
+            .position(|u| u.name == ctx.context.user)
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid kubeConfig file {shown}: missing authInfo {}",
+                    ctx.context.user
+                )
+            })?;
+        let cert_data = &kc.users[user].user.cert_data;
+        if cert_data.trim().is_empty() {
+            bail!("kubeConfig file {shown} does not have an embedded client certificate");
+        }
+        let client_cert = base64::engine::general_purpose::STANDARD
+            .decode(cert_data.trim())
+            .map_err(|e| anyhow!("{e}"))
+            .and_then(|pem| crate::pki::certs_from_pem(&String::from_utf8_lossy(&pem)))
+            .and_then(|certs| CertInfo::from_der(&certs[0]))
+            .with_context(|| {
+                format!("kubeConfig file {shown} does not contain a valid client certificate")
+            })?;
+        Ok(Self {
+            kc,
+            cluster,
+            user,
+            ca_cert_pem,
+            client_cert,
+        })
+    }
+}
+
+fn conf_cert(path: &Path, pki: &Path) -> Result<CertInfo> {
+    Ok(ConfRead::read(path, pki)?.client_cert)
+}
+
+/// Renews the client certificate embedded in one kubeconfig (`RenewUsingLocalCA` with a
+/// `kubeConfigReadWriter`): reads it, signs a new certificate with the same subject with the
+/// CA (`LoadCertificateAuthority`: first certificate of ca.crt, ca.key), and writes the new
+/// client certificate and key into the current context's user and the CA certificate it read
+/// (ca.crt's first certificate, alone) into the current context's cluster as
+/// `certificate-authority-data`; everything else in the file is kept.
+fn renew_kubeconfig(path: &Path, pki: &Path, validity: Duration) -> Result<()> {
+    let mut r = ConfRead::read(path, pki)?;
+    let ca = Ca::load(pki, "ca")?;
+    // The new key keeps the old one's algorithm (RSA-2048, kubeadm's default, without one).
+    let algo = base64::engine::general_purpose::STANDARD
+        .decode(r.kc.users[r.user].user.key_data.trim())
+        .ok()
+        .and_then(|k| load_key(&String::from_utf8_lossy(&k)).ok())
+        .map(|k| key_algo(&k))
+        .unwrap_or(KeyAlgo::Rsa2048);
+    let (pem, key) = ca.issue(&r.client_cert.respec(validity), algo)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    r.kc.clusters[r.cluster].cluster.ca_data = b64.encode(&r.ca_cert_pem);
+    let user = &mut r.kc.users[r.user].user;
+    user.cert_data = b64.encode(&pem);
+    user.key_data = b64.encode(key.serialize_pem());
+    r.kc.write(path)
 }
 
 /// `kubeadm certs check-expiration`.
@@ -485,7 +591,7 @@ pub fn check_expiration(dir: &Path) -> Result<()> {
     for conf in CONFS {
         let path = p(&format!("{}/{conf}", paths::KUBE_DIR));
         let info = if path.exists() {
-            Some(conf_cert(&path)?)
+            Some(conf_cert(&path, dir)?)
         } else {
             None
         };
@@ -580,18 +686,7 @@ pub fn renew(dir: &Path, which: &str, validity: Duration) -> Result<()> {
         if !path.exists() {
             continue;
         }
-        let ca = Ca::load(dir, "ca")?;
-        let mut kc = KubeConfig::load(&path)?;
-        let info = conf_cert(&path)?;
-        let creds = kc.credentials()?;
-        let old_key = load_key(creds.key_pem.as_deref().unwrap_or_default())?;
-        let (pem, key) = ca.issue(&info.respec(validity), key_algo(&old_key))?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        for u in &mut kc.users {
-            u.user.cert_data = b64.encode(&pem);
-            u.user.key_data = b64.encode(key.serialize_pem());
-        }
-        kc.write(&path)?;
+        renew_kubeconfig(&path, dir, validity)?;
         println!("certificate embedded in the kubeconfig file for {conf} renewed");
     }
     println!(
@@ -608,4 +703,131 @@ fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
         }
     }
     *v = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubeconfig::{Cluster, NamedCluster};
+    use crate::pki::{CA_VALIDITY, YEAR};
+
+    fn ca(dir: &Path) -> Ca {
+        Ca::load_or_generate(dir, "ca", "kubernetes", KeyAlgo::EcdsaP256, CA_VALIDITY)
+            .unwrap()
+            .0
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn unb64(s: &str) -> String {
+        let b = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+        String::from_utf8(b).unwrap()
+    }
+
+    /// cmd/kubeadm/app/phases/certs/renewal/readwriter.go `kubeConfigReadWriter`: Read takes
+    /// `caCerts[0]` of ca.crt, Write puts it (alone) into the current context's cluster as
+    /// certificate-authority-data next to the new client certificate and key.
+    #[test]
+    fn renewed_kubeconfig_gets_the_first_certificate_of_ca_crt_as_its_ca() {
+        let pki = tempfile::tempdir().unwrap();
+        let a = ca(pki.path());
+        let old_dir = tempfile::tempdir().unwrap();
+        let old = ca(old_dir.path());
+        let spec = CertSpec::client("kubernetes-admin", &["kubeadm:cluster-admins"]);
+        let (cert, key) = a.issue(&spec, KeyAlgo::EcdsaP256).unwrap();
+        // A kubeconfig that still trusts the old CA, with a second cluster not in use.
+        let mut kc = KubeConfig::with_cert(
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            &old.cert_pem,
+            "kubernetes-admin",
+            &cert,
+            &key.serialize_pem(),
+        );
+        kc.clusters.push(NamedCluster {
+            cluster: Cluster {
+                ca_data: b64(&old.cert_pem),
+                ca_file: String::new(),
+                server: "https://10.0.0.2:6443".into(),
+            },
+            name: "other".into(),
+        });
+        let conf = pki.path().join("admin.conf");
+        kc.write(&conf).unwrap();
+        // ca.crt becomes a bundle: the cluster CA first, the old one after it.
+        let bundle = format!("{}{}", a.cert_pem, old.cert_pem);
+        crate::util::write_file(&pki.path().join("ca.crt"), &bundle, 0o644).unwrap();
+
+        renew_kubeconfig(&conf, pki.path(), YEAR).unwrap();
+
+        let after = KubeConfig::load(&conf).unwrap();
+        assert_eq!(unb64(&after.clusters[0].cluster.ca_data), a.cert_pem);
+        assert_eq!(unb64(&after.clusters[1].cluster.ca_data), old.cert_pem);
+        assert_eq!(after.clusters[0].cluster.server, "https://10.0.0.1:6443");
+        let creds = after.credentials().unwrap();
+        let new_cert = creds.cert_pem.unwrap();
+        assert_ne!(new_cert, cert);
+        let info = CertInfo::parse(&new_cert).unwrap();
+        assert_eq!(info.cn, "kubernetes-admin");
+        assert_eq!(info.orgs, vec!["kubeadm:cluster-admins"]);
+        assert!(crate::pki::tests::signed_by(&new_cert, &a.cert_pem));
+        assert_eq!(
+            key_algo(&load_key(&creds.key_pem.unwrap()).unwrap()),
+            KeyAlgo::EcdsaP256
+        );
+    }
+
+    #[test]
+    fn kubeconfig_without_embedded_material_is_refused_like_kubeadm_read() {
+        let pki = tempfile::tempdir().unwrap();
+        let a = ca(pki.path());
+        let (cert, key) = a
+            .issue(
+                &CertSpec::client("system:kube-scheduler", &[]),
+                KeyAlgo::EcdsaP256,
+            )
+            .unwrap();
+        let conf = pki.path().join("scheduler.conf");
+        let good = KubeConfig::with_cert(
+            "kubernetes",
+            "https://127.0.0.1:6443",
+            &a.cert_pem,
+            "system:kube-scheduler",
+            &cert,
+            &key.serialize_pem(),
+        );
+        let shown = conf.display().to_string();
+
+        let mut kc = good.clone();
+        kc.clusters[0].cluster.ca_data.clear();
+        kc.clusters[0].cluster.ca_file = pki.path().join("ca.crt").display().to_string();
+        kc.write(&conf).unwrap();
+        let err = renew_kubeconfig(&conf, pki.path(), YEAR).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("kubeConfig file {shown} does not have an embedded server certificate")
+        );
+
+        let mut kc = good.clone();
+        kc.current_context = "nope".into();
+        kc.write(&conf).unwrap();
+        let err = renew_kubeconfig(&conf, pki.path(), YEAR).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid kubeConfig file {shown}: missing context nope")
+        );
+
+        good.write(&conf).unwrap();
+        std::fs::remove_file(pki.path().join("ca.crt")).unwrap();
+        let err = renew_kubeconfig(&conf, pki.path(), YEAR).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "failed to load existing certificate ca: open {}: no such file or directory",
+                pki.path().join("ca.crt").display()
+            )
+        );
+    }
 }

@@ -342,7 +342,12 @@ pub fn run(a: InitArgs) -> Result<()> {
     }
 
     let cluster_server = node.cluster_endpoint()?;
-    let ca_pem = crate::util::read_to_string(&node.dir().join("ca.crt"))?;
+    // cluster-info and the join commands take the CA from admin.conf (clusterinfo
+    // `CreateBootstrapConfigMapIfNotExists`, cmd/util `GetJoinWorkerCommand`), where the
+    // kubeconfig phase wrote ca.crt's first certificate alone.
+    let ca_pem = crate::pki::encode_cert_pem(
+        &crate::pki::certs_from_pem(&crate::util::read_to_string(&node.dir().join("ca.crt"))?)?[0],
+    );
     let mut tokens = vec![];
     if phases.run("bootstrap-token") {
         println!("[bootstrap-token] Using token: <redacted>");

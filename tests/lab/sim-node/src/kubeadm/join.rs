@@ -303,17 +303,13 @@ pub fn discover(bt: &BootstrapTokenDiscovery, timeout: Duration) -> Result<Disco
         break (kubeconfig.to_string(), ca);
     };
     if !bt.unsafe_skip_ca_verification {
-        let pin = crate::pki::spki_pin(&ca_pem)?;
         let pinned: Vec<String> = bt
             .ca_cert_hashes
             .iter()
             .filter_map(|h| token::parse_ca_hash(h).ok())
             .collect();
-        if !pinned.contains(&pin) {
-            bail!(
-                "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys {pin:?} are pinned"
-            );
-        }
+        token::check_any_pin(&ca_pem, &pinned)
+            .context("cluster CA found in cluster-info ConfigMap is invalid")?;
     }
     println!(
         "[discovery] Requesting info from {server:?} again to validate TLS against the pinned public key"
