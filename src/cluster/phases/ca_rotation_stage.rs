@@ -143,8 +143,7 @@ impl Phase for CaRotationStage {
 async fn read_marks(ctx: &Ctx, rotation: &Rotation) -> Result<HostMarks, String> {
     let hosts: Vec<&Host> = ctx.usable(|_| true).collect();
     let mut marks = HostMarks::new();
-    let vars = json!({"step": "read"});
-    for (host, answer) in probe_text_many(ctx, "ca-rotation", &hosts, &vars).await {
+    for (host, answer) in probe_text_many(ctx, "ca-rotation-read", &hosts, &json!({})).await {
         let text = answer.map_err(|e| format!("{host}: cannot read its rotation stage: {e}"))?;
         marks.insert(host, Marks::parse(&text, &rotation.fingerprint));
     }
