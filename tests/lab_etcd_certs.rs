@@ -473,6 +473,9 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
     eprintln!(
         "figure: certs rotate-ca (interrupted once) took {took:.1}s; API through the VIP polled {polls} times, {failed} failed, longest gap {longest:.2}s"
     );
+    if failed > 0 {
+        eprintln!("failed polls:\n{failures}");
+    }
 
     // The state directory holds the new CA alone; the rotation is over.
     assert!(!pki.join("next").exists(), "the rotation did not finish");
@@ -542,9 +545,33 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
         }
     }
     // Clients: the refreshed kubeconfig works; one from before the rotation is refused.
-    let nodes = c.kubectl_ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}"]);
+    // Every kubelet keeps renewing its node's Lease (every 10 s): it reaches the API with
+    // its new certificate and trusts the API servers' new ones.
+    let leases = || {
+        c.kubectl_ok(&[
+            "-n",
+            "kube-node-lease",
+            "get",
+            "leases",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.renewTime} {end}",
+        ])
+    };
+    let first = leases();
+    std::thread::sleep(Duration::from_secs(15));
+    let second = leases();
     for h in HOSTS {
-        assert!(nodes.contains(&format!("{h}=True")), "{nodes}");
+        let renewal = |all: &str| {
+            all.split_whitespace()
+                .find(|l| l.starts_with(&format!("{h}=")))
+                .map(str::to_string)
+        };
+        assert!(renewal(&first).is_some(), "no Lease for {h}: {first}");
+        assert_ne!(
+            renewal(&first),
+            renewal(&second),
+            "{h}'s kubelet stopped renewing its Lease after the rotation"
+        );
     }
     let stale = Command::new(KUBECTL)
         .arg("--kubeconfig")

@@ -30,6 +30,10 @@ pub(super) fn phases<'a>(preflight: &'a Preflight, addons: &'a Addons) -> [&'a d
 /// `prune`: remove the addons the inventory switched off (else they are only reported).
 pub async fn up(ctx: &mut Ctx, prune: bool) -> Result<(), PhaseError> {
     let _lock = super::lock::lock_cluster(ctx).map_err(|m| PhaseError::new("Lock", m))?;
+    // Before any phase: the load balancer phase alone would put a master drained by an
+    // interrupted rotation back into haproxy's rotation while its control plane is stopped.
+    super::ca_rotation::refuse_while_rotating(ctx)
+        .map_err(|m| PhaseError::new("CA rotation", format!("{m}; nothing was changed")))?;
     let preflight = Preflight::new(true);
     run_phases(ctx, &phases(&preflight, Addons::new(prune))).await?;
     let left_behind = ctx.failed_hosts();
