@@ -1,5 +1,5 @@
-//! One stage of the Kubernetes CA rotation on every host: each master in turn (its files,
-//! then its control plane restarted out of haproxy's rotation, then its kubelet), then the
+//! One stage of the Kubernetes CA rotation on every host: each master in turn, out of
+//! haproxy's rotation (its files, its control plane restarted, its kubelet), then the
 //! workers' kubelets. A kubelet counts as done once its node's Lease is renewed after its
 //! restart: it reached the API with its certificate and trusted the API server's.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::static_pods;
+use super::{api_backend, static_pods};
 use crate::cluster::Ctx;
 use crate::cluster::ca_rotation::{HostMarks, Marks, Rotation, Stage};
 use crate::cluster::kube::kubectl;
@@ -71,11 +71,20 @@ impl Phase for CaRotationStage {
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();
             for master in &masters {
                 let mark = marks.get(&master.name).cloned().unwrap_or_default();
+                if mark.control_plane >= Some(stage) && mark.kubelet >= Some(stage) {
+                    continue;
+                }
+                let on = |m: String| err(format!("{}: {m}", master.name));
+                // Out of haproxy's rotation (and etcd's leadership moved away) for the whole
+                // visit: should the kubelet's restart take the static pods down with it (the
+                // lab's kubelet does), no client of the VIP meets them restarting.
+                api_backend::drain(ctx, master).await.map_err(on)?;
                 if mark.control_plane < Some(stage) {
-                    let on = |m: String| err(format!("{}: {m}", master.name));
                     let targets = ctx.targets(&[master], &rotation.vars(stage, "control-plane"));
                     ctx.apply("ca-rotation", targets).await.map_err(on)?;
-                    static_pods::restart_on(ctx, master).await.map_err(on)?;
+                    static_pods::restart_drained(ctx, master)
+                        .await
+                        .map_err(on)?;
                     let targets =
                         ctx.targets(&[master], &rotation.vars(stage, "control-plane-done"));
                     ctx.apply("ca-rotation", targets).await.map_err(on)?;
@@ -87,6 +96,7 @@ impl Phase for CaRotationStage {
                         .await
                         .map_err(err)?;
                 }
+                api_backend::restore(ctx).await.map_err(on)?;
             }
             let workers: Vec<Host> = ctx
                 .usable(|h| !h.is_master())

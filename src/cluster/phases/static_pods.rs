@@ -100,15 +100,21 @@ fn vars(action: Action, move_leader: bool, settle: u64) -> serde_json::Value {
 /// Restarts the control plane of `master` alone (stop, then start and wait until healthy),
 /// drained from haproxy's rotation meanwhile.
 pub async fn restart_on(ctx: &mut Ctx, master: &Host) -> Result<(), String> {
+    api_backend::drain(ctx, master).await?;
+    restart_drained(ctx, master).await?;
+    api_backend::restore(ctx).await
+}
+
+/// Like [`restart_on`] for a master the caller drained (and puts back) itself.
+pub async fn restart_drained(ctx: &mut Ctx, master: &Host) -> Result<(), String> {
     let settle = if api_backend::in_use(ctx) {
         0
     } else {
         LB_SETTLE_SECONDS
     };
-    api_backend::drain(ctx, master).await?;
     for action in [Action::Stop, Action::Start] {
         let targets = ctx.targets(&[master], &vars(action, true, settle));
         ctx.apply("static-pods", targets).await?;
     }
-    api_backend::restore(ctx).await
+    Ok(())
 }
