@@ -614,6 +614,20 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
     // The state directory and the hosts agree: up with the new CA set changes nothing.
     let again = c.installer_ok(&["up"]);
     assert!(again.contains("nothing changed"), "{again}");
+
+    // A node joins after the rotation: kubeadm's discovery reads cluster-info (the new CA,
+    // signed again for the token) and pins the hash of the state directory's new CA.
+    c.kubectl_ok(&["delete", "node", "worker-1"]);
+    c.lab.exec_ok("worker-1", "sudo -n kubeadm reset -f");
+    c.installer_ok(&["up"]);
+    let fp = c.lab.exec_ok(
+        "worker-1",
+        "sudo -n openssl x509 -noout -fingerprint -sha256 -in /etc/kubernetes/pki/ca.crt",
+    );
+    assert_eq!(fp.trim(), new_fp, "worker-1 joined with another CA");
+    c.lab.exec_ok("worker-1", "sudo -n openssl verify -CAfile /tmp/new-ca.crt /var/lib/kubelet/pki/kubelet-client-current.pem");
+    let nodes = c.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert!(nodes.contains("node/worker-1"), "{nodes}");
     assert!(polls > 20, "the poller hardly ran: {polls}");
     assert_ne!(old_fp, new_fp);
     assert_eq!(
