@@ -7,7 +7,12 @@
 //!   has one healthy member per master and the old data directories are kept;
 //! - certs check reads every master's expiries (exit 0; exit 1 with a huge --warn-days); renew
 //!   gives the API servers new certificates (serial and notAfter, as served on each master)
-//!   while a client polls the API through the VIP, and not one poll fails.
+//!   while a client polls the API through the VIP, and not one poll fails;
+//! - certs rotate-ca, killed 40 s in and run again, while a client polls the API through the
+//!   VIP (not one poll may fail): every node trusts the new CA alone, every kubelet's client
+//!   certificate and every API server's serving certificate are of the new CA, the kubelets
+//!   keep renewing their Leases, a kubeconfig from before is refused, kube-root-ca.crt and
+//!   cluster-info carry the new CA, `up` changes nothing, and a worker joins afterwards.
 //!
 //! `sudo cargo test --test lab_etcd_certs` (skips when not root).
 
@@ -464,6 +469,7 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
     );
     let plan = c.installer_ok(&["plan", "certs-rotate-ca"]);
     assert!(plan.contains("resume the rotation"), "{plan}");
+    eprintln!("after the kill:\n{plan}");
 
     c.installer_ok(&["certs", "rotate-ca"]);
     let took = started.elapsed().as_secs_f64();

@@ -98,6 +98,8 @@ impl Phase for CaRotationStage {
                 }
                 api_backend::restore(ctx).await.map_err(on)?;
             }
+            // A master an interrupted run left drained and this run skips (done) goes back.
+            api_backend::restore(ctx).await.map_err(err)?;
             let workers: Vec<Host> = ctx
                 .usable(|h| !h.is_master())
                 .filter(|w| marks.get(&w.name).cloned().unwrap_or_default().kubelet < Some(stage))
