@@ -97,7 +97,7 @@ enum Command {
         #[command(subcommand)]
         action: EtcdAction,
     },
-    /// Certificates kubeadm manages: expiry, renewal, rotation of the Kubernetes CA.
+    /// Certificates kubeadm manages: expiry, renewal, rotation of the cluster's CAs.
     Certs {
         #[command(subcommand)]
         action: CertsAction,
@@ -216,11 +216,11 @@ enum CertsAction {
     /// kubeadm certs renew all, one master at a time, its control plane restarted before
     /// the next; the admin kubeconfig refreshed.
     Renew,
-    /// Rotate the Kubernetes CA: a new CA trusted beside the old one everywhere, then
-    /// signing every certificate (kubeadm's, the kubelets'), then trusted alone; masters one
-    /// at a time with the API up through the VIP; every Deployment, DaemonSet and
-    /// StatefulSet restarted once both CAs are trusted. Run it again to finish an
-    /// interrupted rotation.
+    /// Rotate the cluster's CAs (Kubernetes, front-proxy, etcd): new CAs trusted beside the
+    /// old ones everywhere, then signing every certificate (kubeadm's, the kubelets'), then
+    /// trusted alone; masters one at a time with the API up through the VIP; every
+    /// Deployment, DaemonSet and StatefulSet restarted once both CAs are trusted. Run it
+    /// again to finish an interrupted rotation.
     RotateCa,
 }
 

@@ -1,6 +1,6 @@
-//! The state of a Kubernetes CA rotation (`installer certs rotate-ca`): the current CA set in
-//! `.installer/<cluster>/pki/`, the next one (a new Kubernetes CA, everything else the same) in
-//! `pki/next/` while the rotation runs, and what each stage lays down. Each host records the
+//! The state of a rotation of the cluster's CAs (`installer certs rotate-ca`): the current CA
+//! set in `.installer/<cluster>/pki/`, the next one (three new CAs, the same service-account
+//! keys) in `pki/next/` while the rotation runs, and what each stage lays down. Each host records the
 //! stages it finished (`playbooks/ca-rotation`); the phases read them back and skip what is done.
 
 use std::collections::BTreeMap;
@@ -40,7 +40,7 @@ impl Stage {
 pub struct Rotation {
     pub old: ClusterCa,
     pub next: ClusterCa,
-    /// SHA-256 of the new Kubernetes CA certificate: what hosts record with their stage.
+    /// SHA-256 over the new CA certificates: what hosts record with their stage.
     pub fingerprint: String,
 }
 
@@ -58,7 +58,7 @@ pub fn refuse_while_rotating(ctx: &Ctx) -> Result<(), String> {
     let next = next_dir(ctx);
     if next.join("ca.crt").exists() {
         return Err(format!(
-            "a rotation of the Kubernetes CA is in progress ({} holds the new CA); finish it first with `installer certs rotate-ca`",
+            "a rotation of the cluster's CAs is in progress ({} holds the new CA); finish it first with `installer certs rotate-ca`",
             next.display()
         ));
     }
@@ -74,7 +74,7 @@ impl Rotation {
         }
         let old = ClusterCa::load(&pki_dir(ctx)).map_err(|e| e.to_string())?;
         let next = ClusterCa::load(&next).map_err(|e| e.to_string())?;
-        let fingerprint = next.kubernetes_fingerprint().map_err(|e| e.to_string())?;
+        let fingerprint = next.ca_fingerprint().map_err(|e| e.to_string())?;
         Ok(Some(Rotation {
             old,
             next,
@@ -91,9 +91,9 @@ impl Rotation {
         let old = ClusterCa::load(&pki_dir(ctx)).map_err(|e| {
             format!("{e}; the CA to rotate from must be in the state directory (run `installer up` once)")
         })?;
-        let next = old.with_new_kubernetes_ca().map_err(|e| e.to_string())?;
+        let next = old.with_new_cas().map_err(|e| e.to_string())?;
         next.save(&next_dir(ctx)).map_err(|e| e.to_string())?;
-        let fingerprint = next.kubernetes_fingerprint().map_err(|e| e.to_string())?;
+        let fingerprint = next.ca_fingerprint().map_err(|e| e.to_string())?;
         Ok((
             Rotation {
                 old,
@@ -111,12 +111,9 @@ impl Rotation {
         std::fs::remove_dir_all(&next).map_err(|e| format!("cannot remove {}: {e}", next.display()))
     }
 
-    /// The CA certificates hosts trust during `stage`: the one that signs comes first.
-    pub fn trusted(&self, stage: Stage) -> String {
-        let (old, new) = (
-            self.old.cert_pem(CaKind::Kubernetes),
-            self.next.cert_pem(CaKind::Kubernetes),
-        );
+    /// The certificates of CA `kind` hosts trust during `stage`: the one that signs first.
+    pub fn trusted(&self, kind: CaKind, stage: Stage) -> String {
+        let (old, new) = (self.old.cert_pem(kind), self.next.cert_pem(kind));
         match stage {
             Stage::Trust => ca_bundle(old, new),
             Stage::Sign => ca_bundle(new, old),
@@ -124,7 +121,7 @@ impl Rotation {
         }
     }
 
-    /// The CA that signs during `stage`.
+    /// The CA set that signs during `stage`.
     pub fn signer(&self, stage: Stage) -> &ClusterCa {
         match stage {
             Stage::Trust => &self.old,
@@ -133,8 +130,10 @@ impl Rotation {
     }
 
     /// Variables of `playbooks/ca-rotation` common to every host of `stage`.
+    /// `trusted` (the Kubernetes CA's bundle: ca.crt, kubeconfigs, kubelets),
+    /// `front_proxy_trusted`, `etcd_trusted`; in the sign stage, to masters, the new keys.
     pub fn vars(&self, stage: Stage, step: &str) -> Value {
-        let trusted = self.trusted(stage);
+        let trusted = self.trusted(CaKind::Kubernetes, stage);
         let signer = self.signer(stage);
         let mut vars = json!({
             "step": step,
@@ -142,24 +141,19 @@ impl Rotation {
             "fingerprint": self.fingerprint,
             "trusted": trusted,
             "trusted_b64": base64::engine::general_purpose::STANDARD.encode(&trusted),
+            "front_proxy_trusted": self.trusted(CaKind::FrontProxy, stage),
+            "etcd_trusted": self.trusted(CaKind::Etcd, stage),
             "signer": signer.cert_pem(CaKind::Kubernetes),
             "manifest_dirs": ["/etc/kubernetes/manifests", super::phases::STOPPED_MANIFESTS],
             "control_plane": false,
         });
         if stage == Stage::Sign && step == "control-plane" {
-            vars["ca_key"] = json!(key_pem(signer));
+            vars["ca_key"] = json!(signer.key_pem(CaKind::Kubernetes));
+            vars["front_proxy_key"] = json!(signer.key_pem(CaKind::FrontProxy));
+            vars["etcd_key"] = json!(signer.key_pem(CaKind::Etcd));
         }
         vars
     }
-}
-
-/// The Kubernetes CA's private key as PEM text.
-pub fn key_pem(ca: &ClusterCa) -> String {
-    ca.files()
-        .iter()
-        .find(|f| f.path == CaKind::Kubernetes.key_path())
-        .map(|f| String::from_utf8_lossy(f.contents()).into_owned())
-        .unwrap_or_default()
 }
 
 /// What one host recorded: the last stage it finished for its control plane and its kubelet.
@@ -224,8 +218,8 @@ mod tests {
 
     fn rotation() -> Rotation {
         let old = ClusterCa::generate().unwrap();
-        let next = old.with_new_kubernetes_ca().unwrap();
-        let fingerprint = next.kubernetes_fingerprint().unwrap();
+        let next = old.with_new_cas().unwrap();
+        let fingerprint = next.ca_fingerprint().unwrap();
         Rotation {
             old,
             next,

@@ -2,7 +2,8 @@
 //! one table; exit 1 when one expires within --warn-days) and `installer certs renew`
 //! (kubeadm certs renew all, one master at a time, control plane restarted before the next;
 //! the admin kubeconfig in the state directory refreshed) and `installer certs rotate-ca`
-//! (a new Kubernetes CA: trusted beside the old one, then signing, then alone).
+//! (new Kubernetes, front-proxy and etcd CAs: trusted beside the old ones, then signing, then
+//! alone).
 
 use super::ca_rotation::Stage;
 use super::phases::{
@@ -85,7 +86,7 @@ pub async fn plan_certs_renew(ctx: &mut Ctx) -> Result<(), PhaseError> {
     plan_verb(ctx, &renew_phases()).await
 }
 
-/// The Kubernetes CA rotation, in order. Each stage visits the masters one at a time (control
+/// The rotation of the cluster's CAs, in order. Each stage visits the masters one at a time (control
 /// plane restarted out of haproxy's rotation, then the kubelet), then the workers' kubelets.
 /// The admin kubeconfig is refreshed after each stage: it must trust both CAs before any API
 /// server serves a certificate of the new one, and carry a new client certificate before the
@@ -109,7 +110,7 @@ pub async fn certs_rotate_ca(ctx: &mut Ctx) -> Result<(), PhaseError> {
     connect_to_leader(ctx).await?;
     run_phases(ctx, &rotate_ca_phases()).await?;
     ctx.reporter.print(
-        "the Kubernetes CA is rotated: every certificate and kubeconfig is signed by and trusts the new CA alone; `installer certs check` shows the new expiry",
+        "the cluster's CAs are rotated: every certificate and kubeconfig is signed by and trusts the new CAs alone; `installer certs check` shows the new expiry",
     );
     ctx.reporter
         .print_json(&serde_json::json!({"certs_rotate_ca": "ok"}));

@@ -151,8 +151,8 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["stamp"] = json!("20261205T000000Z");
     // ca-rotation: what the stage phase really builds (the sign stage carries every variable)
     let old = crate::pki::ClusterCa::generate().unwrap();
-    let next = old.with_new_kubernetes_ca().unwrap();
-    let fingerprint = next.kubernetes_fingerprint().unwrap();
+    let next = old.with_new_cas().unwrap();
+    let fingerprint = next.ca_fingerprint().unwrap();
     let kubelet_client = next.kubelet_client_pem("worker-1").unwrap();
     let rotation = super::ca_rotation::Rotation {
         old,

@@ -1,6 +1,6 @@
-//! Rotating the Kubernetes CA (`ca.crt`/`ca.key`): the next set of shared files (the same
-//! front-proxy and etcd CAs and service-account keys, a new Kubernetes CA), the trust bundles
-//! laid down while both CAs are valid, and kubelet client certificates signed by the new CA.
+//! Rotating the cluster's CAs (Kubernetes, front-proxy, etcd): the next set of shared files
+//! (three new CAs, the same service-account keys), the trust bundles laid down while old and
+//! new CAs are both valid, and kubelet client certificates signed by the new Kubernetes CA.
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use super::bundle::{CaKind, CaPair, ClusterCa, KeyPem, generate_ca};
+use super::bundle::{CaKind, ClusterCa, KeyPem, generate_ca};
 use super::cert::{BACKDATE, random_serial};
 use super::error::PkiError;
 use super::pem;
@@ -21,26 +21,36 @@ use super::rsa::RsaKey;
 const KUBELET_CLIENT_VALIDITY: Duration = Duration::days(365);
 
 impl ClusterCa {
-    /// The same front-proxy and etcd CAs and service-account keys, with a new Kubernetes CA.
-    pub fn with_new_kubernetes_ca(&self) -> Result<Self, PkiError> {
-        let copy = |pair: &CaPair| CaPair {
-            cert: pair.cert.clone(),
-            key: KeyPem(pair.key.0.clone()),
-        };
+    /// Three new CAs, the same service-account keys (service-account tokens stay valid).
+    pub fn with_new_cas(&self) -> Result<Self, PkiError> {
+        let now = OffsetDateTime::now_utc();
         Ok(Self {
-            kubernetes: generate_ca(CaKind::Kubernetes, OffsetDateTime::now_utc())?,
-            front_proxy: copy(&self.front_proxy),
-            etcd: copy(&self.etcd),
+            kubernetes: generate_ca(CaKind::Kubernetes, now)?,
+            front_proxy: generate_ca(CaKind::FrontProxy, now)?,
+            etcd: generate_ca(CaKind::Etcd, now)?,
             sa_key: KeyPem(self.sa_key.0.clone()),
             sa_pub: self.sa_pub.clone(),
         })
     }
 
-    /// Lowercase hex SHA-256 of the Kubernetes CA certificate (its DER): names a rotation.
-    pub fn kubernetes_fingerprint(&self) -> Result<String, PkiError> {
-        let block = pem::decode_labelled(self.kubernetes.cert.as_bytes(), &["CERTIFICATE"])
-            .map_err(PkiError::Certificate)?;
-        Ok(hex::encode(Sha256::digest(&*block.der)))
+    /// Lowercase hex SHA-256 over the three CA certificates (their DER): names a rotation.
+    pub fn ca_fingerprint(&self) -> Result<String, PkiError> {
+        let mut digest = Sha256::new();
+        for kind in CaKind::ALL {
+            let block = pem::decode_labelled(self.cert_pem(kind).as_bytes(), &["CERTIFICATE"])
+                .map_err(PkiError::Certificate)?;
+            digest.update(&*block.der);
+        }
+        Ok(hex::encode(digest.finalize()))
+    }
+
+    /// A CA's private key as PEM text (never print or log it).
+    pub fn key_pem(&self, kind: CaKind) -> &str {
+        match kind {
+            CaKind::Kubernetes => &self.kubernetes.key.0,
+            CaKind::FrontProxy => &self.front_proxy.key.0,
+            CaKind::Etcd => &self.etcd.key.0,
+        }
     }
 
     /// A kubelet client certificate for `node` (CN `system:node:<node>`, O `system:nodes`,
@@ -120,8 +130,8 @@ mod tests {
         next.save(dir.path()).unwrap();
         let loaded = ClusterCa::load(dir.path()).unwrap();
         assert_eq!(
-            loaded.kubernetes_fingerprint().unwrap(),
-            next.kubernetes_fingerprint().unwrap()
+            loaded.ca_fingerprint().unwrap(),
+            next.ca_fingerprint().unwrap()
         );
     }
 

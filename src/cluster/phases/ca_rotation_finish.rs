@@ -1,4 +1,4 @@
-//! The end of a Kubernetes CA rotation: `cluster-info` (what `kubeadm join` discovers and
+//! The end of a rotation of the cluster's CAs: `cluster-info` (what `kubeadm join` discovers and
 //! pins by the CA's hash) carries the new CA, and the state directory takes the new CA set,
 //! so `up` pushes it and joins pin it from now on.
 
@@ -29,7 +29,7 @@ impl Phase for FinishCaRotation {
             ctx.apply("ca-rotation", targets).await.map_err(err)?;
             rotation.finish(ctx).map_err(err)?;
             ctx.reporter.info(format!(
-                "the Kubernetes CA is rotated; {} holds the new one",
+                "the cluster's CAs are rotated; {} holds the new ones",
                 pki_dir(ctx).display()
             ));
             Ok(())

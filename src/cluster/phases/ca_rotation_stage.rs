@@ -1,4 +1,4 @@
-//! One stage of the Kubernetes CA rotation on every host: each master in turn, out of
+//! One stage of the rotation of the cluster's CAs on every host: each master in turn, out of
 //! haproxy's rotation (its files, its control plane restarted, its kubelet), then the
 //! workers' kubelets. A kubelet counts as done once its node's Lease is renewed after its
 //! restart: it reached the API with its certificate and trusted the API server's.
@@ -25,15 +25,15 @@ impl CaRotationStage {
     fn what(&self) -> (&'static str, &'static str) {
         match self.0 {
             Stage::Trust => (
-                "trust the new CA beside the old (ca.crt: old + new; the old one still signs)",
+                "trust the new CAs beside the old (ca.crt, front-proxy-ca.crt, etcd/ca.crt: old + new; the old ones still sign)",
                 "kubelet.conf and the kubelet's client CA trust old + new; restart the kubelet",
             ),
             Stage::Sign => (
-                "sign with the new CA (ca.key replaced, ca.crt: new + old), kubeadm certs renew all",
+                "sign with the new CAs (their keys replaced, certificates: new + old), kubeadm certs renew all",
                 "a client certificate signed by the new CA; restart the kubelet",
             ),
             Stage::Drop => (
-                "trust the new CA alone (ca.crt: new; the controller-manager signs with ca.crt again)",
+                "trust the new CAs alone (the controller-manager signs with ca.crt again)",
                 "kubelet.conf and the kubelet's client CA trust the new CA alone; restart the kubelet",
             ),
         }
@@ -43,9 +43,9 @@ impl CaRotationStage {
 impl Phase for CaRotationStage {
     fn title(&self) -> &'static str {
         match self.0 {
-            Stage::Trust => "CA rotation: trust both",
-            Stage::Sign => "CA rotation: sign with the new CA",
-            Stage::Drop => "CA rotation: drop the old CA",
+            Stage::Trust => "CA rotation: trust old and new",
+            Stage::Sign => "CA rotation: sign with the new CAs",
+            Stage::Drop => "CA rotation: drop the old CAs",
         }
     }
 
@@ -63,9 +63,11 @@ impl Phase for CaRotationStage {
                 .ok_or_else(|| PhaseError::new(title, "no CA rotation in progress"))?;
             let stage = self.0;
             if stage == Stage::Sign {
-                ctx.reporter
-                    .redactor()
-                    .add_secret(&crate::cluster::ca_rotation::key_pem(&rotation.next));
+                for kind in crate::pki::CaKind::ALL {
+                    ctx.reporter
+                        .redactor()
+                        .add_secret(rotation.next.key_pem(kind));
+                }
             }
             let marks = read_marks(ctx, &rotation).await.map_err(err)?;
             let masters: Vec<Host> = ctx.usable(Host::is_master).cloned().collect();

@@ -1,4 +1,4 @@
-//! Before a Kubernetes CA rotation changes anything: every host of the inventory reachable (a
+//! Before a rotation of the cluster's CAs changes anything: every host of the inventory reachable (a
 //! node left out would keep trusting only the old CA and drop out of the cluster at the end),
 //! every master's haproxy drivable (each master leaves its rotation while it restarts); then
 //! the new CA made and kept in the state directory, or the one of an interrupted run resumed.
@@ -48,11 +48,11 @@ impl Phase for StartCaRotation {
             let short = &rotation.fingerprint[..16];
             ctx.reporter.info(if new {
                 format!(
-                    "new Kubernetes CA {short}… kept in {} until the rotation ends",
+                    "new CAs {short}… kept in {} until the rotation ends",
                     next_dir(ctx).display()
                 )
             } else {
-                format!("resuming the rotation to the Kubernetes CA {short}…")
+                format!("resuming the rotation to the CAs {short}…")
             });
             Ok(())
         })
@@ -68,14 +68,14 @@ impl Phase for StartCaRotation {
                 Some(r) => PlannedStep::skip(
                     title,
                     "-",
-                    format!("make a new Kubernetes CA in {}", next_dir(ctx).display()),
+                    format!("make new CAs in {}", next_dir(ctx).display()),
                     format!("resume the rotation to {}…", &r.fingerprint[..16]),
                 ),
                 None => PlannedStep::change(
                     title,
                     "-",
                     format!(
-                        "make a new Kubernetes CA in {} (front-proxy and etcd CAs and service-account keys stay)",
+                        "make new Kubernetes, front-proxy and etcd CAs in {} (the service-account keys stay)",
                         next_dir(ctx).display()
                     ),
                 ),
