@@ -9,8 +9,10 @@
 //!   gives the API servers new certificates (serial and notAfter, as served on each master)
 //!   while a client polls the API through the VIP, and not one poll fails;
 //! - certs rotate-ca, killed 40 s in and run again, while a client polls the API through the
-//!   VIP (not one poll may fail): every node trusts the new CA alone, every kubelet's client
-//!   certificate and every API server's serving certificate are of the new CA, the kubelets
+//!   VIP (not one poll may fail): every node trusts the new Kubernetes CA alone, every
+//!   kubelet's client certificate and every API server's serving certificate are of it, the
+//!   masters' front-proxy and etcd CAs are new and alone with their leaves (etcd's real TLS:
+//!   3 healthy members), the kubelets
 //!   keep renewing their Leases, a kubeconfig from before is refused, kube-root-ca.crt and
 //!   cluster-info carry the new CA, `up` changes nothing, and a worker joins afterwards.
 //!
@@ -421,13 +423,15 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
     let Some((c, _guard)) = cluster() else { return };
     let pki = c.state_dir().join("pki");
     let old_ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let old_front_proxy_ca = std::fs::read_to_string(pki.join("front-proxy-ca.crt")).unwrap();
+    let old_etcd_ca = std::fs::read_to_string(pki.join("etcd/ca.crt")).unwrap();
     let old_fp = fingerprint_of(&pki.join("ca.crt"));
     let old_kubeconfig = c.dir.join("kubeconfig-before-rotation");
     std::fs::copy(c.state_dir().join("kubeconfig"), &old_kubeconfig).unwrap();
 
     // plan: every stage on every host, and nothing made.
     let plan = c.installer_ok(&["plan", "certs-rotate-ca"]);
-    for stage in ["trust both", "sign with the new CA", "drop the old CA"] {
+    for stage in ["trust old and new", "sign with the new CAs", "drop the old CAs"] {
         assert!(
             plan.contains(stage),
             "{stage} missing from the plan:\n{plan}"
@@ -520,6 +524,47 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
             conf.split_whitespace().nth(1),
             Some(b64(&new_ca).as_str()),
             "{h}: kubelet.conf does not trust the new CA alone"
+        );
+    }
+    // The front-proxy and etcd CAs are new too, and alone; their leaves are theirs.
+    let next_of = |rel: &str| std::fs::read_to_string(pki.join(rel)).unwrap();
+    let (front_proxy_ca, etcd_ca) = (next_of("front-proxy-ca.crt"), next_of("etcd/ca.crt"));
+    assert_ne!(
+        front_proxy_ca, old_front_proxy_ca,
+        "front-proxy CA not rotated"
+    );
+    assert_ne!(etcd_ca, old_etcd_ca, "etcd CA not rotated");
+    for m in MASTERS {
+        c.lab.exec_ok(
+            m,
+            &format!("cat > /tmp/new-front-proxy-ca.crt <<'PEM'\n{front_proxy_ca}PEM"),
+        );
+        c.lab.exec_ok(
+            m,
+            &format!("cat > /tmp/new-etcd-ca.crt <<'PEM'\n{etcd_ca}PEM"),
+        );
+        for (file, want) in [
+            ("front-proxy-ca.crt", &front_proxy_ca),
+            ("etcd/ca.crt", &etcd_ca),
+        ] {
+            let have = c
+                .lab
+                .exec_ok(m, &format!("sudo -n cat /etc/kubernetes/pki/{file}"));
+            assert_eq!(
+                have.trim(),
+                want.trim(),
+                "{m}: {file} is not the new CA alone"
+            );
+        }
+        c.lab.exec_ok(m, "sudo -n openssl verify -CAfile /tmp/new-front-proxy-ca.crt /etc/kubernetes/pki/front-proxy-client.crt");
+        for leaf in ["server", "peer", "healthcheck-client"] {
+            c.lab.exec_ok(m, &format!("sudo -n openssl verify -CAfile /tmp/new-etcd-ca.crt /etc/kubernetes/pki/etcd/{leaf}.crt"));
+        }
+        c.lab.exec_ok(m, "sudo -n openssl verify -CAfile /tmp/new-etcd-ca.crt /etc/kubernetes/pki/apiserver-etcd-client.crt");
+        assert_eq!(
+            c.etcd_view(m),
+            (3, true),
+            "{m}: etcd is not 3 healthy members after the rotation"
         );
     }
     for m in MASTERS {

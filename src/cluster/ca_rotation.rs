@@ -230,40 +230,36 @@ mod tests {
     #[test]
     fn the_signing_ca_comes_first_in_what_is_trusted() {
         let r = rotation();
-        let (old, new) = (
-            r.old.cert_pem(CaKind::Kubernetes).trim().to_string(),
-            r.next.cert_pem(CaKind::Kubernetes).trim().to_string(),
-        );
-        assert!(r.trusted(Stage::Trust).starts_with(&old));
-        assert!(r.trusted(Stage::Trust).contains(&new));
-        assert!(r.trusted(Stage::Sign).starts_with(&new));
-        assert!(r.trusted(Stage::Sign).contains(&old));
-        assert_eq!(r.trusted(Stage::Drop).trim(), new);
-        assert_eq!(
-            r.signer(Stage::Trust).cert_pem(CaKind::Kubernetes).trim(),
-            old
-        );
-        assert_eq!(
-            r.signer(Stage::Sign).cert_pem(CaKind::Kubernetes).trim(),
-            new
-        );
+        for kind in CaKind::ALL {
+            let (old, new) = (
+                r.old.cert_pem(kind).trim().to_string(),
+                r.next.cert_pem(kind).trim().to_string(),
+            );
+            assert!(r.trusted(kind, Stage::Trust).starts_with(&old));
+            assert!(r.trusted(kind, Stage::Trust).contains(&new));
+            assert!(r.trusted(kind, Stage::Sign).starts_with(&new));
+            assert!(r.trusted(kind, Stage::Sign).contains(&old));
+            assert_eq!(r.trusted(kind, Stage::Drop).trim(), new);
+            assert_eq!(r.signer(Stage::Trust).cert_pem(kind).trim(), old);
+            assert_eq!(r.signer(Stage::Sign).cert_pem(kind).trim(), new);
+        }
     }
 
     #[test]
-    fn only_the_sign_stage_carries_the_new_key_and_only_to_masters() {
+    fn only_the_sign_stage_carries_the_new_keys_and_only_to_masters() {
         let r = rotation();
-        assert!(
-            r.vars(Stage::Trust, "control-plane")
-                .get("ca_key")
-                .is_none()
-        );
-        assert!(r.vars(Stage::Drop, "control-plane").get("ca_key").is_none());
-        assert!(r.vars(Stage::Sign, "kubelet").get("ca_key").is_none());
-        let key = r.vars(Stage::Sign, "control-plane")["ca_key"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(key, key_pem(&r.next));
-        assert_ne!(key, key_pem(&r.old));
+        let keys = [
+            ("ca_key", CaKind::Kubernetes),
+            ("front_proxy_key", CaKind::FrontProxy),
+            ("etcd_key", CaKind::Etcd),
+        ];
+        for (var, kind) in keys {
+            assert!(r.vars(Stage::Trust, "control-plane").get(var).is_none());
+            assert!(r.vars(Stage::Drop, "control-plane").get(var).is_none());
+            assert!(r.vars(Stage::Sign, "kubelet").get(var).is_none());
+            let vars = r.vars(Stage::Sign, "control-plane");
+            assert_eq!(vars[var].as_str().unwrap(), r.next.key_pem(kind));
+            assert_ne!(vars[var].as_str().unwrap(), r.old.key_pem(kind));
+        }
     }
 }
