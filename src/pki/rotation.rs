@@ -104,22 +104,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn next_ca_set_keeps_everything_but_the_kubernetes_ca() {
+    fn next_ca_set_has_three_new_cas_and_the_same_service_account_keys() {
         let old = ClusterCa::generate().unwrap();
-        let next = old.with_new_kubernetes_ca().unwrap();
-        assert_ne!(
-            old.cert_pem(CaKind::Kubernetes),
-            next.cert_pem(CaKind::Kubernetes)
-        );
-        assert_ne!(
-            old.kubernetes_fingerprint().unwrap(),
-            next.kubernetes_fingerprint().unwrap()
-        );
-        for kind in [CaKind::FrontProxy, CaKind::Etcd] {
-            assert_eq!(old.cert_pem(kind), next.cert_pem(kind));
+        let next = old.with_new_cas().unwrap();
+        for kind in CaKind::ALL {
+            assert_ne!(old.cert_pem(kind), next.cert_pem(kind));
+            assert_ne!(old.key_pem(kind), next.key_pem(kind));
         }
+        assert_ne!(
+            old.ca_fingerprint().unwrap(),
+            next.ca_fingerprint().unwrap()
+        );
         let files = |ca: &ClusterCa| -> Vec<Vec<u8>> {
-            ca.files()[2..]
+            ca.files()[6..]
                 .iter()
                 .map(|f| f.contents().to_vec())
                 .collect()
