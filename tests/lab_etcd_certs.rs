@@ -431,7 +431,11 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
 
     // plan: every stage on every host, and nothing made.
     let plan = c.installer_ok(&["plan", "certs-rotate-ca"]);
-    for stage in ["trust old and new", "sign with the new CAs", "drop the old CAs"] {
+    for stage in [
+        "trust old and new",
+        "sign with the new CAs",
+        "drop the old CAs",
+    ] {
         assert!(
             plan.contains(stage),
             "{stage} missing from the plan:\n{plan}"
@@ -468,7 +472,7 @@ fn rotate_ca_replaces_the_kubernetes_ca_everywhere_while_the_api_answers_through
     let text = all_output(&out);
     assert!(!out.status.success(), "up ran during a rotation:\n{text}");
     assert!(
-        text.contains("rotation of the Kubernetes CA is in progress"),
+        text.contains("rotation of the cluster's CAs is in progress"),
         "{text}"
     );
     let plan = c.installer_ok(&["plan", "certs-rotate-ca"]);
