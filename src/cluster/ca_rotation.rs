@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::Ctx;
+use super::{Ctx, PhaseError};
 use crate::pki::{CaKind, ClusterCa, ca_bundle};
 
 /// In order: the new CA trusted beside the old, then signing, then the old CA dropped.
@@ -63,6 +63,14 @@ pub fn refuse_while_rotating(ctx: &Ctx) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A rotation stopped in `phase`: what went wrong and how to go on.
+pub fn interrupted(phase: &'static str, why: String) -> PhaseError {
+    PhaseError::new(
+        phase,
+        format!("{why}; run `installer certs rotate-ca` again to go on from there"),
+    )
 }
 
 impl Rotation {

@@ -3,8 +3,8 @@
 //! so `up` pushes it and joins pin it from now on.
 
 use crate::cluster::Ctx;
-use crate::cluster::ca_rotation::{Rotation, Stage, pki_dir};
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
+use crate::cluster::ca_rotation::{Rotation, Stage, interrupted, pki_dir};
+use crate::cluster::phase::{Phase, PhaseFuture, PlanFuture, PlannedStep};
 
 pub struct FinishCaRotation;
 
@@ -15,12 +15,7 @@ impl Phase for FinishCaRotation {
 
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
-            let err = |m: String| {
-                PhaseError::new(
-                    self.title(),
-                    format!("{m}; run `installer certs rotate-ca` again to go on from there"),
-                )
-            };
+            let err = |m: String| interrupted(self.title(), m);
             let Some(rotation) = Rotation::load(ctx).map_err(err)? else {
                 return Ok(());
             };

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{api_backend, static_pods};
 use crate::cluster::Ctx;
-use crate::cluster::ca_rotation::{HostMarks, Marks, Rotation, Stage};
+use crate::cluster::ca_rotation::{HostMarks, Marks, Rotation, Stage, interrupted};
 use crate::cluster::kube::kubectl;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
 use crate::cluster::probe::probe_text_many;
@@ -52,12 +52,7 @@ impl Phase for CaRotationStage {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let title = self.title();
-            let err = |m: String| {
-                PhaseError::new(
-                    title,
-                    format!("{m}; run `installer certs rotate-ca` again to go on from there"),
-                )
-            };
+            let err = |m: String| interrupted(title, m);
             let rotation = Rotation::load(ctx)
                 .map_err(|m| PhaseError::new(title, m))?
                 .ok_or_else(|| PhaseError::new(title, "no CA rotation in progress"))?;

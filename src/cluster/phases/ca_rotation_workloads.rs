@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::Ctx;
-use crate::cluster::ca_rotation::{Rotation, Stage, next_dir};
+use crate::cluster::ca_rotation::{Rotation, Stage, interrupted, next_dir};
 use crate::cluster::kube::kubectl;
-use crate::cluster::phase::{Phase, PhaseError, PhaseFuture, PlanFuture, PlannedStep};
+use crate::cluster::phase::{Phase, PhaseFuture, PlanFuture, PlannedStep};
 use crate::pki::CaKind;
 
 pub struct RestartWorkloads;
@@ -30,12 +30,7 @@ impl Phase for RestartWorkloads {
 
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
-            let err = |m: String| {
-                PhaseError::new(
-                    self.title(),
-                    format!("{m}; run `installer certs rotate-ca` again to go on from there"),
-                )
-            };
+            let err = |m: String| interrupted(self.title(), m);
             let done = next_dir(ctx).join(DONE);
             if done.exists() {
                 return Ok(());
