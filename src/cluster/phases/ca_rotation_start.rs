@@ -19,10 +19,26 @@ impl StartCaRotation {
             .filter(|h| ctx.usable(|_| true).all(|u| u.name != h.name))
             .map(|h| h.name.clone())
             .collect();
-        (!unreachable.is_empty()).then(|| {
-            format!(
+        if !unreachable.is_empty() {
+            return Some(format!(
                 "{} cannot be reached, and every node must take part in a CA rotation (one left out would trust the old CA alone); bring it back or remove it with `installer remove-node`, then run again; nothing was changed",
                 unreachable.join(", ")
+            ));
+        }
+        let not_joined: Vec<&str> = ctx
+            .usable(|_| true)
+            .filter(|h| {
+                ctx.hosts
+                    .get(&h.name)
+                    .and_then(|s| s.facts.as_ref())
+                    .is_some_and(|f| !f.has_kubelet_conf)
+            })
+            .map(|h| h.name.as_str())
+            .collect();
+        (!not_joined.is_empty()).then(|| {
+            format!(
+                "{} is not a node of the cluster yet (no /etc/kubernetes/kubelet.conf): run `installer up` first so it joins, then rotate; nothing was changed",
+                not_joined.join(", ")
             )
         })
     }
@@ -44,6 +60,11 @@ impl Phase for StartCaRotation {
                     "each master leaves haproxy's rotation while it restarts, and cannot: {e}; nothing was changed"
                 ))
             })?;
+            if ctx.inventory.masters().count() == 1 {
+                ctx.reporter.warn(
+                    "one master: the API is down while its control plane restarts in each of the three stages",
+                );
+            }
             let (rotation, new) = Rotation::load_or_begin(ctx).map_err(err)?;
             let short = &rotation.fingerprint[..16];
             ctx.reporter.info(if new {
