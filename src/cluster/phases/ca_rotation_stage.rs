@@ -183,7 +183,8 @@ async fn restart_kubelets(
                 .next
                 .kubelet_client_pem(&host.name)
                 .map_err(|e| e.to_string())?;
-            if let Some(key) = pem.find("-----BEGIN").and_then(|_| pem.rfind("-----BEGIN")) {
+            // The key is the file's last PEM block.
+            if let Some(key) = pem.rfind("-----BEGIN") {
                 ctx.reporter.redactor().add_secret(&pem[key..]);
             }
             vars["kubelet_client"] = json!(pem.as_str());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::Ctx;
-use crate::cluster::ca_rotation::{Rotation, Stage, interrupted, next_dir};
+use crate::cluster::ca_rotation::{Rotation, interrupted, next_dir};
 use crate::cluster::kube::kubectl;
 use crate::cluster::phase::{Phase, PhaseFuture, PlanFuture, PlannedStep};
 use crate::pki::CaKind;
@@ -92,9 +92,7 @@ impl Phase for RestartWorkloads {
                 .iter()
                 .map(|g| g["names"].as_array().map_or(0, Vec::len))
                 .sum();
-            let vars = Rotation::vars(&rotation, Stage::Trust, "workloads");
-            let mut vars = vars;
-            vars["workloads"] = json!(groups);
+            let vars = json!({"step": "workloads", "workloads": groups});
             let targets = ctx.targets(&[&leader], &vars);
             ctx.apply("ca-rotation", targets).await.map_err(err)?;
             crate::local_fs::write_atomic(&done, b"", 0o600)

@@ -29,8 +29,6 @@ impl Phase for Pki {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> PhaseFuture<'a> {
         Box::pin(async move {
             let err = |m: String| PhaseError::new(self.title(), m);
-            // up would lay the old CA down again over a rotation half done.
-            crate::cluster::ca_rotation::refuse_while_rotating(ctx).map_err(err)?;
             let ca = obtain(ctx).await.map_err(err)?;
             ctx.ca = Some(ca);
             let files = ctx.shared_files_json().map_err(err)?;
