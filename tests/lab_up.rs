@@ -204,6 +204,42 @@ fn ha_cluster_on_docker_comes_up_converges_grows_and_resets() {
         "plan on a converged cluster:\n{converged}"
     );
 
+    eprintln!("step 2b: another cluster's state directory is refused before any host changes");
+    let ca_files = "sudo sha256sum /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/ca.key";
+    let cas_before: Vec<String> = masters.iter().map(|h| lab.exec_ok(h, ca_files)).collect();
+    let stale = tempfile::tempdir().unwrap();
+    let stale_inv = stale.path().join("hosts.yaml");
+    std::fs::copy(&inv, &stale_inv).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(tmp.path().join(".installer"))
+        .arg(stale.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let pki = stale.path().join(".installer/lab/pki");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=kubernetes", "-keyout"])
+        .arg(pki.join("ca.key"))
+        .arg("-out")
+        .arg(pki.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", all_output(&made));
+    let refused = installer(&["up", "-i", stale_inv.to_str().unwrap()]);
+    let text = all_output(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("member of another cluster"), "{text}");
+    assert!(text.contains("master-1 ("), "{text}");
+    let cas_after: Vec<String> = masters.iter().map(|h| lab.exec_ok(h, ca_files)).collect();
+    assert_eq!(
+        cas_before, cas_after,
+        "a stale state directory replaced a master's CA"
+    );
+
     eprintln!("step 3: a sixth host is joined by a re-run; nothing else is touched");
     let six = write_inventory(
         &lab,

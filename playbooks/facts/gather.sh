@@ -31,9 +31,10 @@ if command -v dpkg-query >/dev/null 2>&1; then
     kubelet kubeadm kubectl cri-tools kubernetes-cni containerd containerd.io docker.io docker-ce cri-dockerd \
     keepalived haproxy 2>/dev/null | awk '$5 == "installed" {print $1 " " $2}'
 fi
-for unit in kubelet containerd docker cri-docker.socket keepalived haproxy; do
-  kv "active_$unit" "$(systemctl is-active "$unit" 2>/dev/null)"
-done
+# One systemctl for all units: it answers one line per unit, in order.
+units="kubelet containerd docker cri-docker.socket keepalived haproxy"
+systemctl is-active $units 2>/dev/null |
+  awk -v units="$units" 'BEGIN { split(units, unit, " ") } { print "active_" unit[NR] "=" $0 }'
 [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] && kv control_plane_manifests yes
 [ -f /etc/kubernetes/kubelet.conf ] && kv kubelet_conf yes
 exit 0

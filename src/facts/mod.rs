@@ -43,6 +43,8 @@ pub struct Facts {
     pub cgroup_v2: bool,
     pub has_control_plane_manifests: bool,
     pub has_kubelet_conf: bool,
+    /// The first certificate of /etc/kubernetes/pki/ca.crt (base64 DER), when there is one.
+    pub ca_cert: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -77,6 +79,7 @@ impl Facts {
                 "user" => f.user = value.into(),
                 "uid" => f.uid = value.parse().unwrap_or(u32::MAX),
                 "root_uid" => f.root_ok = value == "0",
+                "ca_cert" if !value.is_empty() => f.ca_cert = Some(value.into()),
                 "init" => f.init = value.into(),
                 "binary" => {
                     f.binaries.insert(value.into());
@@ -119,6 +122,25 @@ impl Facts {
 
     pub fn has_address(&self, ip: IpAddr) -> bool {
         self.addresses.iter().any(|a| a.address == ip)
+    }
+
+    /// The host's cluster CA certificate as PEM, when it has one.
+    pub fn ca_cert_pem(&self) -> Option<String> {
+        let body = self.ca_cert.as_ref()?;
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        Some(format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        ))
+    }
+
+    /// A member of some cluster: kubeadm init or join has run here.
+    pub fn is_cluster_member(&self) -> bool {
+        self.has_kubelet_conf || self.has_control_plane_manifests
     }
 
     pub fn unit_active(&self, unit: &str) -> bool {

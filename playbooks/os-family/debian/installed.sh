@@ -1,3 +1,2 @@
-for p in {% for p in packages %}{{ p | quote }} {% endfor %}; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || exit 1
-done
+# One dpkg-query for all of them; each must be fully installed.
+test "$(dpkg-query -W -f='${Status}\n' {% for p in packages %}{{ p | quote }} {% endfor %}2>/dev/null | grep -c ' ok installed$')" = {{ packages | length }}

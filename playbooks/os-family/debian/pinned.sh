@@ -1,8 +1,6 @@
-for p in {% for p in packages %}{{ p | quote }} {% endfor %}; do
-  # Fully installed, not only at the version: a dpkg run killed mid-unpack leaves the package
-  # "half-installed" with the new version already recorded.
-  s=$(dpkg-query -W -f='${Status}|${Version}' "$p" 2>/dev/null) || exit 1
-  case "${s%%|*}" in *" ok installed") ;; *) exit 1 ;; esac
-  v=${s#*|}
-  [ "${v%%-*}" = {{ version | quote }} ] || exit 1
-done
+# One dpkg-query for all of them; each must be fully installed, not only at the version (a dpkg
+# run killed mid-unpack leaves the package "half-installed" with the new version recorded).
+dpkg-query -W -f='${Package} ${Status} ${Version}\n' {% for p in packages %}{{ p | quote }} {% endfor %}2>/dev/null |
+  awk -v want={{ version | quote }} -v n={{ packages | length }} '
+    $3 == "ok" && $4 == "installed" { sub(/-.*/, "", $5); if ($5 == want) ok++ }
+    END { exit ok != n }'

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::Ctx;
 use crate::cluster::OsFamilies;
+use crate::cluster::ca_rotation;
 use crate::cluster::phase::{Phase, PhaseError, PhaseFuture};
 use crate::cluster::probe::probe_many;
 use crate::facts::Facts;
@@ -352,6 +353,9 @@ pub(crate) struct Rules<'a> {
     pub kubernetes: String,
     /// `cluster.kubeadm.KubeletConfiguration.failCgroupV1: false` (kubelet's own escape hatch).
     pub allow_cgroup_v1: bool,
+    /// The cluster CA of the state directory (its discovery hash, and where it is), when there
+    /// is one and no CA rotation is under way: a cluster member must trust that same CA.
+    pub state_ca: Option<(String, String)>,
 }
 
 impl<'a> Rules<'a> {
@@ -373,8 +377,35 @@ impl<'a> Rules<'a> {
             kubernetes_minor: ctx.inventory.cluster.kubernetes.minor_string(),
             kubernetes: ctx.inventory.cluster.kubernetes.to_string(),
             allow_cgroup_v1,
+            state_ca: state_ca(ctx),
         }
     }
+}
+
+/// The state directory's cluster CA, unless a rotation has the hosts trusting two CAs.
+fn state_ca(ctx: &Ctx) -> Option<(String, String)> {
+    ca_rotation::refuse_while_rotating(ctx).ok()?;
+    let path = ca_rotation::pki_dir(ctx).join("ca.crt");
+    let pem = std::fs::read_to_string(&path).ok()?;
+    let hash = crate::pki::discovery_hash(&pem).ok()?;
+    Some((hash, path.display().to_string()))
+}
+
+/// A cluster member whose CA is not the state directory's: it belongs to another cluster (or
+/// this state directory does). `up` would overwrite a master's CA files and break its control
+/// plane, or count a worker of another cluster as joined.
+fn foreign_cluster(rules: &Rules, f: &Facts) -> Option<String> {
+    let (ours, path) = rules.state_ca.as_ref()?;
+    if !f.is_cluster_member() {
+        return None;
+    }
+    let theirs = crate::pki::discovery_hash(&f.ca_cert_pem()?).ok()?;
+    if &theirs == ours {
+        return None;
+    }
+    Some(format!(
+        "this host is a member of another cluster: it trusts the CA {theirs}, the state directory's ({path}) is {ours}; run from the directory that holds this cluster's state, or move that pki directory aside (the CAs are then recovered from the masters), or `installer reset` the host to make it ours"
+    ))
 }
 
 /// A cluster member whose kubelet is at another version than the inventory's: `up` never
@@ -412,6 +443,9 @@ fn judge_host(rules: &Rules, host: &Host, f: &Facts, v: &mut HostVerdict) {
         v.fail("systemd is not running; kubelet and the runtime need it");
     }
     if let Some(why) = version_change(rules, f) {
+        v.fail(why);
+    }
+    if let Some(why) = foreign_cluster(rules, f) {
         v.fail(why);
     }
     let family_commands: Vec<String> = rules
@@ -697,7 +731,36 @@ mod tests {
             kubernetes_minor: "1.36".into(),
             kubernetes: "1.36.2".into(),
             allow_cgroup_v1: false,
+            state_ca: None,
         }
+    }
+
+    #[test]
+    fn a_member_of_another_cluster_is_refused_and_one_of_ours_passes() {
+        let ours = crate::pki::ClusterCa::generate().unwrap();
+        let other = crate::pki::ClusterCa::generate().unwrap();
+        let body = |ca: &crate::pki::ClusterCa| -> String {
+            ca.cert_pem(crate::pki::CaKind::Kubernetes)
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect()
+        };
+        let (families, minimum) = (families(), semver::Version::new(1, 7, 0));
+        let mut r = rules(&families, &minimum);
+        let hash = ours.discovery_hash().unwrap();
+        r.state_ca = Some((hash, "/x/.installer/c/pki/ca.crt".into()));
+        let mut f = good_facts();
+        f.has_kubelet_conf = true;
+        f.ca_cert = Some(body(&ours));
+        assert_eq!(foreign_cluster(&r, &f), None);
+        f.ca_cert = Some(body(&other));
+        let why = foreign_cluster(&r, &f).expect("another cluster's CA is refused");
+        assert!(why.contains("member of another cluster"), "{why}");
+        assert!(why.contains("/x/.installer/c/pki/ca.crt"), "{why}");
+        assert!(why.contains(&other.discovery_hash().unwrap()), "{why}");
+        // Leftover files on a host that never joined are simply replaced.
+        f.has_kubelet_conf = false;
+        assert_eq!(foreign_cluster(&r, &f), None);
     }
 
     fn master() -> Host {
