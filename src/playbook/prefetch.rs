@@ -27,6 +27,9 @@ pub(super) enum Guard {
     Unless(String),
     /// The file-state probe of DEST.
     FileState(String),
+    /// A read-only check task's own script (one that registers nothing): a pass in the batch
+    /// is its whole answer; a failure is asked again live, which reports it (and retries).
+    Check(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,15 @@ pub(super) fn guards(
         {
             out.push((i, task.privileged, Guard::FileState(dest)));
         }
+        if let Action::Shell(source) = &task.action
+            && task.check
+            && task.register.is_none()
+            && !task.no_log
+            && task.when.is_none()
+            && let Some(script) = render(&task.name, source)
+        {
+            out.push((i, task.privileged, Guard::Check(script)));
+        }
     }
     out
 }
@@ -96,7 +108,7 @@ pub(super) fn script(guards: &[(usize, Guard)], file_state: &str) -> Result<Stri
                 "test -e {} </dev/null >/dev/null 2>&1; echo \"{MARK} {k} $?\"\n",
                 q(path)?
             ),
-            Guard::Unless(cmd) => format!(
+            Guard::Unless(cmd) | Guard::Check(cmd) => format!(
                 "sh -ec {} </dev/null >/dev/null 2>&1; echo \"{MARK} {k} $?\"\n",
                 q(cmd)?
             ),

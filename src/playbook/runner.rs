@@ -425,6 +425,15 @@ impl<R: Remote> TaskRun<'_, R> {
         if !self.task.check {
             self.acted.store(true, Ordering::SeqCst);
         }
+        if self.task.check
+            && self.task.register.is_none()
+            && matches!(
+                self.prefetched(Guard::Check(script.clone())),
+                Some(Answer::Status(0))
+            )
+        {
+            return Ok((TaskOutcome::Ok, String::new()));
+        }
         let mut attempt = 0;
         let out = loop {
             let out = self

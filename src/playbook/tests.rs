@@ -592,3 +592,35 @@ tasks:
     // The batch, task one's command, then tasks two's and three's guards live.
     assert_eq!(execs, 4);
 }
+
+#[tokio::test]
+async fn a_passing_check_is_answered_by_the_batch_and_a_failing_one_is_asked_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().display();
+    let yaml = format!(
+        "name: demo
+tasks:
+  - name: present
+    unless: test -e {d}
+    shell: exit 1
+  - name: passes
+    check: true
+    shell: test -d {d}
+  - name: fails
+    check: true
+    shell: echo 'no such thing here' >&2; test -e {d}/absent
+"
+    );
+    let books = playbooks(&tmp.path().join("pb"), &yaml, &[]);
+    let (r, execs) = run_counting(&books).await;
+    assert_eq!(r.tasks[1].outcome, TaskOutcome::Ok, "{:?}", outcomes(&r));
+    // The failing check runs live and reports its own words.
+    let failure = r.failure.clone().expect("the failing check fails the host");
+    assert!(
+        failure.message.contains("no such thing here"),
+        "{failure:?}"
+    );
+    // The batch (a guard and both checks), then the failing check live: two round trips
+    // where asking each was four.
+    assert_eq!(execs, 2, "{:?}", outcomes(&r));
+}

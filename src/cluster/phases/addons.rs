@@ -715,6 +715,9 @@ impl Answers {
             held
         };
         let unchanged = async {
+            if all_settled(ctx, leader, applies).await {
+                return applies.iter().map(|m| m.path.clone()).collect();
+            }
             let mut settled = Vec::new();
             for chunk in applies.chunks(3) {
                 let asked = chunk.iter().map(|m| {
@@ -759,6 +762,29 @@ impl Answers {
         self.held.clear();
         self.settled.clear();
     }
+}
+
+/// Whether every manifest in `applies` is applied and unchanged, asked in one round trip with
+/// one `kubectl get` (`addons-settled`): the common answer on a re-run. `false` when anything
+/// is not, or the question could not be asked: each manifest is then dry-run on its own.
+async fn all_settled(ctx: &Ctx, leader: &Host, applies: &[&Manifest]) -> bool {
+    use sha2::{Digest, Sha256};
+    if applies.is_empty() {
+        return false;
+    }
+    let rendered: Vec<Value> = applies
+        .iter()
+        .filter_map(|m| {
+            let content = m.content.as_ref()?;
+            let sha256 = hex::encode(Sha256::digest(content.as_bytes()));
+            Some(json!({ "path": m.path, "sha256": sha256 }))
+        })
+        .collect();
+    let paths: Vec<&str> = applies.iter().map(|m| m.path.as_str()).collect();
+    let vars = json!({ "rendered": rendered, "paths": paths });
+    probe_text(ctx, "addons-settled", leader, &vars)
+        .await
+        .is_ok_and(|answer| answer.trim() == "settled")
 }
 
 /// Polls `kubectl` until `check` accepts its answer (the first one may be held in `answers`);
