@@ -382,6 +382,31 @@ impl<'a> Rules<'a> {
     }
 }
 
+/// Without a state directory, the CAs are recovered from the first master that holds them
+/// and laid down on every master: members that trust another CA than that master's belong to
+/// another cluster, and would be broken or counted as ours. `members`: (host, CA hash).
+fn mixed_clusters(hosts: &[Host], members: &[(String, String)]) -> Vec<(String, String)> {
+    let first_master = hosts
+        .iter()
+        .filter(|h| h.is_master())
+        .find_map(|h| members.iter().find(|(name, _)| *name == h.name));
+    let Some((source, ours)) = first_master else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .filter(|(_, hash)| hash != ours)
+        .map(|(name, hash)| {
+            (
+                name.clone(),
+                format!(
+                    "this host is a member of another cluster: it trusts the CA {hash}, {source} (where the CAs would be recovered from) trusts {ours}; take it out of the inventory or `installer reset` it"
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The state directory's cluster CA, unless a rotation has the hosts trusting two CAs.
 fn state_ca(ctx: &Ctx) -> Option<(String, String)> {
     ca_rotation::refuse_while_rotating(ctx).ok()?;
@@ -605,6 +630,17 @@ fn cross_host_checks(ctx: &Ctx, verdicts: &mut [HostVerdict]) {
             .collect()
     });
     check("MAC", &|f| f.real_macs().map(|(_, m)| m.clone()).collect());
+    if state_ca(ctx).is_none() && ca_rotation::refuse_while_rotating(ctx).is_ok() {
+        let members: Vec<(String, String)> = facts
+            .iter()
+            .filter(|(_, f)| f.is_cluster_member())
+            .filter_map(|(name, f)| {
+                let hash = crate::pki::discovery_hash(&f.ca_cert_pem()?).ok()?;
+                Some((name.clone(), hash))
+            })
+            .collect();
+        dupes.extend(mixed_clusters(&ctx.inventory.hosts, &members));
+    }
     for (host, why) in dupes {
         if let Some(v) = verdicts.iter_mut().find(|v| v.host == host) {
             v.fail(why);
@@ -761,6 +797,42 @@ mod tests {
         // Leftover files on a host that never joined are simply replaced.
         f.has_kubelet_conf = false;
         assert_eq!(foreign_cluster(&r, &f), None);
+    }
+
+    #[test]
+    fn without_a_state_directory_members_of_two_clusters_are_refused() {
+        let text = "apiVersion: installer/v1\nkind: Inventory\ncluster: {name: c, kubernetes: 1.36.2, controlPlane: {vip: 10.0.0.100}}\nssh: {knownHosts: /tmp/kh}\nhosts:\n  - {name: w1, address: 10.0.0.21, roles: [worker]}\n  - {name: m1, address: 10.0.0.11, roles: [master]}\n  - {name: m2, address: 10.0.0.12, roles: [master]}\n";
+        let hosts = crate::inventory::parse(std::path::Path::new("/x/h.yaml"), text)
+            .unwrap()
+            .inventory
+            .hosts;
+        let member = |name: &str, ca: &str| (name.to_string(), ca.to_string());
+        // The first master that is a member decides, not the first host.
+        let found = mixed_clusters(
+            &hosts,
+            &[
+                member("w1", "sha256:b"),
+                member("m1", "sha256:a"),
+                member("m2", "sha256:a"),
+            ],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "w1");
+        assert!(
+            found[0]
+                .1
+                .contains("m1 (where the CAs would be recovered from)"),
+            "{found:?}"
+        );
+        assert!(
+            mixed_clusters(
+                &hosts,
+                &[member("m1", "sha256:a"), member("m2", "sha256:a")]
+            )
+            .is_empty()
+        );
+        // No master is a member yet: nothing to recover, nothing to compare with.
+        assert!(mixed_clusters(&hosts, &[member("w1", "sha256:b")]).is_empty());
     }
 
     fn master() -> Host {
