@@ -116,6 +116,8 @@ fn all_vars(ctx: &Ctx, host: &Host) -> Value {
     vars["path"] = json!("/etc/kubernetes/installer/addons/weave.json");
     vars["content"] = json!("{\"kind\": \"List\"}");
     vars["paths"] = json!(["/etc/kubernetes/installer/addons/weave.json"]);
+    vars["rendered"] =
+        json!([{"path": "/etc/kubernetes/installer/addons/weave.json", "sha256": "ab".repeat(32)}]);
     vars["namespace"] = json!("installer-smoke-test");
     vars["manifest"] = json!("/etc/kubernetes/installer/smoke-test.yaml");
     vars["replicas"] = json!(2);
